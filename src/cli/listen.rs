@@ -1,0 +1,530 @@
+//! `qp2p listen`: accept senders and store what they send.
+//!
+//! Every connection gets a task, every stream on it another: one slow or hostile stream
+//! never holds up the rest. A stream's header must arrive within a deadline; a bad
+//! header resets that stream only. Payloads go to an invisible file in DIR (see
+//! `store`) that gets its name only when complete, or to stdout one whole message at a
+//! time. Message ids of recent messages are remembered so a retried message is
+//! acknowledged again but stored once.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn, Instrument};
+
+use super::{parse_size, Context, TransportArgs};
+use crate::error::{coded, Exit};
+use crate::net::addr::ticket;
+use crate::net::endpoint::canonical;
+use crate::net::framing::{self, Ack, AckStatus, ErrorCode, Header, MessageId, ReadError};
+use crate::net::transfer::{self, hex, receive_payload, Limits, RecvError};
+use crate::net::{Endpoint, Fingerprint, TrustRules};
+use crate::output::{human_bytes, human_rate};
+use crate::store::{sanitize, Store};
+
+/// How long a new stream may take to deliver its header.
+const HEADER_DEADLINE: Duration = Duration::from_secs(10);
+/// How many message ids are remembered for duplicate detection.
+const RECENT_IDS: usize = 4096;
+
+/// Receive files (or a stream) from senders.
+///
+/// Prints its address, fingerprint and a ticket to give to senders, then stores every
+/// message it receives in DIR (or writes it to stdout) until stopped.
+///
+/// Examples:
+///   qp2p listen --out ~/inbox
+///   qp2p listen --once --stdout | tar x
+///   qp2p listen --allow FINGERPRINT --max-size 1GiB
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address and UDP port to listen on.
+    #[arg(long, value_name = "ADDR", default_value = "[::]:7447")]
+    pub bind: SocketAddr,
+    /// Directory files are stored in.
+    #[arg(
+        long,
+        value_name = "DIR",
+        default_value = ".",
+        conflicts_with = "stdout"
+    )]
+    pub out: PathBuf,
+    /// Write payloads to stdout, one whole message after another.
+    #[arg(long)]
+    pub stdout: bool,
+    /// Exit after one message has been stored.
+    #[arg(long, conflicts_with = "count")]
+    pub once: bool,
+    /// Exit after N messages have been stored.
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+    /// Admit only senders with this fingerprint (repeatable).
+    #[arg(long, value_name = "FP")]
+    pub allow: Vec<Fingerprint>,
+    /// Admit only senders whose fingerprint is in FILE (one per line, # comments).
+    #[arg(long, value_name = "FILE")]
+    pub allow_file: Option<PathBuf>,
+    /// Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub max_size: Option<u64>,
+    /// Replace existing files instead of storing under a new name (name.1.ext).
+    #[arg(long)]
+    pub overwrite: bool,
+    /// Transport options.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// What was stored under a message id.
+#[derive(Debug, Clone)]
+struct Stored {
+    bytes: u64,
+    sha256: [u8; 32],
+    path: Option<PathBuf>,
+}
+
+/// Recent message ids, bounded; each slot is locked while its message is received, so
+/// a retry that arrives during the first attempt waits for its outcome.
+#[derive(Debug, Default)]
+struct Seen {
+    slots: HashMap<MessageId, Arc<tokio::sync::Mutex<Option<Stored>>>>,
+    order: VecDeque<MessageId>,
+}
+
+impl Seen {
+    fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
+        if let Some(slot) = self.slots.get(&id) {
+            return slot.clone();
+        }
+        if self.order.len() >= RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.slots.remove(&old);
+            }
+        }
+        self.order.push_back(id);
+        self.slots.entry(id).or_default().clone()
+    }
+}
+
+/// Where payloads go.
+#[derive(Debug)]
+enum Sink {
+    Dir(Store),
+    Stdout(Arc<tokio::sync::Mutex<()>>),
+}
+
+struct State {
+    sink: Sink,
+    limits: Limits,
+    seen: Mutex<Seen>,
+    stored: AtomicU64,
+    target: Option<u64>,
+    done: CancellationToken,
+    ctx: Context,
+}
+
+/// Listens until stopped, or until `--once`/`--count` is reached.
+pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
+    if args.stdout && ctx.json {
+        return Err(coded(
+            Exit::Usage,
+            "--json and --stdout cannot be combined: stdout carries the payload",
+        ));
+    }
+    let rules = allow_rules(&args)?;
+    let identity = ctx.identity()?;
+    let fingerprint = identity.fingerprint;
+    let endpoint = Endpoint::bind(args.bind, identity, args.transport.options(), Some(rules))?;
+    let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
+    let sink =
+        if args.stdout {
+            Sink::Stdout(Arc::default())
+        } else {
+            Sink::Dir(Store::new(&args.out, args.overwrite).with_context(|| {
+                format!("cannot use {} as output directory", args.out.display())
+            })?)
+        };
+    let shown = display_addr(bound);
+    let ticket = ticket(&fingerprint, shown);
+    ctx.out.event(
+        json!({
+            "event": "listening",
+            "addr": bound.to_string(),
+            "fingerprint": fingerprint.to_string(),
+            "ticket": ticket,
+        }),
+        || {
+            let dest = match &sink {
+                Sink::Dir(store) => format!("storing in {}", store.root().display()),
+                Sink::Stdout(_) => "writing to stdout".into(),
+            };
+            format!(
+                "listening on {bound} ({dest})\nfingerprint {fingerprint}\nticket {ticket}\n\
+                 send with: qp2p send {ticket} FILE"
+            )
+        },
+    );
+
+    let state = Arc::new(State {
+        sink,
+        limits: Limits {
+            max_size: args.max_size,
+        },
+        seen: Mutex::default(),
+        stored: AtomicU64::new(0),
+        target: if args.once { Some(1) } else { args.count },
+        done: CancellationToken::new(),
+        ctx: ctx.clone(),
+    });
+    if state.target == Some(0) {
+        return Ok(());
+    }
+
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.quinn().accept() => incoming,
+            _ = ctx.shutdown.cancelled() => break,
+            _ = state.done.cancelled() => break,
+        };
+        let Some(incoming) = incoming else { break };
+        let state = state.clone();
+        let remote = canonical(incoming.remote_address());
+        tokio::spawn(
+            async move { serve_connection(incoming, state).await }
+                .instrument(tracing::info_span!("conn", remote = %remote)),
+        );
+    }
+    let reason: &[u8] = if state.done.is_cancelled() {
+        b"done"
+    } else {
+        b"shutting down"
+    };
+    endpoint
+        .shutdown(framing::close::SHUTDOWN, reason, Duration::from_secs(1))
+        .await;
+    Ok(())
+}
+
+/// The trust rules from `--allow` and `--allow-file`.
+fn allow_rules(args: &Args) -> anyhow::Result<TrustRules> {
+    let mut allowed: Vec<Fingerprint> = args.allow.clone();
+    if let Some(file) = &args.allow_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read allow file {}", file.display()))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let fp = line
+                .parse::<Fingerprint>()
+                .map_err(|e| coded(Exit::Usage, format!("{}:{}: {e}", file.display(), n + 1)))?;
+            allowed.push(fp);
+        }
+        if allowed.is_empty() {
+            return Err(coded(
+                Exit::Usage,
+                format!("allow file {} lists no fingerprint", file.display()),
+            ));
+        }
+    }
+    Ok(if allowed.is_empty() {
+        TrustRules::any()
+    } else {
+        TrustRules {
+            pinned: Some(allowed.into_iter().collect()),
+        }
+    })
+}
+
+/// The address to put in the ticket: the bound one, or for a wildcard bind the first
+/// non-loopback address of this host (loopback if there is none).
+fn display_addr(bound: SocketAddr) -> SocketAddr {
+    if !bound.ip().is_unspecified() {
+        return bound;
+    }
+    let ips = local_addresses();
+    let pick = ips
+        .iter()
+        .find(|ip| ip.is_ipv4() && !ip.is_loopback())
+        .or_else(|| ips.iter().find(|ip| !ip.is_loopback() && is_global_v6(ip)))
+        .copied()
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    SocketAddr::new(pick, bound.port())
+}
+
+fn is_global_v6(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) != 0xfe80,
+        IpAddr::V4(_) => false,
+    }
+}
+
+/// The addresses of this host's interfaces that are up.
+fn local_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut ifap: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills a linked list that we walk read-only and then free once.
+    unsafe {
+        if libc::getifaddrs(&mut ifap) != 0 {
+            return out;
+        }
+        let mut cur = ifap;
+        while !cur.is_null() {
+            let ifa = &*cur;
+            let up = ifa.ifa_flags & libc::IFF_UP as u32 != 0;
+            if up && !ifa.ifa_addr.is_null() {
+                match (*ifa.ifa_addr).sa_family as i32 {
+                    libc::AF_INET => {
+                        let sin = &*(ifa.ifa_addr as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(
+                            u32::from_be(sin.sin_addr.s_addr).to_be_bytes(),
+                        ));
+                    }
+                    libc::AF_INET6 => {
+                        let sin6 = &*(ifa.ifa_addr as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(sin6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            cur = ifa.ifa_next;
+        }
+        libc::freeifaddrs(ifap);
+    }
+    out
+}
+
+async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
+    let conn = match incoming.await {
+        Ok(conn) => conn,
+        Err(e) => {
+            // Identity refusals land here: the peer was not on the allow list.
+            warn!(cause = %e, "handshake failed");
+            return;
+        }
+    };
+    let peer = canonical(conn.remote_address());
+    let peer_fp = Fingerprint::of_peer(&conn);
+    debug!(fingerprint = ?peer_fp, "connected");
+    loop {
+        let (send, recv) = tokio::select! {
+            bi = conn.accept_bi() => match bi {
+                Ok((s, r)) => (Some(s), r),
+                Err(e) => { debug!(reason = %e, "connection closed"); break; }
+            },
+            uni = conn.accept_uni() => match uni {
+                Ok(r) => (None, r),
+                Err(e) => { debug!(reason = %e, "connection closed"); break; }
+            },
+            _ = state.done.cancelled() => break,
+        };
+        let state = state.clone();
+        tokio::spawn(
+            async move { serve_stream(send, recv, peer, peer_fp, state).await }.in_current_span(),
+        );
+    }
+}
+
+async fn serve_stream(
+    mut send: Option<quinn::SendStream>,
+    mut recv: quinn::RecvStream,
+    peer: SocketAddr,
+    peer_fp: Option<Fingerprint>,
+    state: Arc<State>,
+) {
+    let header = match tokio::time::timeout(HEADER_DEADLINE, framing::read_header(&mut recv)).await
+    {
+        Ok(Ok(h)) => h,
+        Ok(Err(ReadError::Frame(e))) => {
+            warn!(cause = %e, "bad stream header; resetting the stream");
+            transfer::refuse(&mut recv, send.as_mut(), e.code());
+            return;
+        }
+        Ok(Err(ReadError::Stream(e))) => {
+            debug!(cause = %e, "stream ended before its header");
+            return;
+        }
+        Err(_) => {
+            warn!(
+                "no header within {:?}; resetting the stream",
+                HEADER_DEADLINE
+            );
+            transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
+            return;
+        }
+    };
+    let started = Instant::now();
+    let name = header.name.clone();
+    let result = receive(&header, &mut send, &mut recv, &state).await;
+    let seconds = started.elapsed().as_secs_f64();
+    match result {
+        Ok((stored, duplicate)) => {
+            report_received(&state, &header, &stored, duplicate, peer, peer_fp, seconds);
+            if !duplicate {
+                let n = state.stored.fetch_add(1, Ordering::SeqCst) + 1;
+                if state.target.is_some_and(|t| n >= t) {
+                    state.done.cancel();
+                }
+            }
+        }
+        Err(e) => {
+            if let Some(code) = e.code() {
+                transfer::refuse(&mut recv, send.as_mut(), code);
+            }
+            warn!(name = %name, cause = %e, "message not stored");
+            state.ctx.out.event(
+                json!({
+                    "event": "transfer_failed",
+                    "name": name,
+                    "peer": peer.to_string(),
+                    "peer_fingerprint": peer_fp.map(|f| f.to_string()),
+                    "error": e.to_string(),
+                    "message_id": header.id.to_string(),
+                }),
+                || format!("failed to receive {name:?} from {peer}: {e}"),
+            );
+        }
+    }
+}
+
+/// Receives one message; returns what is stored under its id and whether it was a
+/// duplicate.
+async fn receive(
+    header: &Header,
+    send: &mut Option<quinn::SendStream>,
+    recv: &mut quinn::RecvStream,
+    state: &State,
+) -> Result<(Stored, bool), RecvError> {
+    let rel =
+        match &state.sink {
+            Sink::Dir(_) => Some(sanitize(&header.name).ok_or_else(|| {
+                RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
+            })?),
+            Sink::Stdout(_) => None,
+        };
+    state.limits.check_declared(header)?;
+    let slot = state
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .slot(header.id);
+    let mut slot = slot.lock().await;
+    if let Some(stored) = slot.clone() {
+        info!(id = %header.id, "duplicate message: acknowledged, not stored again");
+        // Ack first, then stop: the sender reads the ack after its write is stopped.
+        if let Some(send) = send.as_mut() {
+            let ack = Ack {
+                status: AckStatus::Duplicate,
+                bytes: stored.bytes,
+                sha256: stored.sha256,
+            };
+            let _ = transfer::send_ack(send, &ack).await;
+        }
+        let _ = recv.stop(ErrorCode::Duplicate.varint());
+        if let Some(send) = send.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+        }
+        return Ok((stored, true));
+    }
+
+    let bar = state.ctx.out.progress(header.length, &header.name);
+    let progress = {
+        let bar = bar.clone();
+        move |n: u64| bar.inc(n)
+    };
+    let stored = match (&state.sink, rel) {
+        (Sink::Dir(store), Some(rel)) => {
+            let pending = store.begin(&rel).map_err(RecvError::Storage)?;
+            let got = receive_payload(recv, header, pending, state.limits, &progress).await?;
+            let path = tokio::task::spawn_blocking(move || got.sink.commit())
+                .await
+                .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
+                .map_err(RecvError::Storage)?;
+            Stored {
+                bytes: got.bytes,
+                sha256: got.sha256,
+                path: Some(path),
+            }
+        }
+        (Sink::Stdout(lock), _) => {
+            // One message at a time on stdout, never interleaved.
+            let _turn = lock.lock().await;
+            let got =
+                receive_payload(recv, header, std::io::stdout(), state.limits, &progress).await?;
+            Stored {
+                bytes: got.bytes,
+                sha256: got.sha256,
+                path: None,
+            }
+        }
+        (Sink::Dir(_), None) => unreachable!("a directory sink always has a name"),
+    };
+    bar.finish_and_clear();
+    *slot = Some(stored.clone());
+    drop(slot);
+    if let Some(send) = send.as_mut() {
+        let ack = Ack {
+            status: AckStatus::Stored,
+            bytes: stored.bytes,
+            sha256: stored.sha256,
+        };
+        if let Err(e) = transfer::send_ack(send, &ack).await {
+            debug!(cause = %e, "could not deliver the ack; the sender will retry");
+        }
+        // Wait (bounded) until the ack is delivered, so --once never exits under it.
+        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    }
+    Ok((stored, false))
+}
+
+fn report_received(
+    state: &State,
+    header: &Header,
+    stored: &Stored,
+    duplicate: bool,
+    peer: SocketAddr,
+    peer_fp: Option<Fingerprint>,
+    seconds: f64,
+) {
+    let sha = hex(&stored.sha256);
+    let path = stored.path.as_deref().map(Path::display);
+    state.ctx.out.event(
+        json!({
+            "event": "received",
+            "name": header.name,
+            "path": stored.path.as_ref().map(|p| p.display().to_string()),
+            "bytes": stored.bytes,
+            "sha256": sha,
+            "peer": peer.to_string(),
+            "peer_fingerprint": peer_fp.map(|f| f.to_string()),
+            "duplicate": duplicate,
+            "seconds": seconds,
+            "message_id": header.id.to_string(),
+        }),
+        || {
+            let dest = match &path {
+                Some(p) => format!(" -> {p}"),
+                None => String::new(),
+            };
+            format!(
+                "received {}{dest} ({} in {seconds:.2}s, {}) from {peer}{} sha256 {sha}",
+                header.name,
+                human_bytes(stored.bytes),
+                human_rate(stored.bytes, seconds),
+                if duplicate {
+                    ", duplicate: not stored again"
+                } else {
+                    ""
+                },
+            )
+        },
+    );
+}

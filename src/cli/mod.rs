@@ -1,0 +1,248 @@
+//! The command line: one file per subcommand, each an `Args` struct and a `run`.
+//!
+//! Options shared by every subcommand (`--json`, `-q`, `-v`, `--identity`,
+//! `--ephemeral`) are global: they may stand before or after the subcommand. Transport
+//! options are one flattened struct, [`TransportArgs`], so every subcommand that
+//! connects or listens has the same ones with the same defaults.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::net::endpoint::Congestion;
+use crate::net::{Backoff, Identity, TransportOptions};
+use crate::output::Output;
+
+pub mod id;
+pub mod listen;
+pub mod send;
+
+/// Encrypted peer-to-peer transfer over QUIC.
+///
+/// Every connection is TLS 1.3 with both sides showing a key; a ticket
+/// (FINGERPRINT@HOST:PORT) pins the peer so nobody else can stand in for it.
+#[derive(Debug, Parser)]
+#[command(name = "qp2p", version, propagate_version = true, max_term_width = 100)]
+pub struct Cli {
+    /// Options of every subcommand.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every subcommand takes, before or after its name.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Print one JSON object per line on stdout for every event (errors included).
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print errors only.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More logs on stderr (-v info, -vv debug, -vvv trace; RUST_LOG also works).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Identity directory (key.pem, cert.pem) [default: $QP2P_HOME, else ~/.config/qp2p]
+    #[arg(long, global = true, value_name = "DIR", env = "QP2P_HOME")]
+    pub identity: Option<PathBuf>,
+    /// Use a fresh identity that lives in memory for this run only.
+    #[arg(long, global = true, conflicts_with = "identity")]
+    pub ephemeral: bool,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Receive files (or a stream) from senders.
+    Listen(listen::Args),
+    /// Send files, directories or stdin to a listener.
+    Send(send::Args),
+    /// Print this host's fingerprint.
+    Id(id::Args),
+}
+
+/// Transport options of every subcommand that connects or listens.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Transport")]
+pub struct TransportArgs {
+    /// Close a connection after this long without a packet from the peer.
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+    /// Send a keep-alive after this long without traffic (0 = never).
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    pub keep_alive: Duration,
+    /// Give up one handshake attempt after this long.
+    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+    /// Total time for retrying one operation (0 = no retry).
+    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    pub retry_for: Duration,
+    /// First retry delay; each next one is 1.5 times longer, ±30 % jitter.
+    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]
+    pub retry_initial: Duration,
+    /// Longest retry delay.
+    #[arg(long, value_name = "DUR", default_value = "15s", value_parser = parse_duration)]
+    pub retry_max: Duration,
+    /// Congestion controller.
+    #[arg(long, value_enum, default_value_t = Congestion::Bbr)]
+    pub congestion: Congestion,
+}
+
+impl TransportArgs {
+    /// The endpoint's transport settings.
+    pub fn options(&self) -> TransportOptions {
+        TransportOptions {
+            idle_timeout: self.idle_timeout,
+            keep_alive: (!self.keep_alive.is_zero()).then_some(self.keep_alive),
+            connect_timeout: self.connect_timeout,
+            congestion: self.congestion,
+        }
+    }
+
+    /// The retry schedule.
+    pub fn backoff(&self) -> Backoff {
+        Backoff {
+            initial: self.retry_initial,
+            max: self.retry_max,
+            budget: self.retry_for,
+            ..Backoff::default()
+        }
+    }
+}
+
+/// What every `run` gets besides its arguments.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// Global options.
+    pub json: bool,
+    /// Where reports go.
+    pub out: Output,
+    /// Identity directory, `None` for ephemeral.
+    pub identity_dir: Option<PathBuf>,
+    /// Cancelled on Ctrl-C / SIGTERM.
+    pub shutdown: CancellationToken,
+}
+
+impl Context {
+    /// The context for the global options.
+    pub fn new(global: &GlobalArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
+        let identity_dir = if global.ephemeral {
+            None
+        } else {
+            Some(match &global.identity {
+                Some(dir) => dir.clone(),
+                None => default_identity_dir()?,
+            })
+        };
+        Ok(Self {
+            json: global.json,
+            out: Output::new(global.json, global.quiet),
+            identity_dir,
+            shutdown,
+        })
+    }
+
+    /// Loads (or creates) this host's identity.
+    pub fn identity(&self) -> anyhow::Result<Arc<Identity>> {
+        let identity = match &self.identity_dir {
+            Some(dir) => Identity::load_or_create(dir)?,
+            None => Identity::ephemeral()?,
+        };
+        Ok(Arc::new(identity))
+    }
+}
+
+fn default_identity_dir() -> anyhow::Result<PathBuf> {
+    if let Some(dir) = std::env::var_os("XDG_CONFIG_HOME").filter(|d| !d.is_empty()) {
+        return Ok(PathBuf::from(dir).join("qp2p"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("cannot find the identity directory: set QP2P_HOME or HOME, or use --ephemeral")?;
+    Ok(PathBuf::from(home).join(".config").join("qp2p"))
+}
+
+/// Parses a humantime duration (`500ms`, `30s`, `2m`); a bare `0` is zero.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    if s.trim() == "0" {
+        return Ok(Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 2m)"))
+}
+
+/// Parses a size: plain bytes, or with a unit (`64KiB`, `1MiB`, `1GiB`, `10MB`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?} (examples: 512, 64KiB, 1MiB, 1GiB)"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "t" | "tib" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "invalid size unit in {s:?} (use B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)"
+            ))
+        }
+    };
+    let bytes = num * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("size {s:?} out of range"));
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("0"), Ok(0));
+        assert_eq!(parse_size("512"), Ok(512));
+        assert_eq!(parse_size("64KiB"), Ok(65536));
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("10MB"), Ok(10_000_000));
+        assert!(parse_size("ten").is_err());
+        assert!(parse_size("1XB").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_options_go_before_or_after_the_subcommand() {
+        let a = Cli::try_parse_from(["qp2p", "--json", "id"]).unwrap();
+        let b = Cli::try_parse_from(["qp2p", "id", "--json"]).unwrap();
+        assert!(a.global.json && b.global.json);
+    }
+}

@@ -1,0 +1,407 @@
+//! `qp2p send`: stream files, directories or stdin to a listener.
+//!
+//! Each file is one message on its own stream of one pooled connection. A file is
+//! retried whole (same message id, fresh connection) when the connection fails; the
+//! receiver's duplicate check makes that exactly-once on disk. Stdin cannot be replayed,
+//! so for it only connecting is retried.
+
+use std::io::Read;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use super::{Context, TransportArgs};
+use crate::error::{coded, exit_code, Exit};
+use crate::net::endpoint::canonical;
+use crate::net::framing::{self, Header, Kind, MessageId};
+use crate::net::transfer::{hex, send_message, Mode, SendError};
+use crate::net::{Endpoint, Fingerprint, Pool, Target};
+use crate::output::{human_bytes, human_rate};
+
+/// Send files, directories or stdin to a listener.
+///
+/// Examples:
+///   qp2p send FINGERPRINT@192.0.2.7:7447 photo.jpg notes/
+///   tar c dir | qp2p send FINGERPRINT@host --name dir.tar
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The listener: HOST:PORT, [v6]:PORT, HOST (port 7447), or a ticket FINGERPRINT@HOST:PORT.
+    #[arg(value_name = "ADDR|TICKET")]
+    pub target: String,
+    /// Files or directories to send; `-` or nothing means stdin.
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Refuse the listener unless its fingerprint is FP.
+    #[arg(long, value_name = "FP")]
+    pub expect: Option<Fingerprint>,
+    /// Name the receiver stores the data under (one PATH or stdin only) [default: the
+    /// file's name, "stdin" for stdin].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Use a unidirectional stream: done when the transport delivered the data, without
+    /// the receiver's ack of bytes and hash.
+    #[arg(long)]
+    pub uni: bool,
+    /// Transport options.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// One thing to send.
+#[derive(Debug)]
+enum Item {
+    File {
+        path: PathBuf,
+        name: String,
+        len: u64,
+    },
+    Stdin {
+        name: String,
+    },
+}
+
+impl Item {
+    fn name(&self) -> &str {
+        match self {
+            Item::File { name, .. } | Item::Stdin { name } => name,
+        }
+    }
+}
+
+/// Sends every PATH (or stdin); exits non-zero if any message failed.
+pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
+    let target: Target = args
+        .target
+        .parse()
+        .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
+    let expect = match (target.expect, args.expect) {
+        (Some(a), Some(b)) if a != b => {
+            return Err(coded(
+                Exit::Usage,
+                "the ticket's fingerprint and --expect differ",
+            ))
+        }
+        (a, b) => a.or(b),
+    };
+    let items = collect(&args.paths, args.name.as_deref(), &ctx)?;
+    if items.is_empty() {
+        return Err(coded(
+            Exit::Usage,
+            "nothing to send: the directories are empty",
+        ));
+    }
+
+    let addrs = target
+        .resolve()
+        .await
+        .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
+    let addr = pick_address(&addrs);
+    let identity = ctx.identity()?;
+    let endpoint = Endpoint::client(identity, args.transport.options())?;
+    let pool = Pool::new(endpoint.clone());
+    let backoff = args.transport.backoff();
+    let mode = if args.uni { Mode::Uni } else { Mode::Bidi };
+
+    let mut warned = false;
+    let mut first_error: Option<anyhow::Error> = None;
+    for item in items {
+        let sending = send_item(
+            &pool,
+            &backoff,
+            addr,
+            expect,
+            mode,
+            &item,
+            &ctx,
+            &mut warned,
+        );
+        let result = tokio::select! {
+            r = sending => r,
+            _ = ctx.shutdown.cancelled() => break,
+        };
+        if let Err(e) = result {
+            let e = e.context(format!("sending {}", item.name()));
+            let code = exit_code(&e);
+            // Without a connection or with the wrong peer, nothing else can go either.
+            let fatal = matches!(code, Exit::Connect | Exit::Identity);
+            if first_error.is_none() {
+                first_error = Some(e);
+            } else {
+                ctx.out.error(&format!("{e:#}"), code.code());
+            }
+            if fatal {
+                break;
+            }
+        }
+    }
+    let (code, reason): (_, &[u8]) = if ctx.shutdown.is_cancelled() {
+        (framing::close::SHUTDOWN, b"interrupted")
+    } else {
+        (framing::close::DONE, b"done")
+    };
+    // The acks proved delivery: tell the peer and go, without waiting out a drain
+    // period it does not need. A short wait lets the close frame leave.
+    endpoint
+        .shutdown(code, reason, std::time::Duration::from_millis(50))
+        .await;
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+/// Prefers an IPv4 address when a name has both (the common case for LAN peers);
+/// race-connect tries them all.
+fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .copied()
+        .unwrap_or(addrs[0])
+}
+
+/// Turns PATHs into items: files as themselves, directories as their files (named by
+/// their path from the directory's parent), `-` as stdin.
+fn collect(paths: &[PathBuf], name: Option<&str>, ctx: &Context) -> anyhow::Result<Vec<Item>> {
+    let stdin_name = || name.unwrap_or("stdin").to_string();
+    if paths.is_empty() {
+        return Ok(vec![Item::Stdin { name: stdin_name() }]);
+    }
+    if name.is_some() && paths.len() > 1 {
+        return Err(coded(Exit::Usage, "--name needs a single PATH"));
+    }
+    if paths.iter().filter(|p| p.as_os_str() == "-").count() > 1 {
+        return Err(coded(Exit::Usage, "stdin (-) can be sent only once"));
+    }
+    let mut items = Vec::new();
+    for path in paths {
+        if path.as_os_str() == "-" {
+            items.push(Item::Stdin { name: stdin_name() });
+            continue;
+        }
+        let meta = std::fs::metadata(path)
+            .map_err(|e| coded(Exit::Other, format!("cannot read {}: {e}", path.display())))?;
+        if meta.is_dir() {
+            if name.is_some() {
+                return Err(coded(Exit::Usage, "--name cannot rename a directory"));
+            }
+            let base = path
+                .canonicalize()
+                .ok()
+                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_default();
+            walk(path, &base, &mut items, ctx)?;
+        } else {
+            let file_name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "file".into());
+            items.push(Item::File {
+                path: path.clone(),
+                name: name.map(str::to_string).unwrap_or(file_name),
+                len: meta.len(),
+            });
+        }
+    }
+    Ok(items)
+}
+
+/// Adds the files under `dir`, sorted, named `prefix/relative/path`. Symlinks to
+/// directories are skipped (no loops); symlinks to files are sent as files.
+fn walk(dir: &Path, prefix: &str, items: &mut Vec<Item>, ctx: &Context) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("cannot read directory {}", dir.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("cannot read directory {}", dir.display()))?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = if prefix.is_empty() {
+            name
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let link = entry.file_type().map(|t| t.is_symlink()).unwrap_or(false);
+        match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() && link => {
+                ctx.out.warn(&format!(
+                    "skipping {}: a symlink to a directory",
+                    path.display()
+                ));
+            }
+            Ok(meta) if meta.is_dir() => walk(&path, &rel, items, ctx)?,
+            Ok(meta) if meta.is_file() => items.push(Item::File {
+                path,
+                name: rel,
+                len: meta.len(),
+            }),
+            Ok(_) => ctx
+                .out
+                .warn(&format!("skipping {}: not a regular file", path.display())),
+            Err(e) => ctx.out.warn(&format!("skipping {}: {e}", path.display())),
+        }
+    }
+    Ok(())
+}
+
+/// What one successful send of one item produced.
+struct Done {
+    sent: crate::net::transfer::Sent,
+    reused: bool,
+    peer: Option<Fingerprint>,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn send_item(
+    pool: &Pool,
+    backoff: &crate::net::Backoff,
+    addr: SocketAddr,
+    expect: Option<Fingerprint>,
+    mode: Mode,
+    item: &Item,
+    ctx: &Context,
+    warned: &mut bool,
+) -> anyhow::Result<()> {
+    let id = MessageId::random();
+    let header = Header {
+        kind: Kind::Message,
+        id,
+        length: match item {
+            Item::File { len, .. } => Some(*len),
+            Item::Stdin { .. } => None,
+        },
+        name: item.name().to_string(),
+    };
+    let bar = ctx.out.progress(header.length, item.name());
+    let progress = {
+        let bar = bar.clone();
+        move |n: u64| bar.inc(n)
+    };
+    let started = Instant::now();
+
+    let (result, retries) = match item {
+        Item::File { path, .. } => {
+            backoff
+                .run(|attempt| {
+                    let bar = bar.clone();
+                    let header = &header;
+                    let progress = &progress;
+                    async move {
+                        bar.set_position(0);
+                        let pooled = pool.get(addr, expect).await?;
+                        let file = std::fs::File::open(path).map_err(|e| {
+                            SendError::Source(std::io::Error::new(
+                                e.kind(),
+                                format!("cannot open {}: {e}", path.display()),
+                            ))
+                        })?;
+                        tracing::debug!(attempt, reused = pooled.reused, "sending");
+                        finish(pool, &pooled, header, Box::new(file), mode, progress).await
+                    }
+                })
+                .await
+        }
+        Item::Stdin { .. } => {
+            let (pooled, retries) = backoff.run(|_| pool.get(addr, expect)).await;
+            let pooled = pooled.map_err(SendError::Connection)?;
+            let stdin: Box<dyn Read + Send> = Box::new(std::io::stdin());
+            let result = finish(pool, &pooled, &header, stdin, mode, &progress)
+                .await
+                .map_err(|e| match e {
+                    // Some of stdin may be gone: it cannot be sent again.
+                    SendError::Connection(c)
+                        if !matches!(c, crate::net::ConnectError::IdentityRejected(_)) =>
+                    {
+                        SendError::Source(std::io::Error::other(format!(
+                            "{c}; stdin cannot be replayed, the transfer is lost"
+                        )))
+                    }
+                    e => e,
+                });
+            (result, retries)
+        }
+    };
+    bar.finish_and_clear();
+    let done = result?;
+    let seconds = started.elapsed().as_secs_f64();
+    if !*warned && expect.is_none() {
+        *warned = true;
+        if let Some(fp) = done.peer {
+            ctx.out.warn(&format!(
+                "{} is not authenticated: it showed fingerprint {fp}; to be sure it is the \
+                 peer you mean, compare it with the listener's, then use the ticket {fp}@{}",
+                canonical(addr),
+                canonical(addr)
+            ));
+        }
+    }
+    let sha = hex(&done.sent.sha256);
+    ctx.out.event(
+        json!({
+            "event": "sent",
+            "name": item.name(),
+            "bytes": done.sent.bytes,
+            "sha256": sha,
+            "peer": canonical(addr).to_string(),
+            "peer_fingerprint": done.peer.map(|f| f.to_string()),
+            "seconds": seconds,
+            "retries": retries,
+            "reused_connection": done.reused,
+            "duplicate": done.sent.duplicate,
+            "message_id": id.to_string(),
+            "stream": if mode == Mode::Uni { "uni" } else { "bi" },
+        }),
+        || {
+            format!(
+                "sent {} ({} in {:.2}s, {}){}{} sha256 {}",
+                item.name(),
+                human_bytes(done.sent.bytes),
+                seconds,
+                human_rate(done.sent.bytes, seconds),
+                if retries > 0 {
+                    format!(", {retries} retries")
+                } else {
+                    String::new()
+                },
+                if done.sent.duplicate {
+                    ", already there"
+                } else {
+                    ""
+                },
+                sha
+            )
+        },
+    );
+    Ok(())
+}
+
+/// Sends on a pooled connection; on a failure worth retrying, evicts that connection so
+/// the next attempt dials a fresh one.
+async fn finish(
+    pool: &Pool,
+    pooled: &crate::net::pool::Pooled,
+    header: &Header,
+    source: Box<dyn Read + Send>,
+    mode: Mode,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Done, SendError> {
+    let peer = Fingerprint::of_peer(&pooled.conn);
+    match send_message(&pooled.conn, header, source, mode, progress).await {
+        Ok(sent) => Ok(Done {
+            sent,
+            reused: pooled.reused,
+            peer,
+        }),
+        Err(e) => {
+            if matches!(e, SendError::Connection(_)) {
+                pool.evict(&pooled.conn);
+                pooled.conn.close(framing::close::CANCELLED, b"retrying");
+            }
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! Exit codes, and how an error becomes one.
+//!
+//! Every failure leaves the process through [`exit_code`], which looks down the error's
+//! cause chain for a typed error from the transport (or an explicit [`Coded`] from the
+//! command layer) and picks the documented code. The table is in README and the man
+//! page; each mapping has a test below.
+
+use crate::net::transfer::SendError;
+use crate::net::ConnectError;
+
+/// The documented exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success.
+    Success = 0,
+    /// Other error (I/O, internal).
+    Other = 1,
+    /// Usage error.
+    Usage = 2,
+    /// Could not connect within the retry budget (all raced peers failed).
+    Connect = 3,
+    /// Peer identity rejected (pinned fingerprint mismatch, not on the allow list).
+    Identity = 4,
+    /// Transfer failed or refused by the peer (size limit, disk, integrity).
+    Transfer = 5,
+    /// No UPnP gateway found.
+    NoGateway = 6,
+    /// The gateway refused the port mapping.
+    MappingRefused = 7,
+    /// Not reachable from outside (probe failed).
+    Unreachable = 8,
+    /// Interrupted by SIGINT (Ctrl-C).
+    Interrupted = 130,
+    /// Terminated by SIGTERM.
+    Terminated = 143,
+}
+
+impl Exit {
+    /// The process exit status.
+    pub fn code(self) -> u8 {
+        self as u8
+    }
+}
+
+/// An error that carries its exit code explicitly.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Coded {
+    /// The code to exit with.
+    pub exit: Exit,
+    /// What went wrong, one line.
+    pub message: String,
+}
+
+/// Shorthand for an error with an explicit exit code.
+pub fn coded(exit: Exit, message: impl Into<String>) -> anyhow::Error {
+    Coded {
+        exit,
+        message: message.into(),
+    }
+    .into()
+}
+
+fn of_connect(e: &ConnectError) -> Exit {
+    match e {
+        ConnectError::IdentityRejected(_) => Exit::Identity,
+        _ => Exit::Connect,
+    }
+}
+
+/// The exit code for an error: the first typed error found in its chain decides.
+pub fn exit_code(err: &anyhow::Error) -> Exit {
+    for cause in err.chain() {
+        if let Some(c) = cause.downcast_ref::<Coded>() {
+            return c.exit;
+        }
+        if let Some(e) = cause.downcast_ref::<ConnectError>() {
+            return of_connect(e);
+        }
+        if let Some(e) = cause.downcast_ref::<SendError>() {
+            return match e {
+                SendError::Connection(c) => of_connect(c),
+                _ => Exit::Transfer,
+            };
+        }
+        if cause.downcast_ref::<clap::Error>().is_some() {
+            return Exit::Usage;
+        }
+        if let Some(e) = cause.downcast_ref::<std::io::Error>() {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Exit::Success;
+            }
+        }
+    }
+    Exit::Other
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn each_error_maps_to_its_documented_code() {
+        let timeout = ConnectError::Timeout {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            timeout: Duration::from_secs(1),
+        };
+        let cases: Vec<(anyhow::Error, u8)> = vec![
+            (anyhow::anyhow!("plain"), 1),
+            (coded(Exit::Usage, "bad flag"), 2),
+            (anyhow::Error::new(timeout.clone()).context("sending x"), 3),
+            (SendError::Connection(timeout).into(), 3),
+            (ConnectError::IdentityRejected("x".into()).into(), 4),
+            (
+                SendError::Connection(ConnectError::IdentityRejected("x".into())).into(),
+                4,
+            ),
+            (SendError::Refused(quinn::VarInt::from_u32(5)).into(), 5),
+            (SendError::Source(std::io::Error::other("x")).into(), 5),
+            (coded(Exit::NoGateway, "x"), 6),
+            (coded(Exit::MappingRefused, "x"), 7),
+            (coded(Exit::Unreachable, "x"), 8),
+            (coded(Exit::Interrupted, "x"), 130),
+            (
+                anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),
+                0,
+            ),
+        ];
+        for (err, code) in cases {
+            assert_eq!(exit_code(&err).code(), code, "{err:#}");
+        }
+    }
+}

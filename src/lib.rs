@@ -1,0 +1,22 @@
+//! qp2p: encrypted peer-to-peer transfer over QUIC.
+//!
+//! # Layout
+//!
+//! - [`net`]: the transport. The QUIC endpoint, TLS identities and peer verification,
+//!   the connection pool, jittered retries, the wire framing, and one message on one
+//!   stream. Typed errors; no printing.
+//! - [`cli`]: one file per subcommand, each an `Args` struct and an `async fn run`.
+//!   `anyhow` errors with context.
+//! - [`store`]: how received files land in a directory: safe names, invisible partial
+//!   files, no silent overwrite.
+//! - [`output`]: JSON events on stdout or human lines and progress bars on stderr.
+//! - [`error`]: exit codes and how errors map to them.
+//!
+//! The binary (`src/main.rs`) only parses the command line, sets up logging, the
+//! runtime and signal handling, dispatches, and turns the result into an exit code.
+
+pub mod cli;
+pub mod error;
+pub mod net;
+pub mod output;
+pub mod store;

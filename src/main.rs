@@ -1,0 +1,118 @@
+//! The `qp2p` binary: parse → tracing → runtime → dispatch → exit code.
+
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Arc;
+
+use clap::Parser;
+use qp2p::cli::{self, Cli, Command, Context};
+use qp2p::error::{exit_code, Exit};
+use qp2p::output::Output;
+use tokio_util::sync::CancellationToken;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // --help and --version are not errors.
+            let code = if e.use_stderr() {
+                Exit::Usage
+            } else {
+                Exit::Success
+            };
+            let json = std::env::args().any(|a| a == "--json");
+            if json && code == Exit::Usage {
+                let first = e.to_string();
+                let line = first.lines().next().unwrap_or("usage error");
+                Output::new(true, true).error(line.trim_start_matches("error: "), code.code());
+                let _ = e.print();
+            } else {
+                let _ = e.print();
+            }
+            return ExitCode::from(code.code());
+        }
+    };
+    init_tracing(cli.global.verbose, cli.global.quiet);
+    let out = Output::new(cli.global.json, cli.global.quiet);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            out.error(
+                &format!("cannot start the runtime: {e}"),
+                Exit::Other.code(),
+            );
+            return ExitCode::from(Exit::Other.code());
+        }
+    };
+    let signal = Arc::new(AtomicU8::new(0));
+    let result = runtime.block_on(async {
+        let shutdown = CancellationToken::new();
+        watch_signals(shutdown.clone(), signal.clone());
+        let ctx = Context::new(&cli.global, shutdown)?;
+        match cli.command {
+            Command::Listen(args) => cli::listen::run(args, ctx).await,
+            Command::Send(args) => cli::send::run(args, ctx).await,
+            Command::Id(args) => cli::id::run(args, ctx).await,
+        }
+    });
+    // Streams still draining must not hold the process.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    let exit = match signal.load(Ordering::SeqCst) {
+        2 => Exit::Interrupted,
+        15 => Exit::Terminated,
+        _ => match result {
+            Ok(()) => Exit::Success,
+            Err(e) => {
+                let exit = exit_code(&e);
+                if exit != Exit::Success {
+                    out.error(&format!("{e:#}"), exit.code());
+                }
+                exit
+            }
+        },
+    };
+    ExitCode::from(exit.code())
+}
+
+/// Logs go to stderr; `-v` raises the level, `RUST_LOG` overrides it.
+fn init_tracing(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (_, 0) => "warn",
+        (_, 1) => "info",
+        (_, 2) => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("qp2p={level},warn")));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+}
+
+/// Ctrl-C and SIGTERM cancel `shutdown`; the signal number is kept for the exit code.
+fn watch_signals(shutdown: CancellationToken, signal: Arc<AtomicU8>) {
+    tokio::spawn(async move {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
+        let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        {
+            Ok(s) => s,
+            Err(_) => return,
+        };
+        let which = tokio::select! {
+            _ = int.recv() => 2,
+            _ = term.recv() => 15,
+        };
+        signal.store(which, Ordering::SeqCst);
+        shutdown.cancel();
+    });
+}

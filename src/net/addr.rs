@@ -1,0 +1,221 @@
+//! Peer addresses and tickets as users type them.
+//!
+//! Accepted forms: `HOST:PORT`, `[v6]:PORT`, a bare IP or host name (port 7447), and a
+//! ticket `FINGERPRINT@ADDRESS`, which pins the peer's identity. A host name resolves to
+//! every address it has; callers race or try them all.
+//!
+//! What could go wrong: text from a user or a pasted ticket is untrusted input; parsing
+//! never panics (it is fuzzed) and every refusal names the part that is wrong.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
+
+use super::tls::Fingerprint;
+
+/// The port qp2p listens on unless told otherwise.
+pub const DEFAULT_PORT: u16 = 7447;
+
+/// Where a peer is, and who it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Host: an IP address or a DNS name.
+    pub host: Host,
+    /// UDP port.
+    pub port: u16,
+    /// The fingerprint the peer must have (from a ticket).
+    pub expect: Option<Fingerprint>,
+}
+
+/// The host part of a [`Target`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Host {
+    /// A literal address.
+    Ip(IpAddr),
+    /// A DNS name.
+    Name(String),
+}
+
+/// Why an address or ticket was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// The fingerprint part of a ticket is not a fingerprint.
+    #[error("invalid ticket {0:?}: the part before '@' is not a fingerprint")]
+    BadTicket(String),
+    /// The port is not a number from 1 to 65535.
+    #[error("invalid port in {0:?}")]
+    BadPort(String),
+    /// The host is empty or has characters no host name has.
+    #[error("invalid host in {0:?}")]
+    BadHost(String),
+}
+
+impl FromStr for Target {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (expect, rest) = match s.split_once('@') {
+            Some((fp, rest)) => (
+                Some(
+                    fp.parse::<Fingerprint>()
+                        .map_err(|_| AddrError::BadTicket(s.to_string()))?,
+                ),
+                rest,
+            ),
+            None => (None, s),
+        };
+        let (host, port) = split_host_port(rest)?;
+        Ok(Self { host, port, expect })
+    }
+}
+
+fn split_host_port(s: &str) -> Result<(Host, u16), AddrError> {
+    let port_of = |p: &str| -> Result<u16, AddrError> {
+        match p.parse::<u16>() {
+            Ok(0) | Err(_) => Err(AddrError::BadPort(s.to_string())),
+            Ok(port) => Ok(port),
+        }
+    };
+    if let Some(inner) = s.strip_prefix('[') {
+        let (ip, after) = inner
+            .split_once(']')
+            .ok_or_else(|| AddrError::BadHost(s.to_string()))?;
+        let ip: std::net::Ipv6Addr = ip.parse().map_err(|_| AddrError::BadHost(s.to_string()))?;
+        let port = match after {
+            "" => DEFAULT_PORT,
+            p => port_of(
+                p.strip_prefix(':')
+                    .ok_or_else(|| AddrError::BadPort(s.to_string()))?,
+            )?,
+        };
+        return Ok((Host::Ip(ip.into()), port));
+    }
+    if let Ok(ip) = s.parse::<IpAddr>() {
+        return Ok((Host::Ip(ip), DEFAULT_PORT));
+    }
+    let (host, port) = match s.rsplit_once(':') {
+        Some((host, port)) => (host, port_of(port)?),
+        None => (s, DEFAULT_PORT),
+    };
+    if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
+        return Ok((Host::Ip(ip.into()), port));
+    }
+    let valid = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
+    if !valid {
+        return Err(AddrError::BadHost(s.to_string()));
+    }
+    Ok((Host::Name(host.to_string()), port))
+}
+
+impl Target {
+    /// Every socket address the target stands for (a DNS name may have several).
+    pub async fn resolve(&self) -> std::io::Result<Vec<SocketAddr>> {
+        match &self.host {
+            Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, self.port)]),
+            Host::Name(name) => {
+                let mut addrs: Vec<SocketAddr> =
+                    tokio::net::lookup_host((name.as_str(), self.port))
+                        .await?
+                        .collect();
+                addrs.dedup();
+                if addrs.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::NotFound,
+                        format!("{name} has no address"),
+                    ));
+                }
+                Ok(addrs)
+            }
+        }
+    }
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(fp) = &self.expect {
+            write!(f, "{fp}@")?;
+        }
+        match &self.host {
+            Host::Ip(IpAddr::V6(ip)) => write!(f, "[{ip}]:{}", self.port),
+            Host::Ip(ip) => write!(f, "{ip}:{}", self.port),
+            Host::Name(name) => write!(f, "{name}:{}", self.port),
+        }
+    }
+}
+
+/// The ticket for a peer at `addr` with fingerprint `fp`.
+pub fn ticket(fp: &Fingerprint, addr: SocketAddr) -> String {
+    format!("{fp}@{addr}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Target {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn forms_users_type() {
+        assert_eq!(t("127.0.0.1:9000").port, 9000);
+        assert_eq!(t("127.0.0.1").port, DEFAULT_PORT);
+        assert_eq!(t("[::1]:9000").host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(t("[::1]").port, DEFAULT_PORT);
+        assert_eq!(t("::1").host, Host::Ip("::1".parse().unwrap()));
+        assert_eq!(t("localhost:80").host, Host::Name("localhost".into()));
+        assert_eq!(t("example.org").port, DEFAULT_PORT);
+    }
+
+    #[test]
+    fn tickets_pin_the_peer_and_round_trip() {
+        let fp = Fingerprint([3; 32]);
+        let text = ticket(&fp, "127.0.0.1:5000".parse().unwrap());
+        let target = t(&text);
+        assert_eq!(target.expect, Some(fp));
+        assert_eq!(target.to_string(), text);
+        let v6 = ticket(&fp, "[::1]:5000".parse().unwrap());
+        assert_eq!(t(&v6).to_string(), v6);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        assert!(matches!(
+            "x@1.2.3.4:5".parse::<Target>(),
+            Err(AddrError::BadTicket(_))
+        ));
+        assert!(matches!(
+            "1.2.3.4:0".parse::<Target>(),
+            Err(AddrError::BadPort(_))
+        ));
+        assert!(matches!(
+            "1.2.3.4:99999".parse::<Target>(),
+            Err(AddrError::BadPort(_))
+        ));
+        assert!(matches!(
+            "host:".parse::<Target>(),
+            Err(AddrError::BadPort(_))
+        ));
+        assert!(matches!("".parse::<Target>(), Err(AddrError::BadHost(_))));
+        assert!(matches!(
+            "[::1".parse::<Target>(),
+            Err(AddrError::BadHost(_))
+        ));
+        assert!(matches!(
+            "[::1]x".parse::<Target>(),
+            Err(AddrError::BadPort(_))
+        ));
+        assert!(matches!(
+            "a b:1".parse::<Target>(),
+            Err(AddrError::BadHost(_))
+        ));
+        assert!(matches!(
+            "1:2:3".parse::<Target>(),
+            Err(AddrError::BadHost(_))
+        ));
+    }
+}

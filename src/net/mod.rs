@@ -1,0 +1,33 @@
+//! The transport: everything qp2p knows about QUIC, TLS and the wire.
+//!
+//! The command-line layer (`cli`) never touches quinn or rustls directly; it asks this
+//! module for an endpoint, a pooled connection, a retried operation, or a message sent
+//! or received. Each file is one concern:
+//!
+//! | file | what it does |
+//! | --- | --- |
+//! | [`endpoint`] | the one quinn endpoint per process (client and server), its socket and transport settings, connect with a timeout, error classification |
+//! | [`tls`] | identities (persistent or ephemeral), fingerprints, the one peer verifier for pins and allow-lists |
+//! | [`pool`] | connections keyed by peer address and expected identity, dials coalesced, dead ones evicted |
+//! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
+//! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
+//! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
+//! | [`addr`] | addresses and tickets as users type them |
+//!
+//! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
+//! retry needs timeout vs refusal, exit codes need identity rejection vs lost
+//! connection.
+
+pub mod addr;
+pub mod endpoint;
+pub mod framing;
+pub mod pool;
+pub mod retry;
+pub mod tls;
+pub mod transfer;
+
+pub use addr::Target;
+pub use endpoint::{ConnectError, Endpoint, TransportOptions};
+pub use pool::Pool;
+pub use retry::Backoff;
+pub use tls::{Fingerprint, Identity, TrustRules};

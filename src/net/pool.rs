@@ -1,0 +1,306 @@
+//! Connections to peers, reused for every message to the same peer.
+//!
+//! The pool maps a key (peer address, and the fingerprint the peer must have, if any)
+//! to one connection. Every message to that peer opens its own stream on it, so a
+//! directory of a thousand files costs one handshake, not a thousand.
+//!
+//! What could go wrong, and how it is prevented (the qp2p crate removed its pool for
+//! "edge cases"; these are they):
+//! - *Concurrent dials to one peer* (several files sent at once) would open several
+//!   connections: the slot holds a shared dial future, so callers that arrive while a
+//!   dial is in flight wait for that one dial and share its result, error included.
+//! - *A dead connection handed out again*: a connection whose `close_reason` is set is
+//!   never returned; a watcher task removes the slot the moment the connection closes,
+//!   and [`Pool::evict`] removes it at once when a caller saw it fail.
+//! - *A stale slot replacing a fresh one*: each slot has a generation number, and a late
+//!   watcher or failed dial removes only its own generation, never the newer slot that
+//!   replaced it.
+//! - *An identity mix-up*: a connection made for one expected fingerprint is never
+//!   handed to a caller that expects another (the fingerprint is part of the key).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use futures_util::future::{BoxFuture, FutureExt, Shared};
+
+use super::endpoint::{ConnectError, Endpoint};
+use super::tls::{Fingerprint, TrustRules};
+
+type Dial = Shared<BoxFuture<'static, Result<quinn::Connection, ConnectError>>>;
+
+/// One peer's slot: the dial (in flight or done) and a generation number that tells a
+/// slot apart from the one that replaced it.
+#[derive(Clone)]
+struct Slot {
+    generation: u64,
+    dial: Dial,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Slot({})", self.generation)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Key {
+    addr: SocketAddr,
+    expect: Option<Fingerprint>,
+}
+
+/// A pooled connection and whether this call reused it (did not dial).
+#[derive(Debug, Clone)]
+pub struct Pooled {
+    /// The connection.
+    pub conn: quinn::Connection,
+    /// True when the connection existed (or was being dialed) before this call.
+    pub reused: bool,
+}
+
+/// Connections keyed by peer address and expected identity.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    endpoint: Endpoint,
+    slots: Arc<Mutex<HashMap<Key, Slot>>>,
+    generation: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Pool {
+    /// An empty pool dialing from `endpoint`.
+    pub fn new(endpoint: Endpoint) -> Self {
+        Self {
+            endpoint,
+            slots: Arc::default(),
+            generation: Arc::default(),
+        }
+    }
+
+    /// The endpoint connections leave from.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.endpoint
+    }
+
+    /// The live connection to `addr` (whose peer must be `expect`, if given), dialing
+    /// one if there is none. One attempt: retrying is the caller's business.
+    pub async fn get(
+        &self,
+        addr: SocketAddr,
+        expect: Option<Fingerprint>,
+    ) -> Result<Pooled, ConnectError> {
+        let key = Key { addr, expect };
+        let (dial, reused) = {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            match slots.get(&key) {
+                Some(slot) if usable(&slot.dial) => (slot.dial.clone(), true),
+                _ => {
+                    let generation = self
+                        .generation
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let dial = self.dial(key, generation);
+                    slots.insert(
+                        key,
+                        Slot {
+                            generation,
+                            dial: dial.clone(),
+                        },
+                    );
+                    (dial, false)
+                }
+            }
+        };
+        let conn = dial.await?;
+        if conn.close_reason().is_some() {
+            // Closed between the check and now: the watcher removes the slot; report
+            // it as the transient failure it is.
+            self.evict(&conn);
+            return Err(super::endpoint::classify(
+                conn.close_reason()
+                    .unwrap_or(quinn::ConnectionError::LocallyClosed),
+            ));
+        }
+        Ok(Pooled { conn, reused })
+    }
+
+    fn dial(&self, key: Key, generation: u64) -> Dial {
+        let endpoint = self.endpoint.clone();
+        let slots = Arc::downgrade(&self.slots);
+        async move {
+            let rules = key
+                .expect
+                .map_or_else(TrustRules::any, TrustRules::pinned_to);
+            let result = endpoint.connect(key.addr, rules).await;
+            match &result {
+                Ok(conn) => {
+                    let conn = conn.clone();
+                    tokio::spawn(async move {
+                        conn.closed().await;
+                        if let Some(slots) = slots.upgrade() {
+                            remove_generation(&slots, key, generation);
+                        }
+                    });
+                }
+                Err(_) => {
+                    if let Some(slots) = slots.upgrade() {
+                        remove_generation(&slots, key, generation);
+                    }
+                }
+            }
+            result
+        }
+        .boxed()
+        .shared()
+    }
+
+    /// Removes `conn` from the pool (if it is still there) so the next caller dials a
+    /// fresh connection. Call it when an operation on `conn` failed.
+    pub fn evict(&self, conn: &quinn::Connection) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots.retain(
+            |_, slot| !matches!(slot.dial.peek(), Some(Ok(c)) if c.stable_id() == conn.stable_id()),
+        );
+    }
+
+    /// Number of slots (live or dialing connections).
+    pub fn len(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Whether the pool holds no connection.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A slot is usable while its dial is in flight or produced a connection still open.
+fn usable(dial: &Dial) -> bool {
+    match dial.peek() {
+        None => true,
+        Some(Ok(conn)) => conn.close_reason().is_none(),
+        Some(Err(_)) => false,
+    }
+}
+
+/// Removes the slot of `key` if it is still the one of `generation` (a newer dial may
+/// have replaced it).
+fn remove_generation(slots: &Mutex<HashMap<Key, Slot>>, key: Key, generation: u64) {
+    let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
+    if slots.get(&key).is_some_and(|s| s.generation == generation) {
+        slots.remove(&key);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::endpoint::TransportOptions;
+    use crate::net::tls::Identity;
+    use std::time::Duration;
+
+    fn server() -> (Endpoint, SocketAddr) {
+        let id = Arc::new(Identity::ephemeral().unwrap());
+        let ep = Endpoint::bind(
+            "127.0.0.1:0".parse().unwrap(),
+            id,
+            TransportOptions::default(),
+            Some(TrustRules::any()),
+        )
+        .unwrap();
+        let addr = ep.local_addr().unwrap();
+        let accept = ep.clone();
+        tokio::spawn(async move {
+            while let Some(incoming) = accept.quinn().accept().await {
+                tokio::spawn(async move {
+                    if let Ok(conn) = incoming.await {
+                        conn.closed().await;
+                    }
+                });
+            }
+        });
+        (ep, addr)
+    }
+
+    fn client() -> Pool {
+        let id = Arc::new(Identity::ephemeral().unwrap());
+        Pool::new(Endpoint::client(id, TransportOptions::default()).unwrap())
+    }
+
+    #[tokio::test]
+    async fn sequential_gets_reuse_one_connection() {
+        let (_server, addr) = server();
+        let pool = client();
+        let a = pool.get(addr, None).await.unwrap();
+        let b = pool.get(addr, None).await.unwrap();
+        assert!(!a.reused);
+        assert!(b.reused);
+        assert_eq!(a.conn.stable_id(), b.conn.stable_id());
+    }
+
+    #[tokio::test]
+    async fn concurrent_dials_are_coalesced() {
+        let (server, addr) = server();
+        let pool = client();
+        let gets = (0..8).map(|_| pool.get(addr, None));
+        let conns = futures_util::future::join_all(gets).await;
+        let ids: std::collections::BTreeSet<_> = conns
+            .iter()
+            .map(|c| c.as_ref().unwrap().conn.stable_id())
+            .collect();
+        assert_eq!(ids.len(), 1, "one connection for eight concurrent callers");
+        assert_eq!(
+            conns.iter().filter(|c| !c.as_ref().unwrap().reused).count(),
+            1
+        );
+        assert_eq!(server.quinn().open_connections(), 1);
+    }
+
+    #[tokio::test]
+    async fn closed_connections_are_evicted_and_never_reused() {
+        let (_server, addr) = server();
+        let pool = client();
+        let a = pool.get(addr, None).await.unwrap().conn;
+        a.close(0u32.into(), b"test");
+        let b = pool.get(addr, None).await.unwrap();
+        assert!(!b.reused);
+        assert_ne!(a.stable_id(), b.conn.stable_id());
+        // Explicit eviction also forces a fresh dial.
+        pool.evict(&b.conn);
+        let c = pool.get(addr, None).await.unwrap();
+        assert!(!c.reused);
+        assert_ne!(b.conn.stable_id(), c.conn.stable_id());
+    }
+
+    #[tokio::test]
+    async fn a_different_expected_identity_gets_its_own_connection() {
+        let (server, addr) = server();
+        let pool = client();
+        let any = pool.get(addr, None).await.unwrap();
+        let pinned = pool.get(addr, Some(server.fingerprint())).await.unwrap();
+        assert!(!pinned.reused);
+        assert_ne!(any.conn.stable_id(), pinned.conn.stable_id());
+        let wrong = pool.get(addr, Some(Fingerprint([0; 32]))).await;
+        assert!(
+            matches!(wrong, Err(ConnectError::IdentityRejected(_))),
+            "{wrong:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_dials_are_not_cached() {
+        let pool = {
+            let id = Arc::new(Identity::ephemeral().unwrap());
+            let opts = TransportOptions {
+                connect_timeout: Duration::from_millis(200),
+                ..TransportOptions::default()
+            };
+            Pool::new(Endpoint::client(id, opts).unwrap())
+        };
+        // A port with nothing behind it.
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let addr = dead.local_addr().unwrap();
+        drop(dead);
+        let err = pool.get(addr, None).await.unwrap_err();
+        assert!(matches!(err, ConnectError::Timeout { .. }), "{err}");
+        assert!(pool.is_empty());
+    }
+}

@@ -1,0 +1,263 @@
+//! Exponential back-off with random jitter, for the operations worth retrying.
+//!
+//! The defaults are the qp2p crate's: first delay 500 ms, each next one 1.5 times
+//! longer, ±30 % random jitter, no delay longer than 15 s, and no new attempt once 30 s
+//! have passed since the first. Only errors that say "try again" are retried: a timeout,
+//! a lost connection, nothing listening. A peer that rejected our identity, or refused
+//! a message, would refuse it again; those end the operation at once.
+//!
+//! What could go wrong, and how it is prevented:
+//! - *Retrying on the connection that just failed* (the qp2p crate's retry re-used dead
+//!   connections): the operation is a closure that asks the pool anew on every attempt,
+//!   and the caller evicts a failed connection before the next one.
+//! - *Thundering herd*: many senders retrying in lock-step after an outage; the jitter
+//!   spreads them.
+//! - *Retrying forever*: the budget is checked before every sleep; a delay that would end
+//!   past the budget is not slept.
+
+use std::future::Future;
+use std::time::Duration;
+
+use rand::Rng;
+use tokio::time::Instant;
+
+/// Whether an error is worth another attempt.
+pub trait Retryable {
+    /// True for transient failures (timeouts, lost connections, nothing listening).
+    fn is_retryable(&self) -> bool;
+}
+
+/// The back-off schedule.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Backoff {
+    /// The first delay.
+    pub initial: Duration,
+    /// Growth of the nominal delay from one retry to the next.
+    pub multiplier: f64,
+    /// Random spread of each delay: 0.3 means ±30 %.
+    pub jitter: f64,
+    /// No delay is longer than this.
+    pub max: Duration,
+    /// No retry starts once this much time has passed since the first attempt;
+    /// zero means no retry at all.
+    pub budget: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            multiplier: 1.5,
+            jitter: 0.3,
+            max: Duration::from_secs(15),
+            budget: Duration::from_secs(30),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before retry number `retry` (0 for the first retry) without jitter.
+    pub fn nominal(&self, retry: u32) -> Duration {
+        let factor = self.multiplier.powi(retry.min(1000) as i32);
+        let secs = (self.initial.as_secs_f64() * factor).min(self.max.as_secs_f64());
+        Duration::from_secs_f64(secs)
+    }
+
+    /// The delay before retry number `retry`, with jitter drawn from `rng`, never more
+    /// than `max`.
+    pub fn delay(&self, retry: u32, rng: &mut impl Rng) -> Duration {
+        let nominal = self.nominal(retry).as_secs_f64();
+        let spread = if self.jitter > 0.0 {
+            rng.gen_range(-self.jitter..=self.jitter)
+        } else {
+            0.0
+        };
+        Duration::from_secs_f64((nominal * (1.0 + spread)).max(0.0)).min(self.max)
+    }
+
+    /// Runs `op` until it succeeds, fails with an error not worth retrying, or the
+    /// budget is spent. `op` gets the number of the attempt (0 first). Returns the
+    /// result and how many retries it took.
+    ///
+    /// Every retry is logged at info with its delay and cause.
+    pub async fn run<T, E, F, Fut>(&self, mut op: F) -> (Result<T, E>, u32)
+    where
+        E: Retryable + std::fmt::Display,
+        F: FnMut(u32) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        let start = Instant::now();
+        let mut retries = 0;
+        loop {
+            let err = match op(retries).await {
+                Ok(v) => return (Ok(v), retries),
+                Err(e) => e,
+            };
+            if !err.is_retryable() {
+                return (Err(err), retries);
+            }
+            let delay = self.delay(retries, &mut rand::thread_rng());
+            if start.elapsed() + delay >= self.budget {
+                tracing::debug!(cause = %err, retries, "retry budget spent");
+                return (Err(err), retries);
+            }
+            tracing::info!(
+                cause = %err,
+                delay = %humantime::format_duration(round_ms(delay)),
+                retry = retries + 1,
+                "retrying"
+            );
+            tokio::time::sleep(delay).await;
+            retries += 1;
+        }
+    }
+}
+
+fn round_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Debug)]
+    struct E(bool);
+    impl Retryable for E {
+        fn is_retryable(&self) -> bool {
+            self.0
+        }
+    }
+    impl std::fmt::Display for E {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "e({})", self.0)
+        }
+    }
+
+    #[test]
+    fn nominal_grows_by_the_multiplier_up_to_the_cap() {
+        let b = Backoff::default();
+        assert_eq!(b.nominal(0), Duration::from_millis(500));
+        assert_eq!(b.nominal(1), Duration::from_millis(750));
+        assert_eq!(b.nominal(2), Duration::from_micros(1_125_000));
+        assert_eq!(b.nominal(20), Duration::from_secs(15));
+        assert_eq!(b.nominal(u32::MAX), Duration::from_secs(15));
+    }
+
+    #[test]
+    fn jitter_stays_within_bounds_and_varies() {
+        let b = Backoff::default();
+        let mut rng = rand::thread_rng();
+        let mut seen = std::collections::BTreeSet::new();
+        for retry in 0..12 {
+            for _ in 0..200 {
+                let nominal = b.nominal(retry).as_secs_f64();
+                let d = b.delay(retry, &mut rng).as_secs_f64();
+                assert!(d >= nominal * 0.7 - 1e-9, "{d} < 0.7 × {nominal}");
+                assert!(
+                    d <= (nominal * 1.3).min(15.0) + 1e-9,
+                    "{d} > 1.3 × {nominal}"
+                );
+                seen.insert((d * 1e6) as u64);
+            }
+        }
+        assert!(seen.len() > 100, "jitter is random");
+    }
+
+    /// The schedule as actually slept, under a paused clock: growth, jitter, cap and the
+    /// stop when the budget is spent.
+    #[tokio::test(start_paused = true)]
+    async fn run_follows_the_schedule_and_stops_at_the_budget() {
+        let b = Backoff::default();
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let start = Instant::now();
+        let t = times.clone();
+        let (res, retries) = b
+            .run(|_| {
+                t.lock().unwrap().push(start.elapsed());
+                async { Err::<(), _>(E(true)) }
+            })
+            .await;
+        assert!(res.is_err());
+        let times = times.lock().unwrap().clone();
+        assert_eq!(times.len() as u32, retries + 1);
+        for (i, pair) in times.windows(2).enumerate() {
+            let slept = (pair[1] - pair[0]).as_secs_f64();
+            let nominal = b.nominal(i as u32).as_secs_f64();
+            assert!(
+                slept >= nominal * 0.7 - 1e-6,
+                "retry {i}: {slept} vs {nominal}"
+            );
+            assert!(
+                slept <= (nominal * 1.3).min(15.0) + 1e-6,
+                "retry {i}: {slept}"
+            );
+        }
+        // Every attempt started inside the budget, and one more delay would not fit.
+        let last = *times.last().unwrap();
+        assert!(last < b.budget);
+        assert!(last + b.nominal(retries) * 7 / 10 >= b.budget);
+        // 30 s budget, 0.5 s × 1.5^n: between 5 and 8 retries whatever the jitter.
+        assert!((5..=8).contains(&retries), "{retries} retries");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_cap_holds_for_long_budgets() {
+        let b = Backoff {
+            budget: Duration::from_secs(120),
+            ..Backoff::default()
+        };
+        let times = Arc::new(Mutex::new(Vec::new()));
+        let t = times.clone();
+        let start = Instant::now();
+        let _ = b
+            .run(|_| {
+                t.lock().unwrap().push(start.elapsed());
+                async { Err::<(), _>(E(true)) }
+            })
+            .await;
+        let times = times.lock().unwrap().clone();
+        let gaps: Vec<_> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(gaps.iter().all(|g| *g <= Duration::from_secs(15)));
+        assert!(
+            gaps.iter().any(|g| *g >= Duration::from_secs(10)),
+            "{gaps:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn errors_not_worth_retrying_end_at_once() {
+        let (res, retries) = Backoff::default()
+            .run(|_| async { Err::<(), _>(E(false)) })
+            .await;
+        assert!(res.is_err());
+        assert_eq!(retries, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn zero_budget_means_one_attempt() {
+        let b = Backoff {
+            budget: Duration::ZERO,
+            ..Backoff::default()
+        };
+        let (res, retries) = b.run(|_| async { Err::<(), _>(E(true)) }).await;
+        assert!(res.is_err());
+        assert_eq!(retries, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_after_failures_counts_retries() {
+        let (res, retries) = Backoff::default()
+            .run(|n| async move {
+                if n < 2 {
+                    Err(E(true))
+                } else {
+                    Ok(n)
+                }
+            })
+            .await;
+        assert_eq!(res.unwrap(), 2);
+        assert_eq!(retries, 2);
+    }
+}

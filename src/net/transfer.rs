@@ -1,0 +1,466 @@
+//! One message on one stream: the sender's half and the receiver's half.
+//!
+//! Both halves stream: the payload moves in chunks through a small bounded channel
+//! between the QUIC stream and a blocking thread that reads the file (sender) or writes
+//! it (receiver) and computes the SHA-256 on the way. Memory per message is the channel
+//! (a few chunks), whatever the size of the file, and hashing and disk I/O run beside
+//! the network task instead of inside it.
+//!
+//! What could go wrong, and how it is prevented:
+//! - *A peer that lies about the length*: the receiver counts what arrives; more than
+//!   declared fails the message at the first excess byte, less than declared fails it
+//!   at FIN. Either way the stream is stopped with
+//!   [`ErrorCode::LengthMismatch`] and nothing is stored.
+//! - *A message larger than the receiver allows*: refused before a byte of payload when
+//!   declared, at the first byte over the limit when not.
+//! - *Silent corruption between the two files*: the ack carries the receiver's own
+//!   SHA-256 and byte count; the sender compares them with what it read.
+//! - *A source that changes while being sent* (a file being written): the sender stops
+//!   at the declared length and fails the message if the file ended early or grew.
+//! - *Sending a duplicate in full*: a receiver that already stored the message id acks
+//!   at once and stops the stream; the sender stops sending and only finishes hashing
+//!   its source to compare.
+
+use std::io::{Read, Write};
+
+use bytes::{Bytes, BytesMut};
+use quinn::{ReadError as QuinnReadError, RecvStream, SendStream, VarInt, WriteError};
+use sha2::{Digest, Sha256};
+use tokio::sync::mpsc;
+
+use super::endpoint::{classify, ConnectError};
+use super::framing::{self, Ack, AckStatus, ErrorCode, FrameError, Header, ReadError};
+use super::retry::Retryable;
+
+/// Size of the chunks read from a source.
+const CHUNK: usize = 256 * 1024;
+/// Chunks in flight between the I/O thread and the stream.
+const DEPTH: usize = 8;
+
+/// How a message travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Bidirectional stream; done when the receiver acked bytes and hash.
+    Bidi,
+    /// Unidirectional stream; done when the transport delivered it.
+    Uni,
+}
+
+/// What the sender knows after a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Sent {
+    /// Bytes of payload read from the source.
+    pub bytes: u64,
+    /// SHA-256 of the payload.
+    pub sha256: [u8; 32],
+    /// The receiver had stored this message id before.
+    pub duplicate: bool,
+}
+
+/// Why sending a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// The connection failed (retryable when transient).
+    #[error(transparent)]
+    Connection(#[from] ConnectError),
+    /// The receiver refused the message.
+    #[error("peer refused the message: {}", describe_code(*.0))]
+    Refused(VarInt),
+    /// The source could not be read.
+    #[error("{0}")]
+    Source(std::io::Error),
+    /// The receiver stored something else than was sent.
+    #[error("integrity check failed: sent {sent} bytes (sha256 {sent_sha}), peer stored {stored} bytes (sha256 {stored_sha})")]
+    Integrity {
+        /// Bytes sent.
+        sent: u64,
+        /// Hash sent.
+        sent_sha: String,
+        /// Bytes the peer stored.
+        stored: u64,
+        /// Hash of what the peer stored.
+        stored_sha: String,
+    },
+    /// The receiver's answer was malformed.
+    #[error("malformed answer from peer: {0}")]
+    Protocol(FrameError),
+}
+
+impl Retryable for SendError {
+    fn is_retryable(&self) -> bool {
+        match self {
+            SendError::Connection(e) => e.is_retryable(),
+            // A receiver shutting down may be restarted: worth another attempt.
+            SendError::Refused(code) => *code == ErrorCode::ShuttingDown.varint(),
+            _ => false,
+        }
+    }
+}
+
+fn describe_code(code: VarInt) -> String {
+    match ErrorCode::from_varint(code) {
+        Some(c) => c.describe().to_string(),
+        None => format!("error code {code}"),
+    }
+}
+
+impl From<WriteError> for SendError {
+    fn from(e: WriteError) -> Self {
+        match e {
+            WriteError::Stopped(code) => SendError::Refused(code),
+            WriteError::ConnectionLost(e) => SendError::Connection(classify(e)),
+            WriteError::ClosedStream | WriteError::ZeroRttRejected => {
+                SendError::Connection(classify(quinn::ConnectionError::LocallyClosed))
+            }
+        }
+    }
+}
+
+impl From<ReadError> for SendError {
+    fn from(e: ReadError) -> Self {
+        match e {
+            ReadError::Frame(f) => SendError::Protocol(f),
+            ReadError::Stream(QuinnReadError::Reset(code)) => SendError::Refused(code),
+            ReadError::Stream(QuinnReadError::ConnectionLost(e)) => {
+                SendError::Connection(classify(e))
+            }
+            ReadError::Stream(_) => {
+                SendError::Connection(classify(quinn::ConnectionError::LocallyClosed))
+            }
+        }
+    }
+}
+
+/// Sends one message on a new stream of `conn`: header, then `source` to its end.
+///
+/// `source` is read on a blocking thread; `progress` is called with the byte count of
+/// each chunk handed to the stream. Not cancel-safe in the sense that a dropped future
+/// leaves a half-sent stream; the stream is reset when dropped, so the receiver stores
+/// nothing.
+pub async fn send_message(
+    conn: &quinn::Connection,
+    header: &Header,
+    source: Box<dyn Read + Send>,
+    mode: Mode,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Sent, SendError> {
+    let (mut send, recv) = match mode {
+        Mode::Bidi => {
+            let (s, r) = conn
+                .open_bi()
+                .await
+                .map_err(|e| SendError::Connection(classify(e)))?;
+            (s, Some(r))
+        }
+        Mode::Uni => (
+            conn.open_uni()
+                .await
+                .map_err(|e| SendError::Connection(classify(e)))?,
+            None,
+        ),
+    };
+    let result = send_on(&mut send, recv, header, source, progress).await;
+    if result.is_err() {
+        let _ = send.reset(ErrorCode::Cancelled.varint());
+    }
+    result
+}
+
+async fn send_on(
+    send: &mut SendStream,
+    recv: Option<RecvStream>,
+    header: &Header,
+    source: Box<dyn Read + Send>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Sent, SendError> {
+    send.write_chunk(Bytes::from(header.encode())).await?;
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
+    let reader = tokio::task::spawn_blocking(move || read_source(source, tx));
+
+    // Whether the receiver said it has the message already: keep reading (to hash),
+    // stop sending.
+    let mut duplicate = false;
+    let mut sent: u64 = 0;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk.map_err(SendError::Source)?;
+        sent += chunk.len() as u64;
+        if let Some(declared) = header.length {
+            if sent > declared {
+                return Err(SendError::Source(std::io::Error::other(
+                    "the file grew while it was being sent",
+                )));
+            }
+        }
+        if duplicate {
+            continue;
+        }
+        let len = chunk.len() as u64;
+        match send.write_chunk(chunk).await {
+            Ok(()) => progress(len),
+            Err(WriteError::Stopped(code)) if code == ErrorCode::Duplicate.varint() => {
+                duplicate = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let sha256: [u8; 32] = reader
+        .await
+        .map_err(|e| SendError::Source(std::io::Error::other(e)))?
+        .into();
+    if let Some(declared) = header.length {
+        if sent != declared {
+            return Err(SendError::Source(std::io::Error::other(format!(
+                "the file changed while it was being sent ({sent} bytes read, {declared} announced)"
+            ))));
+        }
+    }
+    if !duplicate {
+        // The stream may have been stopped by now (duplicate found late); that is fine.
+        let _ = send.finish();
+    }
+    let Some(mut recv) = recv else {
+        // Unidirectional: done when the peer's transport acknowledged every byte.
+        return match send.stopped().await {
+            Ok(None) => Ok(Sent {
+                bytes: sent,
+                sha256,
+                duplicate: false,
+            }),
+            Ok(Some(code)) if code == ErrorCode::Duplicate.varint() => Ok(Sent {
+                bytes: sent,
+                sha256,
+                duplicate: true,
+            }),
+            Ok(Some(code)) => Err(SendError::Refused(code)),
+            Err(quinn::StoppedError::ConnectionLost(e)) => Err(SendError::Connection(classify(e))),
+            Err(quinn::StoppedError::ZeroRttRejected) => Err(SendError::Connection(classify(
+                quinn::ConnectionError::LocallyClosed,
+            ))),
+        };
+    };
+    let ack = framing::read_ack(&mut recv).await?;
+    if ack.bytes != sent || ack.sha256 != sha256 {
+        return Err(SendError::Integrity {
+            sent,
+            sent_sha: hex(&sha256),
+            stored: ack.bytes,
+            stored_sha: hex(&ack.sha256),
+        });
+    }
+    Ok(Sent {
+        bytes: sent,
+        sha256,
+        duplicate: ack.status == AckStatus::Duplicate,
+    })
+}
+
+/// Reads `source` in chunks into `tx`, hashing on the way; returns the hash.
+fn read_source(
+    mut source: Box<dyn Read + Send>,
+    tx: mpsc::Sender<std::io::Result<Bytes>>,
+) -> sha2::digest::Output<Sha256> {
+    let mut hasher = Sha256::new();
+    loop {
+        let mut buf = BytesMut::zeroed(CHUNK);
+        let n = match read_full(&mut source, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+                break;
+            }
+        };
+        buf.truncate(n);
+        hasher.update(&buf);
+        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+            break;
+        }
+    }
+    hasher.finalize()
+}
+
+/// Fills `buf` as far as the source allows (pipes return short reads).
+fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match source.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        // Hand over what a pipe gave us rather than wait for a full chunk.
+        if filled >= 64 * 1024 {
+            break;
+        }
+    }
+    Ok(filled)
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(bytes)
+}
+
+/// Why receiving a message failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RecvError {
+    /// We refuse the message; the stream is stopped with this code.
+    #[error("{}{}", .0.describe(), if .1.is_empty() { String::new() } else { format!(": {}", .1) })]
+    Refuse(ErrorCode, String),
+    /// The sender reset the stream (gave up).
+    #[error("sender cancelled the message ({})", describe_code(*.0))]
+    Cancelled(VarInt),
+    /// The connection failed.
+    #[error("connection lost: {0}")]
+    Lost(quinn::ConnectionError),
+    /// The payload could not be written.
+    #[error("could not store: {0}")]
+    Storage(std::io::Error),
+}
+
+impl RecvError {
+    /// The code to stop the stream with, if we are the one ending it.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            RecvError::Refuse(code, _) => Some(*code),
+            RecvError::Storage(_) => Some(ErrorCode::StorageFailed),
+            _ => None,
+        }
+    }
+}
+
+/// Limits a receiver applies to one message.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    /// The largest payload accepted.
+    pub max_size: Option<u64>,
+}
+
+impl Limits {
+    /// Refuses a message whose declared length is over the limit, before any payload.
+    pub fn check_declared(&self, header: &Header) -> Result<(), RecvError> {
+        match (header.length, self.max_size) {
+            (Some(len), Some(max)) if len > max => Err(RecvError::Refuse(
+                ErrorCode::TooLarge,
+                format!("{len} bytes declared, limit {max}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// What the receiver stored.
+#[derive(Debug)]
+pub struct Received<W> {
+    /// The sink, flushed, ready to be committed.
+    pub sink: W,
+    /// Bytes received.
+    pub bytes: u64,
+    /// SHA-256 of the bytes received.
+    pub sha256: [u8; 32],
+}
+
+/// Receives the payload of a message into `sink` (written on a blocking thread),
+/// enforcing the declared length and `limits`. The caller commits or drops the sink.
+pub async fn receive_payload<W: Write + Send + 'static>(
+    recv: &mut RecvStream,
+    header: &Header,
+    sink: W,
+    limits: Limits,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Received<W>, RecvError> {
+    limits.check_declared(header)?;
+    let (tx, rx) = mpsc::channel::<Bytes>(DEPTH * 4);
+    let writer = tokio::task::spawn_blocking(move || write_sink(sink, rx));
+    let mut total: u64 = 0;
+    let read_result = loop {
+        match recv.read_chunk(CHUNK, true).await {
+            Ok(Some(chunk)) => {
+                total += chunk.bytes.len() as u64;
+                if let Some(declared) = header.length {
+                    if total > declared {
+                        break Err(RecvError::Refuse(
+                            ErrorCode::LengthMismatch,
+                            format!("more than the {declared} bytes declared"),
+                        ));
+                    }
+                }
+                if let Some(max) = limits.max_size {
+                    if total > max {
+                        break Err(RecvError::Refuse(
+                            ErrorCode::TooLarge,
+                            format!("over the limit of {max} bytes"),
+                        ));
+                    }
+                }
+                let len = chunk.bytes.len() as u64;
+                if tx.send(chunk.bytes).await.is_err() {
+                    // The writer failed; its error is reported below.
+                    break Ok(());
+                }
+                progress(len);
+            }
+            Ok(None) => {
+                if let Some(declared) = header.length {
+                    if total != declared {
+                        break Err(RecvError::Refuse(
+                            ErrorCode::LengthMismatch,
+                            format!("{total} bytes received, {declared} declared"),
+                        ));
+                    }
+                }
+                break Ok(());
+            }
+            Err(QuinnReadError::Reset(code)) => break Err(RecvError::Cancelled(code)),
+            Err(QuinnReadError::ConnectionLost(e)) => break Err(RecvError::Lost(e)),
+            Err(_) => break Err(RecvError::Lost(quinn::ConnectionError::LocallyClosed)),
+        }
+    };
+    drop(tx);
+    let written = writer
+        .await
+        .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?;
+    read_result?;
+    let (sink, bytes, sha256) = written.map_err(RecvError::Storage)?;
+    if bytes != total {
+        return Err(RecvError::Storage(std::io::Error::other(
+            "writer stopped early",
+        )));
+    }
+    Ok(Received {
+        sink,
+        bytes,
+        sha256,
+    })
+}
+
+fn write_sink<W: Write>(
+    mut sink: W,
+    mut rx: mpsc::Receiver<Bytes>,
+) -> std::io::Result<(W, u64, [u8; 32])> {
+    let mut hasher = Sha256::new();
+    let mut total = 0u64;
+    while let Some(chunk) = rx.blocking_recv() {
+        hasher.update(&chunk);
+        sink.write_all(&chunk)?;
+        total += chunk.len() as u64;
+    }
+    sink.flush()?;
+    Ok((sink, total, hasher.finalize().into()))
+}
+
+/// Answers a bidirectional stream with an ack and finishes it.
+pub async fn send_ack(send: &mut SendStream, ack: &Ack) -> Result<(), WriteError> {
+    send.write_all(&ack.encode()).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+/// Refuses a message: stops the incoming side and resets the answer side with `code`.
+pub fn refuse(recv: &mut RecvStream, send: Option<&mut SendStream>, code: ErrorCode) {
+    let _ = recv.stop(code.varint());
+    if let Some(send) = send {
+        let _ = send.reset(code.varint());
+    }
+}

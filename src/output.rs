@@ -1,0 +1,110 @@
+//! What the user sees: JSON events on stdout, or text and progress bars on stderr.
+//!
+//! With `--json` every report is one JSON object on one line of stdout (errors too), so
+//! a script never meets a line it cannot parse. Without it, reports are short lines on
+//! stderr, and stdout carries nothing but payload (`listen --stdout`). Progress bars
+//! appear only when stderr is a terminal and `--quiet` is off.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::Value;
+
+/// How reports are written.
+#[derive(Debug, Clone)]
+pub struct Output {
+    json: bool,
+    quiet: bool,
+    bars: bool,
+}
+
+impl Output {
+    /// Output for the global flags.
+    pub fn new(json: bool, quiet: bool) -> Self {
+        Self {
+            json,
+            quiet,
+            bars: !quiet && std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Whether events are JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
+    /// Reports an event: the JSON object with `--json`, else the human line on stderr
+    /// (unless quiet).
+    pub fn event(&self, event: Value, human: impl FnOnce() -> String) {
+        if self.json {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "{event}");
+            let _ = out.flush();
+        } else if !self.quiet {
+            eprintln!("{}", human());
+        }
+    }
+
+    /// A warning: on stderr unless quiet, and as a `warning` event with `--json`.
+    pub fn warn(&self, message: &str) {
+        if self.json {
+            self.event(
+                serde_json::json!({"event": "warning", "message": message}),
+                String::new,
+            );
+        }
+        if !self.quiet {
+            eprintln!("warning: {message}");
+        }
+    }
+
+    /// Reports a fatal error: one line on stderr always, and an `error` event with
+    /// `--json`.
+    pub fn error(&self, message: &str, exit_code: u8) {
+        if self.json {
+            self.event(
+                serde_json::json!({"event": "error", "message": message, "exit_code": exit_code}),
+                String::new,
+            );
+        }
+        eprintln!("error: {message}");
+    }
+
+    /// A progress bar for `len` bytes (a spinner when unknown), hidden when bars are off.
+    pub fn progress(&self, len: Option<u64>, label: &str) -> ProgressBar {
+        if !self.bars {
+            return ProgressBar::hidden();
+        }
+        let bar = match len {
+            Some(len) => ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::stderr())
+                .with_style(
+                ProgressStyle::with_template(
+                    "{msg:20!} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
+            ),
+            None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()).with_style(
+                ProgressStyle::with_template("{spinner} {msg:20!} {bytes} {binary_bytes_per_sec}")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            ),
+        };
+        bar.set_message(label.to_string());
+        bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+}
+
+/// Bytes in the units people read: `1.5 MiB`.
+pub fn human_bytes(n: u64) -> String {
+    indicatif::BinaryBytes(n).to_string()
+}
+
+/// A rate in bytes per second, for reports.
+pub fn human_rate(bytes: u64, seconds: f64) -> String {
+    if seconds <= 0.0 {
+        return "-".into();
+    }
+    format!("{}/s", human_bytes((bytes as f64 / seconds) as u64))
+}

@@ -1,0 +1,495 @@
+//! Where received files land: safe names, invisible partial files, no silent overwrite.
+//!
+//! A name from the wire is a proposal. [`sanitize`] reduces it to a relative path whose
+//! every component is a plain file name: no separators, no `.` or `..`, no control
+//! characters, at most [`MAX_COMPONENT`] bytes. A name with nothing left is refused.
+//!
+//! [`Store::begin`] creates the parent directories inside the root, refusing to follow a
+//! symlink or to pass through anything that is not a directory, then opens the payload
+//! file with `O_TMPFILE`: an inode with no name, invisible in the directory and gone by
+//! itself if the process dies. [`Pending::commit`] syncs it and links it in under its
+//! final name only when it is complete and verified. `linkat` never replaces an existing
+//! name, so "never overwrite" holds even against a racing writer: on `EEXIST` the next
+//! name (`name.1.ext`, `name.2.ext`, …) is tried. With `--overwrite` the file is linked
+//! under a temporary name and renamed over the old one, which is atomic.
+//!
+//! Where `O_TMPFILE` is not supported (some filesystems), a hidden temporary
+//! `.NAME.qp2p-RANDOM.part` is used instead and removed when the transfer fails (on drop).
+//!
+//! What could go wrong: a sender naming `../../etc/passwd` (components dropped), a
+//! symlink planted inside the root pointing out of it (refused, never followed), a
+//! partial file mistaken for a complete one (no name until verified), a crash leaving
+//! debris (`O_TMPFILE` leaves none).
+
+use std::ffi::{CString, OsStr, OsString};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::io::{AsRawFd, FromRawFd};
+use std::path::{Component, Path, PathBuf};
+
+/// Longest file name component kept, in bytes (leaves room for a `.N` suffix under the
+/// usual 255-byte limit).
+pub const MAX_COMPONENT: usize = 200;
+/// Deepest directory tree accepted.
+pub const MAX_DEPTH: usize = 64;
+
+/// Reduces a name from the wire to a safe relative path, or `None` if nothing is left.
+pub fn sanitize(name: &str) -> Option<PathBuf> {
+    let mut out = PathBuf::new();
+    let mut depth = 0;
+    for part in name.split(['/', '\\']) {
+        if part.is_empty() || part == "." || part == ".." {
+            continue;
+        }
+        let cleaned: String = part
+            .chars()
+            .map(|c| if c.is_control() { '_' } else { c })
+            .collect();
+        let cleaned = truncate_component(&cleaned);
+        // A component made only of dots is `.` or `..` in disguise after truncation.
+        if cleaned.chars().all(|c| c == '.') {
+            continue;
+        }
+        depth += 1;
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        out.push(cleaned);
+    }
+    // Paranoia: what we built must be nothing but normal components.
+    let safe = out.components().all(|c| matches!(c, Component::Normal(_)));
+    (safe && depth > 0).then_some(out)
+}
+
+/// Cuts a component to [`MAX_COMPONENT`] bytes at a character boundary, keeping a
+/// short extension.
+fn truncate_component(s: &str) -> String {
+    if s.len() <= MAX_COMPONENT {
+        return s.to_string();
+    }
+    let ext = match s.rfind('.') {
+        Some(i) if i > 0 && s.len() - i <= 16 => &s[i..],
+        _ => "",
+    };
+    let mut cut = MAX_COMPONENT - ext.len();
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{}", &s[..cut], ext)
+}
+
+/// The `n`th alternative to a taken file name: `name.n.ext`, or `name.n`.
+fn numbered(name: &OsStr, n: u32) -> OsString {
+    let bytes = name.as_bytes();
+    let dot = bytes.iter().rposition(|&b| b == b'.').filter(|&i| i > 0);
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    match dot {
+        Some(i) => {
+            out.extend_from_slice(&bytes[..i]);
+            out.extend_from_slice(format!(".{n}").as_bytes());
+            out.extend_from_slice(&bytes[i..]);
+        }
+        None => {
+            out.extend_from_slice(bytes);
+            out.extend_from_slice(format!(".{n}").as_bytes());
+        }
+    }
+    OsString::from(std::ffi::OsStr::from_bytes(&out))
+}
+
+/// The directory received files land in.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+    overwrite: bool,
+}
+
+impl Store {
+    /// A store rooted at `dir` (created if missing).
+    pub fn new(dir: &Path, overwrite: bool) -> io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(Self {
+            root: dir.canonicalize()?,
+            overwrite,
+        })
+    }
+
+    /// The root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Prepares to receive `rel` (a [`sanitize`]d path): parent directories made, an
+    /// invisible file opened.
+    pub fn begin(&self, rel: &Path) -> io::Result<Pending> {
+        let file_name = rel
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty name"))?
+            .to_os_string();
+        let dir = self.make_parents(rel)?;
+        let (file, temp) = match open_tmpfile(&dir) {
+            Ok(file) => (file, None),
+            Err(e) if tmpfile_unsupported(&e) => {
+                let (file, path) = open_named_temp(&dir, &file_name)?;
+                (file, Some(path))
+            }
+            Err(e) => return Err(e),
+        };
+        Ok(Pending {
+            file,
+            dir,
+            file_name,
+            temp,
+            overwrite: self.overwrite,
+        })
+    }
+
+    /// Creates the directories of `rel` under the root, one component at a time,
+    /// refusing symlinks and non-directories.
+    fn make_parents(&self, rel: &Path) -> io::Result<PathBuf> {
+        let mut dir = self.root.clone();
+        let Some(parent) = rel.parent() else {
+            return Ok(dir);
+        };
+        for comp in parent.components() {
+            let Component::Normal(part) = comp else {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "unsafe path component",
+                ));
+            };
+            dir.push(part);
+            match std::fs::symlink_metadata(&dir) {
+                Ok(meta) if meta.is_dir() => {}
+                Ok(_) => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::AlreadyExists,
+                        format!("{} exists and is not a directory", dir.display()),
+                    ))
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    match std::fs::create_dir(&dir) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                            // Someone made it meanwhile: check again what it is.
+                            if !std::fs::symlink_metadata(&dir)?.is_dir() {
+                                return Err(io::Error::new(
+                                    io::ErrorKind::AlreadyExists,
+                                    format!("{} is not a directory", dir.display()),
+                                ));
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(dir)
+    }
+}
+
+fn tmpfile_unsupported(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EOPNOTSUPP) | Some(libc::EISDIR) | Some(libc::EINVAL) | Some(libc::ENOENT)
+    )
+}
+
+fn cstring(path: &Path) -> io::Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains NUL"))
+}
+
+fn open_tmpfile(dir: &Path) -> io::Result<File> {
+    let c = cstring(dir)?;
+    // SAFETY: `c` is a valid NUL-terminated path; the returned descriptor is checked
+    // and then owned by the File.
+    let fd = unsafe {
+        libc::open(
+            c.as_ptr(),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_CLOEXEC,
+            0o666 as libc::c_uint,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a freshly opened descriptor that nothing else owns.
+    Ok(unsafe { File::from_raw_fd(fd) })
+}
+
+fn open_named_temp(dir: &Path, name: &OsStr) -> io::Result<(File, PathBuf)> {
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..16 {
+        let mut temp = OsString::from(".");
+        temp.push(name);
+        temp.push(format!(".qp2p-{:08x}.part", rand::random::<u32>()));
+        let path = dir.join(temp);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+        {
+            Ok(f) => return Ok((f, path)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "could not find a free temporary name",
+    ))
+}
+
+/// A file being received: invisible until [`Pending::commit`].
+#[derive(Debug)]
+pub struct Pending {
+    file: File,
+    dir: PathBuf,
+    file_name: OsString,
+    /// The named temporary, when `O_TMPFILE` was not available.
+    temp: Option<PathBuf>,
+    overwrite: bool,
+}
+
+impl Write for Pending {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.file.write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+impl Pending {
+    /// Makes the file durable and gives it its final name; returns the path.
+    pub fn commit(mut self) -> io::Result<PathBuf> {
+        self.file.sync_all()?;
+        let path = if self.overwrite {
+            self.replace()?
+        } else {
+            self.link_new()?
+        };
+        if let Ok(dir) = File::open(&self.dir) {
+            let _ = dir.sync_all();
+        }
+        Ok(path)
+    }
+
+    /// Links the file under the first free name: `name`, `name.1.ext`, ...
+    fn link_new(&mut self) -> io::Result<PathBuf> {
+        for n in 0..10_000u32 {
+            let name = if n == 0 {
+                self.file_name.clone()
+            } else {
+                numbered(&self.file_name, n)
+            };
+            let target = self.dir.join(&name);
+            match self.link_to(&target) {
+                Ok(()) => return Ok(target),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            "10000 files of that name exist already",
+        ))
+    }
+
+    /// Links the file under a temporary name and renames it over the final one.
+    fn replace(&mut self) -> io::Result<PathBuf> {
+        let target = self.dir.join(&self.file_name);
+        let staging = match self.temp.take() {
+            Some(temp) => temp,
+            None => loop {
+                let candidate = self
+                    .dir
+                    .join(format!(".qp2p-{:016x}.part", rand::random::<u64>()));
+                match self.link_to(&candidate) {
+                    Ok(()) => break candidate,
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                    Err(e) => return Err(e),
+                }
+            },
+        };
+        if let Err(e) = std::fs::rename(&staging, &target) {
+            let _ = std::fs::remove_file(&staging);
+            return Err(e);
+        }
+        Ok(target)
+    }
+
+    /// Gives the inode (or the named temporary) the name `target`; fails with
+    /// `AlreadyExists` rather than replace anything.
+    fn link_to(&mut self, target: &Path) -> io::Result<()> {
+        if let Some(temp) = &self.temp {
+            std::fs::hard_link(temp, target)?;
+            std::fs::remove_file(temp)?;
+            self.temp = None;
+            return Ok(());
+        }
+        let to = cstring(target)?;
+        let proc_path = CString::new(format!("/proc/self/fd/{}", self.file.as_raw_fd()))
+            .map_err(|_| io::Error::other("fd path"))?;
+        // SAFETY: both paths are valid NUL-terminated strings.
+        let rc = unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                proc_path.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() == io::ErrorKind::AlreadyExists {
+            return Err(err);
+        }
+        // Without /proc: link the descriptor itself (needs CAP_DAC_READ_SEARCH).
+        let empty = CString::default();
+        // SAFETY: as above; AT_EMPTY_PATH links the open descriptor.
+        let rc = unsafe {
+            libc::linkat(
+                self.file.as_raw_fd(),
+                empty.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                libc::AT_EMPTY_PATH,
+            )
+        };
+        if rc == 0 {
+            Ok(())
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    }
+}
+
+impl Drop for Pending {
+    fn drop(&mut self) {
+        if let Some(temp) = &self.temp {
+            let _ = std::fs::remove_file(temp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(name: &str) -> Option<String> {
+        sanitize(name).map(|p| p.to_string_lossy().into_owned())
+    }
+
+    #[test]
+    fn hostile_names_are_reduced_or_refused() {
+        assert_eq!(s("../../x").as_deref(), Some("x"));
+        assert_eq!(s("/etc/passwd").as_deref(), Some("etc/passwd"));
+        assert_eq!(s("a/../../b").as_deref(), Some("a/b"));
+        assert_eq!(s("..\\..\\win.ini").as_deref(), Some("win.ini"));
+        assert_eq!(s("a\u{1}b\nc").as_deref(), Some("a_b_c"));
+        assert_eq!(s(".."), None);
+        assert_eq!(s(""), None);
+        assert_eq!(s("/./../"), None);
+        assert_eq!(s(".hidden").as_deref(), Some(".hidden"));
+        assert_eq!(s("...").as_deref(), None);
+    }
+
+    #[test]
+    fn long_components_are_cut_keeping_the_extension() {
+        let long = format!("{}.txt", "n".repeat(296));
+        let cut = s(&long).unwrap();
+        assert_eq!(cut.len(), MAX_COMPONENT);
+        assert!(cut.ends_with(".txt"));
+        let multibyte = "é".repeat(150);
+        let cut = s(&multibyte).unwrap();
+        assert!(cut.len() <= MAX_COMPONENT);
+        assert!(cut.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn too_deep_trees_are_refused() {
+        assert!(sanitize(&"d/".repeat(MAX_DEPTH)).is_some());
+        assert!(sanitize(&"d/".repeat(MAX_DEPTH + 1)).is_none());
+    }
+
+    #[test]
+    fn numbered_names() {
+        assert_eq!(numbered(OsStr::new("f.txt"), 1), "f.1.txt");
+        assert_eq!(numbered(OsStr::new("f"), 2), "f.2");
+        assert_eq!(numbered(OsStr::new(".bashrc"), 1), ".bashrc.1");
+    }
+
+    fn write(store: &Store, rel: &str, data: &[u8]) -> io::Result<PathBuf> {
+        let mut p = store.begin(Path::new(rel))?;
+        p.write_all(data)?;
+        p.commit()
+    }
+
+    #[test]
+    fn pending_files_are_invisible_until_committed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), false).unwrap();
+        let mut p = store.begin(Path::new("a/b.txt")).unwrap();
+        p.write_all(b"hello").unwrap();
+        let listed: Vec<_> = std::fs::read_dir(dir.path().join("a")).unwrap().collect();
+        assert!(listed.is_empty(), "nothing visible before commit");
+        let path = p.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"hello");
+        // Dropped without commit: nothing left.
+        let mut q = store.begin(Path::new("a/c.txt")).unwrap();
+        q.write_all(b"partial").unwrap();
+        drop(q);
+        assert_eq!(std::fs::read_dir(dir.path().join("a")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn existing_files_are_never_overwritten_unless_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), false).unwrap();
+        let a = write(&store, "f.txt", b"one").unwrap();
+        let b = write(&store, "f.txt", b"two").unwrap();
+        assert_eq!(a.file_name().unwrap(), "f.txt");
+        assert_eq!(b.file_name().unwrap(), "f.1.txt");
+        assert_eq!(std::fs::read(&a).unwrap(), b"one");
+        let over = Store::new(dir.path(), true).unwrap();
+        let c = write(&over, "f.txt", b"three").unwrap();
+        assert_eq!(c, a);
+        assert_eq!(std::fs::read(&a).unwrap(), b"three");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
+    }
+
+    #[test]
+    fn symlinks_inside_the_root_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("link")).unwrap();
+        let store = Store::new(dir.path(), false).unwrap();
+        assert!(write(&store, "link/x", b"escape").is_err());
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn named_temporaries_are_removed_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let (file, path) = open_named_temp(dir.path(), OsStr::new("x")).unwrap();
+        let p = Pending {
+            file,
+            dir: dir.path().to_path_buf(),
+            file_name: "x".into(),
+            temp: Some(path.clone()),
+            overwrite: false,
+        };
+        assert!(path.exists());
+        drop(p);
+        assert!(!path.exists());
+    }
+}
