@@ -177,12 +177,11 @@ pub fn classify(e: ConnectionError) -> ConnectError {
             ConnectError::IdentityRejected(t.reason.clone())
         }
         ConnectionError::ConnectionClosed(c) if is_certificate_alert(c.error_code.into()) => {
-            let reason = String::from_utf8_lossy(&c.reason).into_owned();
-            ConnectError::IdentityRejected(if reason.is_empty() {
-                "the peer does not accept our certificate".into()
-            } else {
-                format!("by the peer: {reason}")
-            })
+            ConnectError::IdentityRejected(format!(
+                "the peer refused our identity (TLS alert {}); ask its owner to allow our \
+                 fingerprint (qp2p id prints it)",
+                u64::from(c.error_code) & 0xff
+            ))
         }
         ConnectionError::ConnectionClosed(c) => {
             ConnectError::Refused(format!("{c}").trim().to_string())
@@ -290,22 +289,30 @@ impl Endpoint {
         addr: SocketAddr,
         rules: TrustRules,
     ) -> Result<quinn::Connection, ConnectError> {
-        let tls = tls::client_config(&self.identity, rules)
+        let (tls, verifier) = tls::client_config(&self.identity, rules)
             .map_err(|e| ConnectError::Invalid(e.to_string()))?;
         let quic =
             QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Invalid(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
         config.transport_config(self.transport.clone());
-        let addr = self.reachable(addr);
+        let shown = canonical(addr);
         let connecting = self
             .inner
-            .connect_with(config, addr, tls::SERVER_NAME)
+            .connect_with(config, self.reachable(addr), tls::SERVER_NAME)
             .map_err(|e| ConnectError::Invalid(e.to_string()))?;
         let timeout = self.options.connect_timeout;
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
-            Ok(Err(e)) => Err(classify(e)),
-            Err(_) => Err(ConnectError::Timeout { addr, timeout }),
+            Ok(Err(e)) => Err(match classify(e) {
+                ConnectError::IdentityRejected(reason) => {
+                    ConnectError::IdentityRejected(rejection(shown, &verifier, reason))
+                }
+                other => other,
+            }),
+            Err(_) => Err(ConnectError::Timeout {
+                addr: shown,
+                timeout,
+            }),
         }
     }
 
@@ -325,6 +332,21 @@ impl Endpoint {
     pub async fn shutdown(&self, code: VarInt, reason: &[u8], wait: Duration) {
         self.inner.close(code, reason);
         let _ = tokio::time::timeout(wait, self.inner.wait_idle()).await;
+    }
+}
+
+/// Says who refused whom: we refused a peer that showed the wrong fingerprint, or the
+/// peer refused us.
+fn rejection(addr: SocketAddr, verifier: &tls::PeerVerifier, reason: String) -> String {
+    match (verifier.seen(), &verifier.rules().pinned) {
+        (Some(seen), Some(pinned)) if !pinned.contains(&seen) => {
+            let expected: Vec<String> = pinned.iter().map(|f| f.to_string()).collect();
+            format!(
+                "{addr} showed fingerprint {seen}, expected {}; nothing was sent",
+                expected.join(" or ")
+            )
+        }
+        _ => format!("{addr}: {reason}"),
     }
 }
 

@@ -335,8 +335,14 @@ impl TrustRules {
 }
 
 /// The peer's fingerprint is not one that a rule admits.
-#[derive(Debug)]
 struct NotTrusted(Fingerprint);
+
+// rustls shows `CertificateError::Other` with `{:?}`: make that readable in logs.
+impl fmt::Debug for NotTrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
 
 impl fmt::Display for NotTrusted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -352,6 +358,8 @@ impl std::error::Error for NotTrusted {}
 pub struct PeerVerifier {
     rules: TrustRules,
     algorithms: WebPkiSupportedAlgorithms,
+    /// The fingerprint of the last certificate checked, for error messages.
+    seen: std::sync::Mutex<Option<Fingerprint>>,
 }
 
 impl PeerVerifier {
@@ -359,7 +367,25 @@ impl PeerVerifier {
         Self {
             rules,
             algorithms: provider.signature_verification_algorithms,
+            seen: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The fingerprint of the last certificate this verifier was shown.
+    pub fn seen(&self) -> Option<Fingerprint> {
+        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The rules this verifier applies.
+    pub fn rules(&self) -> &TrustRules {
+        &self.rules
+    }
+
+    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        if let Ok(fp) = Fingerprint::of_certificate(end_entity) {
+            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
+        }
+        self.rules.check(end_entity)
     }
 
     fn tls13_signature(
@@ -381,7 +407,7 @@ impl ServerCertVerifier for PeerVerifier {
         _ocsp_response: &[u8],
         _now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.rules.check(end_entity)?;
+        self.check(end_entity)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -421,7 +447,7 @@ impl ClientCertVerifier for PeerVerifier {
         _intermediates: &[CertificateDer<'_>],
         _now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.rules.check(end_entity)?;
+        self.check(end_entity)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -474,22 +500,23 @@ pub fn server_config(
 }
 
 /// The rustls client configuration: our identity as client certificate, the server
-/// checked against `rules`, TLS 1.3 only, no resumption.
+/// checked against `rules`, TLS 1.3 only, no resumption. The verifier is returned too:
+/// after a refusal it tells which fingerprint the peer showed.
 pub fn client_config(
     identity: &Identity,
     rules: TrustRules,
-) -> Result<rustls::ClientConfig, TlsError> {
+) -> Result<(rustls::ClientConfig, Arc<PeerVerifier>), TlsError> {
     let provider = provider();
     let verifier = Arc::new(PeerVerifier::new(rules, &provider));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(verifier.clone())
         .with_client_auth_cert(identity.certs.clone(), identity.private_key())?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_early_data = false;
-    Ok(config)
+    Ok((config, verifier))
 }
 
 #[cfg(test)]
