@@ -51,8 +51,9 @@ pub struct GlobalArgs {
     /// Identity directory (key.pem, cert.pem) [default: $QP2P_HOME, else ~/.config/qp2p]
     #[arg(long, global = true, value_name = "DIR", env = "QP2P_HOME")]
     pub identity: Option<PathBuf>,
-    /// Use a fresh identity that lives in memory for this run only.
-    #[arg(long, global = true, conflicts_with = "identity")]
+    /// Use a fresh identity that lives in memory for this run only (wins over
+    /// --identity and QP2P_HOME).
+    #[arg(long, global = true)]
     pub ephemeral: bool,
 }
 
