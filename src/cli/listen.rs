@@ -367,7 +367,16 @@ async fn serve_stream(
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok((stored, duplicate)) => {
-            report_received(&state, &header, &stored, duplicate, peer, peer_fp, seconds);
+            let stream = if send.is_some() { "bi" } else { "uni" };
+            report_received(
+                &state,
+                &header,
+                &stored,
+                duplicate,
+                (peer, peer_fp),
+                stream,
+                seconds,
+            );
             if !duplicate {
                 let n = state.stored.fetch_add(1, Ordering::SeqCst) + 1;
                 if state.target.is_some_and(|t| n >= t) {
@@ -490,8 +499,8 @@ fn report_received(
     header: &Header,
     stored: &Stored,
     duplicate: bool,
-    peer: SocketAddr,
-    peer_fp: Option<Fingerprint>,
+    (peer, peer_fp): (SocketAddr, Option<Fingerprint>),
+    stream: &str,
     seconds: f64,
 ) {
     let sha = hex(&stored.sha256);
@@ -508,6 +517,7 @@ fn report_received(
             "duplicate": duplicate,
             "seconds": seconds,
             "message_id": header.id.to_string(),
+            "stream": stream,
         }),
         || {
             let dest = match &path {

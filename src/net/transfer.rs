@@ -24,6 +24,7 @@
 use std::io::{Read, Write};
 
 use bytes::{Bytes, BytesMut};
+use futures_util::FutureExt;
 use quinn::{ReadError as QuinnReadError, RecvStream, SendStream, VarInt, WriteError};
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
@@ -262,7 +263,7 @@ fn read_source(
     let mut hasher = Sha256::new();
     loop {
         let mut buf = BytesMut::zeroed(CHUNK);
-        let n = match read_full(&mut source, &mut buf) {
+        let n = match read_some(&mut source, &mut buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) => {
@@ -279,22 +280,15 @@ fn read_source(
     hasher.finalize()
 }
 
-/// Fills `buf` as far as the source allows (pipes return short reads).
-fn read_full(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match source.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
+/// One read, retried on EINTR: a file fills the buffer, a pipe gives what it has, so
+/// interactive input is sent as it comes.
+fn read_some(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match source.read(buf) {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-        // Hand over what a pipe gave us rather than wait for a full chunk.
-        if filled >= 64 * 1024 {
-            break;
+            other => return other,
         }
     }
-    Ok(filled)
 }
 
 /// Lowercase hex.
@@ -371,50 +365,78 @@ pub async fn receive_payload<W: Write + Send + 'static>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
-    let (tx, rx) = mpsc::channel::<Bytes>(DEPTH * 4);
+    let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || write_sink(sink, rx));
     let mut total: u64 = 0;
+    let mut buf = BytesMut::zeroed(CHUNK);
+    let mut filled = 0;
     let read_result = loop {
-        match recv.read_chunk(CHUNK, true).await {
-            Ok(Some(chunk)) => {
-                total += chunk.bytes.len() as u64;
-                if let Some(declared) = header.length {
-                    if total > declared {
-                        break Err(RecvError::Refuse(
-                            ErrorCode::LengthMismatch,
-                            format!("more than the {declared} bytes declared"),
-                        ));
-                    }
+        // Wait for data, then take whatever else is already there without waiting, so
+        // the writer gets large chunks at full speed and small ones at once when the
+        // sender is slow (an interactive pipe).
+        let mut eof = false;
+        let mut outcome = recv.read(&mut buf[filled..]).await;
+        loop {
+            match outcome {
+                Ok(Some(n)) => {
+                    filled += n;
+                    total += n as u64;
                 }
-                if let Some(max) = limits.max_size {
-                    if total > max {
-                        break Err(RecvError::Refuse(
-                            ErrorCode::TooLarge,
-                            format!("over the limit of {max} bytes"),
-                        ));
-                    }
-                }
-                let len = chunk.bytes.len() as u64;
-                if tx.send(chunk.bytes).await.is_err() {
-                    // The writer failed; its error is reported below.
-                    break Ok(());
-                }
-                progress(len);
+                Ok(None) => eof = true,
+                Err(_) => break,
             }
-            Ok(None) => {
-                if let Some(declared) = header.length {
-                    if total != declared {
-                        break Err(RecvError::Refuse(
-                            ErrorCode::LengthMismatch,
-                            format!("{total} bytes received, {declared} declared"),
-                        ));
-                    }
-                }
+            if eof || filled == buf.len() {
+                break;
+            }
+            match recv.read(&mut buf[filled..]).now_or_never() {
+                Some(next) => outcome = next,
+                None => break,
+            }
+        }
+        if let Err(e) = outcome {
+            break Err(match e {
+                QuinnReadError::Reset(code) => RecvError::Cancelled(code),
+                QuinnReadError::ConnectionLost(e) => RecvError::Lost(e),
+                _ => RecvError::Lost(quinn::ConnectionError::LocallyClosed),
+            });
+        }
+        if let Some(declared) = header.length {
+            if total > declared {
+                break Err(RecvError::Refuse(
+                    ErrorCode::LengthMismatch,
+                    format!("more than the {declared} bytes declared"),
+                ));
+            }
+        }
+        if let Some(max) = limits.max_size {
+            if total > max {
+                break Err(RecvError::Refuse(
+                    ErrorCode::TooLarge,
+                    format!("over the limit of {max} bytes"),
+                ));
+            }
+        }
+        if filled > 0 {
+            let mut chunk = std::mem::replace(&mut buf, BytesMut::zeroed(CHUNK));
+            chunk.truncate(filled);
+            filled = 0;
+            let len = chunk.len() as u64;
+            if tx.send(chunk.freeze()).await.is_err() {
+                // The writer failed; its error is reported below.
                 break Ok(());
             }
-            Err(QuinnReadError::Reset(code)) => break Err(RecvError::Cancelled(code)),
-            Err(QuinnReadError::ConnectionLost(e)) => break Err(RecvError::Lost(e)),
-            Err(_) => break Err(RecvError::Lost(quinn::ConnectionError::LocallyClosed)),
+            progress(len);
+        }
+        if eof {
+            if let Some(declared) = header.length {
+                if total != declared {
+                    break Err(RecvError::Refuse(
+                        ErrorCode::LengthMismatch,
+                        format!("{total} bytes received, {declared} declared"),
+                    ));
+                }
+            }
+            break Ok(());
         }
     };
     drop(tx);

@@ -1,0 +1,192 @@
+//! The wire protocol against the real listener, from a small client built on the net
+//! module: what a hostile or unusual peer can do that `qp2p send` never would.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LEN};
+use qp2p::net::transfer::{hex, send_message, Mode, SendError};
+use qp2p::net::{Endpoint, Fingerprint, Identity, TransportOptions};
+
+use crate::util::{list_all, random_bytes, sha256, TestDir, EVENT_TIMEOUT};
+
+/// A client endpoint with a fresh identity, connected to the listener (pinned).
+async fn connect(ticket: &str) -> (Endpoint, quinn::Connection) {
+    let target: qp2p::net::Target = ticket.parse().unwrap();
+    let addr = target.resolve().await.unwrap()[0];
+    let id = Arc::new(Identity::ephemeral().unwrap());
+    let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
+    let rules = qp2p::net::TrustRules::pinned_to(target.expect.unwrap());
+    let conn = endpoint.connect(addr, rules).await.unwrap();
+    (endpoint, conn)
+}
+
+/// Opens a bidirectional stream, writes `bytes` and FIN, and returns the code the
+/// listener reset or stopped the stream with.
+async fn reset_code(conn: &quinn::Connection, bytes: &[u8]) -> u64 {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // The listener may stop the stream before we are done writing: that is the answer.
+    let written = send.write_all(bytes).await;
+    let _ = send.finish();
+    if let Err(quinn::WriteError::Stopped(code)) = written {
+        return code.into_inner();
+    }
+    match tokio::time::timeout(Duration::from_secs(15), recv.read_to_end(1024)).await {
+        Ok(Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))) => code.into_inner(),
+        other => panic!("expected a stream reset, got {other:?}"),
+    }
+}
+
+fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Box<dyn std::io::Read + Send>) {
+    let header = Header {
+        kind: Kind::Message,
+        id,
+        length: Some(data.len() as u64),
+        name: name.to_string(),
+    };
+    (header, Box::new(std::io::Cursor::new(data.to_vec())))
+}
+
+/// Garbage and an oversized header each reset their own stream with the documented
+/// code; the same connection then still delivers a valid message.
+#[test]
+fn bad_headers_reset_only_their_stream() {
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let mut listener = dir.listen(&out, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_endpoint, conn) = connect(&listener.ticket).await;
+
+        let code = reset_code(&conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+        assert_eq!(code, ErrorCode::BadHeader as u64, "garbage header");
+
+        let mut oversized = Vec::from(*b"QP2P");
+        oversized.push(framing::VERSION);
+        oversized.push(1);
+        oversized.extend_from_slice(&u16::MAX.to_be_bytes());
+        oversized.extend_from_slice(&[0u8; 64]);
+        assert!(u16::MAX as usize > MAX_HEADER_LEN);
+        let code = reset_code(&conn, &oversized).await;
+        assert_eq!(code, ErrorCode::HeaderTooLarge as u64, "oversized header");
+
+        let mut future_kind = Header::decode(&message("x", b"", MessageId::random()).0.encode())
+            .unwrap()
+            .encode();
+        future_kind[5] = 0x7f;
+        let code = reset_code(&conn, &future_kind).await;
+        assert_eq!(code, ErrorCode::Unsupported as u64, "unknown kind");
+
+        let data = random_bytes(300_000);
+        let (header, source) = message("after.bin", &data, MessageId::random());
+        let sent = send_message(&conn, &header, source, Mode::Bidi, &|_| {})
+            .await
+            .expect("the connection survives bad streams");
+        assert_eq!(hex(&sent.sha256), sha256(&data));
+        assert!(conn.close_reason().is_none(), "connection still open");
+    });
+    let ev = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(ev["name"], "after.bin");
+    let landed = std::fs::read(out.join("after.bin")).expect("file landed");
+    assert_eq!(ev["sha256"], sha256(&landed));
+    assert_eq!(list_all(&out).len(), 1, "only the valid message landed");
+}
+
+/// A retry after a lost ack delivers the same message id again, on a new connection:
+/// the listener acks it as a duplicate and stores it once.
+#[test]
+fn the_same_message_id_is_stored_once() {
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let mut listener = dir.listen(&out, &[]);
+    let data = random_bytes(200_000);
+    let id = MessageId::random();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_e1, first) = connect(&listener.ticket).await;
+        let (header, source) = message("once.bin", &data, id);
+        let sent = send_message(&first, &header, source, Mode::Bidi, &|_| {})
+            .await
+            .unwrap();
+        assert!(!sent.duplicate);
+        // The ack was "lost": the sender retries on a fresh connection.
+        first.close(0u32.into(), b"lost ack");
+        let (_e2, second) = connect(&listener.ticket).await;
+        let (header, source) = message("once.bin", &data, id);
+        let again = send_message(&second, &header, source, Mode::Bidi, &|_| {})
+            .await
+            .unwrap();
+        assert!(again.duplicate, "second delivery acked as duplicate");
+        assert_eq!(again.sha256, sent.sha256);
+
+        // A different payload under a known id is not silently accepted either: the
+        // sender's hash differs from what was stored.
+        let (header, source) = message("once.bin", b"other bytes", id);
+        let err = send_message(&second, &header, source, Mode::Bidi, &|_| {})
+            .await
+            .unwrap_err();
+        assert!(matches!(err, SendError::Integrity { .. }), "{err}");
+    });
+    let first = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(first["duplicate"], false);
+    let second = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(second["duplicate"], true);
+    assert_eq!(second["message_id"], first["message_id"]);
+    let files = list_all(&out);
+    assert_eq!(files.len(), 1, "stored once: {files:?}");
+    assert_eq!(
+        sha256(&std::fs::read(out.join(&files[0])).unwrap()),
+        sha256(&data)
+    );
+}
+
+/// A peer that lies about the length: declares 10 bytes and sends 20, or declares more
+/// than it sends. That stream fails, nothing lands, the connection goes on.
+#[test]
+fn a_lying_length_fails_the_message_only() {
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let mut listener = dir.listen(&out, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_endpoint, conn) = connect(&listener.ticket).await;
+        for (declared, actual) in [(10u64, 20usize), (1 << 30, 1000)] {
+            let header = Header {
+                kind: Kind::Message,
+                id: MessageId::random(),
+                length: Some(declared),
+                name: "liar.bin".into(),
+            };
+            let mut bytes = header.encode();
+            bytes.extend_from_slice(&random_bytes(actual));
+            let code = reset_code(&conn, &bytes).await;
+            assert_eq!(
+                code,
+                ErrorCode::LengthMismatch as u64,
+                "{declared} vs {actual}"
+            );
+        }
+        let (header, source) = message("honest.txt", b"honest", MessageId::random());
+        send_message(&conn, &header, source, Mode::Bidi, &|_| {})
+            .await
+            .unwrap();
+    });
+    listener.wait_for("received", EVENT_TIMEOUT);
+    let files = list_all(&out);
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].ends_with("honest.txt"));
+}
+
+/// The fingerprint a client computes for the listener equals the one it prints.
+#[test]
+fn printed_fingerprint_is_the_one_on_the_wire() {
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let listener = dir.listen(&out, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (_endpoint, conn) = connect(&listener.ticket).await;
+        let fp = Fingerprint::of_peer(&conn).unwrap();
+        assert_eq!(fp.to_string(), listener.fingerprint);
+    });
+}

@@ -1,0 +1,18 @@
+//! Integration tests: the real `qp2p` binary, run as separate processes over
+//! loopback. One test binary (as ripgrep does); helpers in `util`.
+//!
+//! The test modules live in `suite/` rather than next to this file because cargo
+//! would build every `tests/*.rs` as a test binary of its own.
+
+mod util;
+
+#[path = "suite/failure.rs"]
+mod failure;
+#[path = "suite/safety.rs"]
+mod safety;
+#[path = "suite/transfer.rs"]
+mod transfer;
+#[path = "suite/trust.rs"]
+mod trust;
+#[path = "suite/wire.rs"]
+mod wire;
