@@ -5,7 +5,6 @@
 //! receiver's duplicate check makes that exactly-once on disk. Stdin cannot be replayed,
 //! so for it only connecting is retried.
 
-use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,7 +16,7 @@ use super::{Context, TransportArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing::{self, Header, Kind, MessageId};
-use crate::net::transfer::{hex, send_message, Mode, SendError};
+use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
 use crate::net::{Endpoint, Fingerprint, Pool, Target};
 use crate::output::{human_bytes, human_rate};
 
@@ -300,7 +299,7 @@ async fn send_item(
                             ))
                         })?;
                         tracing::debug!(attempt, reused = pooled.reused, "sending");
-                        finish(pool, &pooled, header, Box::new(file), mode, progress).await
+                        finish(pool, &pooled, header, Source::File(file), mode, progress).await
                     }
                 })
                 .await
@@ -308,7 +307,7 @@ async fn send_item(
         Item::Stdin { .. } => {
             let (pooled, retries) = backoff.run(|_| pool.get(addr, expect)).await;
             let pooled = pooled.map_err(SendError::Connection)?;
-            let stdin: Box<dyn Read + Send> = Box::new(std::io::stdin());
+            let stdin = Source::Pipe(Box::new(std::io::stdin()));
             let result = finish(pool, &pooled, &header, stdin, mode, &progress)
                 .await
                 .map_err(|e| match e {
@@ -385,7 +384,7 @@ async fn finish(
     pool: &Pool,
     pooled: &crate::net::pool::Pooled,
     header: &Header,
-    source: Box<dyn Read + Send>,
+    source: Source,
     mode: Mode,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Done, SendError> {

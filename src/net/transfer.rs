@@ -141,7 +141,7 @@ impl From<ReadError> for SendError {
 pub async fn send_message(
     conn: &quinn::Connection,
     header: &Header,
-    source: Box<dyn Read + Send>,
+    source: Source,
     mode: Mode,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
@@ -171,7 +171,7 @@ async fn send_on(
     send: &mut SendStream,
     recv: Option<RecvStream>,
     header: &Header,
-    source: Box<dyn Read + Send>,
+    source: Source,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
     send.write_chunk(Bytes::from(header.encode())).await?;
@@ -255,40 +255,70 @@ async fn send_on(
     })
 }
 
+/// Where a message's payload comes from.
+pub enum Source {
+    /// A regular file: read in full chunks, without zeroing buffers first.
+    File(std::fs::File),
+    /// A pipe or other stream: each read hands over what is there, so interactive input
+    /// is sent as it comes.
+    Pipe(Box<dyn Read + Send>),
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Source::File(file) => write!(f, "Source::File({file:?})"),
+            Source::Pipe(_) => f.write_str("Source::Pipe"),
+        }
+    }
+}
+
+impl Source {
+    /// The next chunk, empty at the end.
+    fn next_chunk(&mut self) -> std::io::Result<Bytes> {
+        match self {
+            Source::File(file) => {
+                let mut buf = Vec::with_capacity(CHUNK);
+                // `read_to_end` fills spare capacity without zeroing it first.
+                (&*file).take(CHUNK as u64).read_to_end(&mut buf)?;
+                Ok(Bytes::from(buf))
+            }
+            Source::Pipe(pipe) => {
+                let mut buf = BytesMut::zeroed(CHUNK);
+                let n = loop {
+                    match pipe.read(&mut buf) {
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        other => break other?,
+                    }
+                };
+                buf.truncate(n);
+                Ok(buf.freeze())
+            }
+        }
+    }
+}
+
 /// Reads `source` in chunks into `tx`, hashing on the way; returns the hash.
 fn read_source(
-    mut source: Box<dyn Read + Send>,
+    mut source: Source,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
 ) -> sha2::digest::Output<Sha256> {
     let mut hasher = Sha256::new();
     loop {
-        let mut buf = BytesMut::zeroed(CHUNK);
-        let n = match read_some(&mut source, &mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
+        let chunk = match source.next_chunk() {
+            Ok(chunk) if chunk.is_empty() => break,
+            Ok(chunk) => chunk,
             Err(e) => {
                 let _ = tx.blocking_send(Err(e));
                 break;
             }
         };
-        buf.truncate(n);
-        hasher.update(&buf);
-        if tx.blocking_send(Ok(buf.freeze())).is_err() {
+        hasher.update(&chunk);
+        if tx.blocking_send(Ok(chunk)).is_err() {
             break;
         }
     }
     hasher.finalize()
-}
-
-/// One read, retried on EINTR: a file fills the buffer, a pipe gives what it has, so
-/// interactive input is sent as it comes.
-fn read_some(source: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    loop {
-        match source.read(buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            other => return other,
-        }
-    }
 }
 
 /// Lowercase hex.
@@ -365,35 +395,41 @@ pub async fn receive_payload<W: Write + Send + 'static>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
-    let (tx, rx) = mpsc::channel::<Bytes>(DEPTH);
+    let (tx, rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || write_sink(sink, rx));
     let mut total: u64 = 0;
-    let mut buf = BytesMut::zeroed(CHUNK);
-    let mut filled = 0;
     let read_result = loop {
-        // Wait for data, then take whatever else is already there without waiting, so
-        // the writer gets large chunks at full speed and small ones at once when the
-        // sender is slow (an interactive pipe).
+        // Wait for data, then take whatever else is already there without waiting:
+        // the writer gets large batches at full speed, and small ones at once when the
+        // sender is slow (an interactive pipe). Chunks are quinn's own buffers, not
+        // copies.
+        let mut batch: Vec<Bytes> = Vec::new();
+        let mut batch_len = 0usize;
         let mut eof = false;
-        let mut outcome = recv.read(&mut buf[filled..]).await;
+        let mut failed = None;
+        let mut outcome = recv.read_chunk(CHUNK, true).await;
         loop {
             match outcome {
-                Ok(Some(n)) => {
-                    filled += n;
-                    total += n as u64;
+                Ok(Some(chunk)) => {
+                    batch_len += chunk.bytes.len();
+                    batch.push(chunk.bytes);
                 }
                 Ok(None) => eof = true,
-                Err(_) => break,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
-            if eof || filled == buf.len() {
+            if eof || batch_len >= CHUNK {
                 break;
             }
-            match recv.read(&mut buf[filled..]).now_or_never() {
+            match recv.read_chunk(CHUNK, true).now_or_never() {
                 Some(next) => outcome = next,
                 None => break,
             }
         }
-        if let Err(e) = outcome {
+        total += batch_len as u64;
+        if let Some(e) = failed {
             break Err(match e {
                 QuinnReadError::Reset(code) => RecvError::Cancelled(code),
                 QuinnReadError::ConnectionLost(e) => RecvError::Lost(e),
@@ -416,16 +452,12 @@ pub async fn receive_payload<W: Write + Send + 'static>(
                 ));
             }
         }
-        if filled > 0 {
-            let mut chunk = std::mem::replace(&mut buf, BytesMut::zeroed(CHUNK));
-            chunk.truncate(filled);
-            filled = 0;
-            let len = chunk.len() as u64;
-            if tx.send(chunk.freeze()).await.is_err() {
+        if batch_len > 0 {
+            if tx.send(batch).await.is_err() {
                 // The writer failed; its error is reported below.
                 break Ok(());
             }
-            progress(len);
+            progress(batch_len as u64);
         }
         if eof {
             if let Some(declared) = header.length {
@@ -459,17 +491,35 @@ pub async fn receive_payload<W: Write + Send + 'static>(
 
 fn write_sink<W: Write>(
     mut sink: W,
-    mut rx: mpsc::Receiver<Bytes>,
+    mut rx: mpsc::Receiver<Vec<Bytes>>,
 ) -> std::io::Result<(W, u64, [u8; 32])> {
     let mut hasher = Sha256::new();
     let mut total = 0u64;
-    while let Some(chunk) = rx.blocking_recv() {
-        hasher.update(&chunk);
-        sink.write_all(&chunk)?;
-        total += chunk.len() as u64;
+    while let Some(batch) = rx.blocking_recv() {
+        for chunk in &batch {
+            hasher.update(chunk);
+            total += chunk.len() as u64;
+        }
+        write_all_vectored(&mut sink, &batch)?;
     }
     sink.flush()?;
     Ok((sink, total, hasher.finalize().into()))
+}
+
+/// Writes every chunk with as few system calls as the sink allows.
+fn write_all_vectored<W: Write>(sink: &mut W, chunks: &[Bytes]) -> std::io::Result<()> {
+    let mut slices: Vec<std::io::IoSlice<'_>> =
+        chunks.iter().map(|c| std::io::IoSlice::new(c)).collect();
+    let mut slices = &mut slices[..];
+    while !slices.is_empty() {
+        match sink.write_vectored(slices) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Answers a bidirectional stream with an ack and finishes it.

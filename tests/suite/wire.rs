@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LEN};
-use qp2p::net::transfer::{hex, send_message, Mode, SendError};
+use qp2p::net::transfer::{hex, send_message, Mode, SendError, Source};
 use qp2p::net::{Endpoint, Fingerprint, Identity, TransportOptions};
 
 use crate::util::{list_all, random_bytes, sha256, TestDir, EVENT_TIMEOUT};
@@ -37,14 +37,17 @@ async fn reset_code(conn: &quinn::Connection, bytes: &[u8]) -> u64 {
     }
 }
 
-fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Box<dyn std::io::Read + Send>) {
+fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
     let header = Header {
         kind: Kind::Message,
         id,
         length: Some(data.len() as u64),
         name: name.to_string(),
     };
-    (header, Box::new(std::io::Cursor::new(data.to_vec())))
+    (
+        header,
+        Source::Pipe(Box::new(std::io::Cursor::new(data.to_vec()))),
+    )
 }
 
 /// Garbage and an oversized header each reset their own stream with the documented
