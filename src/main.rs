@@ -55,6 +55,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Listen(args) => cli::listen::run(args, ctx).await,
             Command::Send(args) => cli::send::run(args, ctx).await,
+            Command::RaceConnect(args) => cli::race_connect::run(args, ctx).await,
             Command::Id(args) => cli::id::run(args, ctx).await,
         }
     });

@@ -19,6 +19,7 @@ use crate::output::Output;
 
 pub mod id;
 pub mod listen;
+pub mod race_connect;
 pub mod send;
 
 /// Encrypted peer-to-peer transfer over QUIC.
@@ -64,6 +65,8 @@ pub enum Command {
     Listen(listen::Args),
     /// Send files, directories or stdin to a listener.
     Send(send::Args),
+    /// Dial several peers at once; the first completed handshake wins.
+    RaceConnect(race_connect::Args),
     /// Print this host's fingerprint.
     Id(id::Args),
 }

@@ -16,8 +16,9 @@ use super::{Context, TransportArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing::{self, Header, Kind, MessageId};
+use crate::net::race::{race, Candidate, Fate};
 use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
-use crate::net::{Endpoint, Fingerprint, Pool, Target};
+use crate::net::{ConnectError, Endpoint, Fingerprint, Pool, Target};
 use crate::output::{human_bytes, human_rate};
 
 /// Send files, directories or stdin to a listener.
@@ -51,7 +52,7 @@ pub struct Args {
 
 /// One thing to send.
 #[derive(Debug)]
-enum Item {
+pub(crate) enum Item {
     File {
         path: PathBuf,
         name: String,
@@ -97,26 +98,83 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         .resolve()
         .await
         .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
-    let addr = pick_address(&addrs);
     let identity = ctx.identity()?;
     let endpoint = Endpoint::client(identity, args.transport.options())?;
     let pool = Pool::new(endpoint.clone());
     let backoff = args.transport.backoff();
     let mode = if args.uni { Mode::Uni } else { Mode::Bidi };
 
+    let result = async {
+        let addr = match addrs.as_slice() {
+            [one] => *one,
+            // A name with several addresses: race them, keep the winner in the pool.
+            many => {
+                let candidates: Vec<Candidate> = many
+                    .iter()
+                    .map(|&addr| Candidate { addr, expect })
+                    .collect();
+                let outcome = race(&endpoint, &candidates, &backoff, None).await;
+                let Some(winner) = outcome.winner else {
+                    return Err(all_failed(&candidates, outcome.losers));
+                };
+                let addr = candidates[winner.index].addr;
+                pool.insert(addr, expect, winner.conn);
+                addr
+            }
+        };
+        deliver(&pool, &backoff, addr, expect, mode, items, &ctx).await
+    }
+    .await;
+    close(&endpoint, &ctx).await;
+    result
+}
+
+/// The error when every raced address failed: exit 3 (or 4 if every one was an
+/// identity rejection), one reason per address.
+pub(crate) fn all_failed(candidates: &[Candidate], losers: Vec<(usize, Fate)>) -> anyhow::Error {
+    let mut identity = !losers.is_empty();
+    let reasons: Vec<String> = losers
+        .into_iter()
+        .map(|(i, fate)| {
+            let why = match fate {
+                Fate::Failed(e) => {
+                    identity &= matches!(e, ConnectError::IdentityRejected(_));
+                    e.to_string()
+                }
+                Fate::Cancelled => {
+                    identity = false;
+                    "cancelled".to_string()
+                }
+            };
+            format!("{}: {why}", canonical(candidates[i].addr))
+        })
+        .collect();
+    let exit = if identity {
+        Exit::Identity
+    } else {
+        Exit::Connect
+    };
+    coded(
+        exit,
+        format!("could not connect to any address ({})", reasons.join("; ")),
+    )
+}
+
+/// Sends every item over the pooled connection to `addr`, one message each; goes on
+/// after a failed message, stops after a failed connection. Returns the first error.
+pub(crate) async fn deliver(
+    pool: &Pool,
+    backoff: &crate::net::Backoff,
+    addr: SocketAddr,
+    expect: Option<Fingerprint>,
+    mode: Mode,
+    items: Vec<Item>,
+    ctx: &Context,
+) -> anyhow::Result<()> {
     let mut warned = false;
     let mut first_error: Option<anyhow::Error> = None;
     for item in items {
-        let sending = send_item(
-            &pool,
-            &backoff,
-            addr,
-            expect,
-            mode,
-            &item,
-            &ctx,
-            &mut warned,
-        );
+        let sending = send_item(pool, backoff, addr, expect, mode, &item, ctx, &mut warned);
         let result = tokio::select! {
             r = sending => r,
             _ = ctx.shutdown.cancelled() => break,
@@ -136,35 +194,32 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
         }
     }
-    let (code, reason): (_, &[u8]) = if ctx.shutdown.is_cancelled() {
-        (framing::close::SHUTDOWN, b"interrupted")
-    } else {
-        (framing::close::DONE, b"done")
-    };
-    // The acks proved delivery: tell the peer and go, without waiting out a drain
-    // period it does not need. A short wait lets the close frame leave.
-    endpoint
-        .shutdown(code, reason, std::time::Duration::from_millis(50))
-        .await;
     match first_error {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-/// Prefers an IPv4 address when a name has both (the common case for LAN peers);
-/// race-connect tries them all.
-fn pick_address(addrs: &[SocketAddr]) -> SocketAddr {
-    addrs
-        .iter()
-        .find(|a| a.is_ipv4())
-        .copied()
-        .unwrap_or(addrs[0])
+/// Closes every connection: the acks proved delivery, so tell the peer and go without
+/// waiting out a drain period it does not need. A short wait lets the close frame leave.
+pub(crate) async fn close(endpoint: &Endpoint, ctx: &Context) {
+    let (code, reason): (_, &[u8]) = if ctx.shutdown.is_cancelled() {
+        (framing::close::SHUTDOWN, b"interrupted")
+    } else {
+        (framing::close::DONE, b"done")
+    };
+    endpoint
+        .shutdown(code, reason, std::time::Duration::from_millis(50))
+        .await;
 }
 
 /// Turns PATHs into items: files as themselves, directories as their files (named by
 /// their path from the directory's parent), `-` as stdin.
-fn collect(paths: &[PathBuf], name: Option<&str>, ctx: &Context) -> anyhow::Result<Vec<Item>> {
+pub(crate) fn collect(
+    paths: &[PathBuf],
+    name: Option<&str>,
+    ctx: &Context,
+) -> anyhow::Result<Vec<Item>> {
     let stdin_name = || name.unwrap_or("stdin").to_string();
     if paths.is_empty() {
         return Ok(vec![Item::Stdin { name: stdin_name() }]);

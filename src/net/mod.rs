@@ -8,6 +8,7 @@
 //! | --- | --- |
 //! | [`endpoint`] | the one quinn endpoint per process (client and server), its socket and transport settings, connect with a timeout, error classification |
 //! | [`tls`] | identities (persistent or ephemeral), fingerprints, the one peer verifier for pins and allow-lists |
+//! | [`race`] | dialing several addresses at once, the first handshake wins, the rest cancelled |
 //! | [`pool`] | connections keyed by peer address and expected identity, dials coalesced, dead ones evicted |
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
@@ -22,6 +23,7 @@ pub mod addr;
 pub mod endpoint;
 pub mod framing;
 pub mod pool;
+pub mod race;
 pub mod retry;
 pub mod tls;
 pub mod transfer;

@@ -20,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
@@ -131,15 +131,7 @@ impl Pool {
                 .map_or_else(TrustRules::any, TrustRules::pinned_to);
             let result = endpoint.connect(key.addr, rules).await;
             match &result {
-                Ok(conn) => {
-                    let conn = conn.clone();
-                    tokio::spawn(async move {
-                        conn.closed().await;
-                        if let Some(slots) = slots.upgrade() {
-                            remove_generation(&slots, key, generation);
-                        }
-                    });
-                }
+                Ok(conn) => watch(slots, key, generation, conn.clone()),
                 Err(_) => {
                     if let Some(slots) = slots.upgrade() {
                         remove_generation(&slots, key, generation);
@@ -150,6 +142,23 @@ impl Pool {
         }
         .boxed()
         .shared()
+    }
+
+    /// Adds a connection made elsewhere (the winner of a race) as the one for `addr`
+    /// and `expect`, replacing any other.
+    pub fn insert(&self, addr: SocketAddr, expect: Option<Fingerprint>, conn: quinn::Connection) {
+        let key = Key { addr, expect };
+        let generation = self
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        watch(Arc::downgrade(&self.slots), key, generation, conn.clone());
+        let dial = futures_util::future::ready(Ok(conn)).boxed().shared();
+        // Resolve it now so `peek` sees the connection.
+        let _ = dial.clone().now_or_never();
+        self.slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, Slot { generation, dial });
     }
 
     /// Removes `conn` from the pool (if it is still there) so the next caller dials a
@@ -179,6 +188,21 @@ fn usable(dial: &Dial) -> bool {
         Some(Ok(conn)) => conn.close_reason().is_none(),
         Some(Err(_)) => false,
     }
+}
+
+/// Removes the slot when its connection closes.
+fn watch(
+    slots: Weak<Mutex<HashMap<Key, Slot>>>,
+    key: Key,
+    generation: u64,
+    conn: quinn::Connection,
+) {
+    tokio::spawn(async move {
+        conn.closed().await;
+        if let Some(slots) = slots.upgrade() {
+            remove_generation(&slots, key, generation);
+        }
+    });
 }
 
 /// Removes the slot of `key` if it is still the one of `generation` (a newer dial may

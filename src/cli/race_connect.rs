@@ -1,0 +1,144 @@
+//! `qp2p race-connect`: dial several peers at once, keep the first that answers.
+//!
+//! Every address (each address of a DNS name included) is dialed concurrently; the
+//! first completed handshake wins and every other attempt is cancelled and closed. One
+//! report for the winner, one per loser. With `--send`, the files then go over the
+//! winning connection exactly as `qp2p send` sends them.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use super::send::{all_failed, close, collect, deliver};
+use super::{parse_duration, Context, TransportArgs};
+use crate::error::{coded, Exit};
+use crate::net::endpoint::canonical;
+use crate::net::framing;
+use crate::net::race::{race, Candidate, Fate};
+use crate::net::transfer::Mode;
+use crate::net::{Endpoint, Fingerprint, Pool, Target};
+
+/// Dial several peers at once; the first completed handshake wins.
+///
+/// Examples:
+///   qp2p race-connect FP@192.0.2.7:7447 FP@[2001:db8::7]:7447
+///   qp2p race-connect --send report.pdf FP@lan-host FP@relay.example.org:7447
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Peers: HOST:PORT, [v6]:PORT, HOST (port 7447), or tickets FINGERPRINT@HOST:PORT.
+    #[arg(value_name = "ADDR|TICKET", required = true)]
+    pub targets: Vec<String>,
+    /// After winning, send these files or directories (`-` for stdin) to the winner.
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub send: Vec<std::path::PathBuf>,
+    /// Refuse peers given without a ticket unless their fingerprint is FP.
+    #[arg(long, value_name = "FP")]
+    pub expect: Option<Fingerprint>,
+    /// Give up the whole race after this long [default: the retry budget].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+    /// Transport options.
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// Races the peers, reports every fate, then sends if asked.
+pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
+    let items = if args.send.is_empty() {
+        Vec::new()
+    } else {
+        collect(&args.send, None, &ctx)?
+    };
+    let mut candidates = Vec::new();
+    for text in &args.targets {
+        let target: Target = text
+            .parse()
+            .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
+        let expect = target.expect.or(args.expect);
+        match target.resolve().await {
+            Ok(addrs) => {
+                candidates.extend(addrs.into_iter().map(|addr| Candidate { addr, expect }))
+            }
+            Err(e) => ctx.out.event(
+                json!({"event": "loser", "addr": text, "outcome": "failed",
+                       "error": format!("cannot resolve: {e}")}),
+                || format!("loser {text}: cannot resolve: {e}"),
+            ),
+        }
+    }
+    candidates.dedup();
+    if candidates.is_empty() {
+        return Err(coded(
+            Exit::Connect,
+            "no address to dial: every name failed to resolve",
+        ));
+    }
+
+    let identity = ctx.identity()?;
+    let endpoint = Endpoint::client(identity, args.transport.options())?;
+    let backoff = args.transport.backoff();
+    let outcome = tokio::select! {
+        o = race(&endpoint, &candidates, &backoff, args.timeout) => o,
+        _ = ctx.shutdown.cancelled() => {
+            close(&endpoint, &ctx).await;
+            return Ok(());
+        }
+    };
+    for (index, fate) in &outcome.losers {
+        let addr = canonical(candidates[*index].addr);
+        let (what, error) = match fate {
+            Fate::Cancelled => ("cancelled", None),
+            Fate::Failed(e) => ("failed", Some(e.to_string())),
+        };
+        ctx.out.event(
+            json!({"event": "loser", "addr": addr.to_string(), "outcome": what, "error": error}),
+            || match &error {
+                Some(e) => format!("loser {addr}: failed: {e}"),
+                None => format!("loser {addr}: cancelled"),
+            },
+        );
+    }
+    let Some(winner) = outcome.winner else {
+        close(&endpoint, &ctx).await;
+        return Err(all_failed(&candidates, outcome.losers));
+    };
+    let chosen = &candidates[winner.index];
+    let addr = canonical(chosen.addr);
+    let fingerprint = Fingerprint::of_peer(&winner.conn);
+    let handshake_ms = winner.handshake.as_secs_f64() * 1000.0;
+    ctx.out.event(
+        json!({
+            "event": "winner",
+            "addr": addr.to_string(),
+            "fingerprint": fingerprint.map(|f| f.to_string()),
+            "handshake_ms": handshake_ms,
+            "retries": winner.retries,
+        }),
+        || {
+            format!(
+                "winner {addr} in {handshake_ms:.1} ms, fingerprint {}",
+                fingerprint.map(|f| f.to_string()).unwrap_or_default()
+            )
+        },
+    );
+
+    let result = if items.is_empty() {
+        winner.conn.close(framing::close::DONE, b"done");
+        Ok(())
+    } else {
+        let pool = Pool::new(endpoint.clone());
+        pool.insert(chosen.addr, chosen.expect, winner.conn);
+        deliver(
+            &pool,
+            &backoff,
+            chosen.addr,
+            chosen.expect,
+            Mode::Bidi,
+            items,
+            &ctx,
+        )
+        .await
+    };
+    close(&endpoint, &ctx).await;
+    result
+}
