@@ -101,18 +101,17 @@ fn init_tracing(verbose: u8, quiet: bool) {
 }
 
 /// Ctrl-C and SIGTERM cancel `shutdown`; the signal number is kept for the exit code.
+///
+/// The handlers are registered before this returns (not in the spawned task), so a
+/// signal that arrives right after start-up is never lost to the default action.
 fn watch_signals(shutdown: CancellationToken, signal: Arc<AtomicU8>) {
+    use tokio::signal::unix::{signal as on, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (on(SignalKind::interrupt()), on(SignalKind::terminate()))
+    else {
+        tracing::warn!("cannot install signal handlers; Ctrl-C will stop qp2p abruptly");
+        return;
+    };
     tokio::spawn(async move {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return,
-            };
-        let mut int = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
-        {
-            Ok(s) => s,
-            Err(_) => return,
-        };
         let which = tokio::select! {
             _ = int.recv() => 2,
             _ = term.recv() => 15,

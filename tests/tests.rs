@@ -10,6 +10,8 @@ mod util;
 mod failure;
 #[path = "suite/safety.rs"]
 mod safety;
+#[path = "suite/signals.rs"]
+mod signals;
 #[path = "suite/transfer.rs"]
 mod transfer;
 #[path = "suite/trust.rs"]

@@ -145,7 +145,7 @@ pub async fn send_message(
     mode: Mode,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
-    let (mut send, recv) = match mode {
+    let (send, recv) = match mode {
         Mode::Bidi => {
             let (s, r) = conn
                 .open_bi()
@@ -160,11 +160,25 @@ pub async fn send_message(
             None,
         ),
     };
-    let result = send_on(&mut send, recv, header, source, progress).await;
+    // quinn finishes a send stream that is dropped: a cancelled send (Ctrl-C, the
+    // future dropped) would look like a complete message of unknown length. The guard
+    // resets it instead unless `send_on` finished it.
+    let mut send = CancelOnDrop(send);
+    let result = send_on(&mut send.0, recv, header, source, progress).await;
     if result.is_err() {
-        let _ = send.reset(ErrorCode::Cancelled.varint());
+        let _ = send.0.reset(ErrorCode::Cancelled.varint());
     }
     result
+}
+
+/// Resets the stream with [`ErrorCode::Cancelled`] when dropped; a no-op once the
+/// stream was finished or reset.
+struct CancelOnDrop(SendStream);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.reset(ErrorCode::Cancelled.varint());
+    }
 }
 
 async fn send_on(

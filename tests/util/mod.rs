@@ -324,6 +324,14 @@ impl Proc {
         self.stdin.take().expect("stdin was not piped")
     }
 
+    /// Sends `signal` (e.g. `libc::SIGINT`) to the child.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on the pid of a child we have not reaped yet.
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+    }
+
     /// Kills the child with SIGKILL and reaps it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -621,6 +629,11 @@ impl Listener {
     /// Waits up to `timeout` for the listener to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         self.proc.wait_timeout(timeout)
+    }
+
+    /// Sends `signal` to the listener.
+    pub fn signal(&self, signal: i32) {
+        self.proc.signal(signal);
     }
 
     /// The command, the events so far and stderr, for failure messages.

@@ -1,0 +1,85 @@
+//! Ctrl-C and SIGTERM: a clean stop with the documented exit code, connections closed,
+//! and nothing partial left in DIR.
+
+use std::io::Write;
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::util::{list_all, random_bytes, TestDir, EVENT_TIMEOUT, MIB};
+
+fn code(status: Option<std::process::ExitStatus>) -> Option<i32> {
+    status.and_then(|s| s.code())
+}
+
+#[test]
+fn idle_listener_exits_130_on_sigint_and_143_on_sigterm() {
+    for (signal, expected) in [(libc::SIGINT, 130), (libc::SIGTERM, 143)] {
+        let t = TestDir::new();
+        let out = t.mkdir("out");
+        let mut l = t.listen(&out, &[]);
+        l.signal(signal);
+        let status = l.wait_exit(Duration::from_secs(5));
+        assert_eq!(
+            code(status),
+            Some(expected),
+            "signal {signal}\n{}",
+            l.describe()
+        );
+    }
+}
+
+/// The listener is stopped while a message is half received: it exits 143, nothing
+/// is left in DIR, and the sender fails with exit 5 (stdin cannot be replayed).
+#[test]
+fn listener_stopped_mid_transfer_leaves_nothing() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let mut l = t.listen(&out, &[]);
+    let mut sender = t.spawn_send(&[l.ticket.as_str(), "-"], Stdio::piped());
+    let mut stdin = sender.take_stdin();
+    stdin.write_all(&random_bytes(4 * MIB)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    l.signal(libc::SIGTERM);
+    assert_eq!(
+        code(l.wait_exit(Duration::from_secs(5))),
+        Some(143),
+        "{}",
+        l.describe()
+    );
+    assert_eq!(
+        list_all(&out),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing left"
+    );
+    drop(stdin);
+    let outcome = sender.finish(Duration::from_secs(60));
+    outcome.assert_json_error(5);
+}
+
+/// The sender is interrupted half-way: it exits 130, the listener stores nothing and
+/// goes on serving.
+#[test]
+fn sender_interrupted_mid_transfer_exits_130() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let mut l = t.listen(&out, &[]);
+    let mut sender = t.spawn_send(&[l.ticket.as_str(), "-"], Stdio::piped());
+    let mut stdin = sender.take_stdin();
+    stdin.write_all(&random_bytes(4 * MIB)).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    sender.signal(libc::SIGINT);
+    let outcome = sender.finish(Duration::from_secs(10));
+    drop(stdin);
+    outcome.assert_code(130);
+    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    assert_eq!(
+        list_all(&out),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing left"
+    );
+    l.assert_running();
+    let file = t.write("after.txt", b"still serving");
+    t.send(&[l.ticket.as_str(), crate::util::path_str(&file)])
+        .assert_code(0);
+    l.wait_for("received", EVENT_TIMEOUT);
+}
