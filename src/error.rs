@@ -6,6 +6,7 @@
 //! page; each mapping has a test below.
 
 use crate::net::transfer::SendError;
+use crate::net::upnp::UpnpError;
 use crate::net::ConnectError;
 
 /// The documented exit codes.
@@ -83,6 +84,12 @@ pub fn exit_code(err: &anyhow::Error) -> Exit {
                 _ => Exit::Transfer,
             };
         }
+        if let Some(e) = cause.downcast_ref::<UpnpError>() {
+            return match e {
+                UpnpError::NoGateway { .. } => Exit::NoGateway,
+                _ => Exit::MappingRefused,
+            };
+        }
         if cause.downcast_ref::<clap::Error>().is_some() {
             return Exit::Usage;
         }
@@ -121,6 +128,24 @@ mod tests {
             (coded(Exit::NoGateway, "x"), 6),
             (coded(Exit::MappingRefused, "x"), 7),
             (coded(Exit::Unreachable, "x"), 8),
+            (
+                UpnpError::NoGateway {
+                    timeout: Duration::from_secs(1),
+                    detail: "x".into(),
+                }
+                .into(),
+                6,
+            ),
+            (
+                UpnpError::MappingRefused {
+                    external_port: 1,
+                    local: "192.168.1.2:1".parse().unwrap(),
+                    reason: "x".into(),
+                }
+                .into(),
+                7,
+            ),
+            (UpnpError::NoExternalIp("x".into()).into(), 7),
             (coded(Exit::Interrupted, "x"), 130),
             (
                 anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)),

@@ -8,6 +8,12 @@ mod util;
 
 #[path = "suite/failure.rs"]
 mod failure;
+#[path = "suite/faults.rs"]
+mod faults;
+#[path = "suite/probe.rs"]
+mod probe;
+#[path = "suite/race.rs"]
+mod race;
 #[path = "suite/safety.rs"]
 mod safety;
 #[path = "suite/signals.rs"]
@@ -16,5 +22,7 @@ mod signals;
 mod transfer;
 #[path = "suite/trust.rs"]
 mod trust;
+#[path = "suite/upnp.rs"]
+mod upnp;
 #[path = "suite/wire.rs"]
 mod wire;

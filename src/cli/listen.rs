@@ -23,8 +23,10 @@ use super::{parse_size, Context, TransportArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::canonical;
-use crate::net::framing::{self, Ack, AckStatus, ErrorCode, Header, MessageId, ReadError};
+use crate::net::framing::{self, Ack, AckStatus, ErrorCode, Header, Kind, MessageId, ReadError};
+use crate::net::probe::ProbeService;
 use crate::net::transfer::{self, hex, receive_payload, Limits, RecvError};
+use crate::net::upnp::MAX_LEASE;
 use crate::net::{Endpoint, Fingerprint, TrustRules};
 use crate::output::{human_bytes, human_rate};
 use crate::store::{sanitize, Store};
@@ -77,6 +79,22 @@ pub struct Args {
     /// Replace existing files instead of storing under a new name (name.1.ext).
     #[arg(long)]
     pub overwrite: bool,
+    /// Map the listening port on the UPnP gateway for the whole run (renewed before
+    /// the lease ends, removed on exit); without a gateway, a warning.
+    #[arg(long)]
+    pub upnp: bool,
+    /// Lease asked for the UPnP mapping; it is renewed at half of it.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "1h",
+        value_parser = super::parse_duration,
+        requires = "upnp"
+    )]
+    pub lease: Duration,
+    /// Do not answer reachability probes (`qp2p upnp-check --probe`).
+    #[arg(long)]
+    pub no_probe: bool,
     /// Transport options.
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -128,6 +146,7 @@ struct State {
     target: Option<u64>,
     done: CancellationToken,
     ctx: Context,
+    probe: ProbeService,
 }
 
 /// Listens until stopped, or until `--once`/`--count` is reached.
@@ -141,6 +160,10 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let rules = allow_rules(&args)?;
     let identity = ctx.identity()?;
     let fingerprint = identity.fingerprint;
+    let probe = ProbeService::new(!args.no_probe, identity.clone(), args.transport.options());
+    if args.upnp && (args.lease < Duration::from_secs(1) || args.lease > MAX_LEASE) {
+        return Err(coded(Exit::Usage, "--lease must be between 1s and 7days"));
+    }
     let endpoint = Endpoint::bind(args.bind, identity, args.transport.options(), Some(rules))?;
     let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
     let sink =
@@ -182,10 +205,15 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         target: if args.once { Some(1) } else { args.count },
         done: CancellationToken::new(),
         ctx: ctx.clone(),
+        probe,
     });
     if state.target == Some(0) {
         return Ok(());
     }
+    let upnp = match args.upnp {
+        true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
+        false => None,
+    };
 
     loop {
         let incoming = tokio::select! {
@@ -209,6 +237,9 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     endpoint
         .shutdown(framing::close::SHUTDOWN, reason, Duration::from_secs(1))
         .await;
+    if let Some(upnp) = upnp {
+        upnp.stop().await;
+    }
     Ok(())
 }
 
@@ -306,8 +337,12 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
     let conn = match incoming.await {
         Ok(conn) => conn,
         Err(e) => {
-            // Identity refusals land here: the peer was not on the allow list.
-            warn!(cause = %e, "handshake failed");
+            // Our refusals (a sender not on the allow list) are worth a warning; a peer
+            // that gave up (a lost race, Ctrl-C) is normal.
+            match e {
+                quinn::ConnectionError::TransportError(_) => warn!(cause = %e, "handshake failed"),
+                _ => info!(cause = %e, "handshake abandoned"),
+            }
             return;
         }
     };
@@ -361,6 +396,19 @@ async fn serve_stream(
             return;
         }
     };
+    if header.kind == Kind::Probe {
+        return state.probe.serve(&header, send, recv, peer, peer_fp).await;
+    }
+    if matches!(
+        header.kind,
+        Kind::Discard | Kind::DiscardHashed | Kind::Request
+    ) {
+        // `qp2p bench --peer`: measured, thrown away, never written.
+        if let Err(e) = crate::net::bench::serve(&header, send, recv).await {
+            debug!(cause = %e, "bench stream failed");
+        }
+        return;
+    }
     let started = Instant::now();
     let name = header.name.clone();
     let result = receive(&header, &mut send, &mut recv, &state).await;

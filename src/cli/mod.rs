@@ -17,10 +17,12 @@ use crate::net::endpoint::Congestion;
 use crate::net::{Backoff, Identity, TransportOptions};
 use crate::output::Output;
 
+pub mod bench;
 pub mod id;
 pub mod listen;
 pub mod race_connect;
 pub mod send;
+pub mod upnp_check;
 
 /// Encrypted peer-to-peer transfer over QUIC.
 ///
@@ -67,6 +69,10 @@ pub enum Command {
     Send(send::Args),
     /// Dial several peers at once; the first completed handshake wins.
     RaceConnect(race_connect::Args),
+    /// Check that a UPnP port mapping makes this host reachable from outside.
+    UpnpCheck(upnp_check::Args),
+    /// Measure throughput, message rate, latency and handshakes.
+    Bench(bench::Args),
     /// Print this host's fingerprint.
     Id(id::Args),
 }

@@ -346,21 +346,37 @@ async fn send_item(
                     let progress = &progress;
                     async move {
                         bar.set_position(0);
-                        let pooled = pool.get(addr, expect).await?;
+                        let pooled = attempt
+                            .within(pool.get(addr, expect), |timeout| ConnectError::Timeout {
+                                addr,
+                                timeout,
+                            })
+                            .await?;
                         let file = std::fs::File::open(path).map_err(|e| {
                             SendError::Source(std::io::Error::new(
                                 e.kind(),
                                 format!("cannot open {}: {e}", path.display()),
                             ))
                         })?;
-                        tracing::debug!(attempt, reused = pooled.reused, "sending");
+                        tracing::debug!(
+                            attempt = attempt.number,
+                            reused = pooled.reused,
+                            "sending"
+                        );
                         finish(pool, &pooled, header, Source::File(file), mode, progress).await
                     }
                 })
                 .await
         }
         Item::Stdin { .. } => {
-            let (pooled, retries) = backoff.run(|_| pool.get(addr, expect)).await;
+            let (pooled, retries) = backoff
+                .run(|attempt| {
+                    attempt.within(pool.get(addr, expect), |timeout| ConnectError::Timeout {
+                        addr,
+                        timeout,
+                    })
+                })
+                .await;
             let pooled = pooled.map_err(SendError::Connection)?;
             let stdin = Source::Pipe(Box::new(std::io::stdin()));
             let result = finish(pool, &pooled, &header, stdin, mode, &progress)

@@ -42,18 +42,35 @@ const FLAG_LENGTH_KNOWN: u8 = 0x01;
 pub enum Kind {
     /// A named payload to be stored by the receiver.
     Message,
+    /// A reachability probe: a small bounded request answered on the same stream
+    /// (`probe`, PROTOCOL.md "Probes").
+    Probe,
+    /// Benchmark data: read and thrown away, acked with the byte count (`bench`).
+    Discard,
+    /// Benchmark data: hashed, thrown away, acked with byte count and SHA-256.
+    DiscardHashed,
+    /// Benchmark round trip: answered with as many bytes as the request asks for.
+    Request,
 }
 
 impl Kind {
     fn to_byte(self) -> u8 {
         match self {
             Kind::Message => 1,
+            Kind::Probe => 2,
+            Kind::Discard => 3,
+            Kind::DiscardHashed => 4,
+            Kind::Request => 5,
         }
     }
 
     fn from_byte(b: u8) -> Option<Self> {
         match b {
             1 => Some(Kind::Message),
+            2 => Some(Kind::Probe),
+            3 => Some(Kind::Discard),
+            4 => Some(Kind::DiscardHashed),
+            5 => Some(Kind::Request),
             _ => None,
         }
     }
@@ -480,6 +497,10 @@ mod tests {
         let mut v2 = header("a", None).encode();
         v2[4] = 2;
         assert_eq!(Header::decode(&v2), Err(FrameError::UnsupportedVersion(2)));
+        let mut probe = header("", Some(1));
+        probe.kind = Kind::Probe;
+        assert_eq!(probe.encode()[5], 2, "probe kind byte");
+        assert_eq!(Header::decode(&probe.encode()).unwrap(), probe);
         let mut kind = header("a", None).encode();
         kind[5] = 99;
         assert_eq!(Header::decode(&kind), Err(FrameError::UnknownKind(99)));

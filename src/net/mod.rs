@@ -13,20 +13,26 @@
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
+//! | [`bench`] | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
+//! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
+//! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
 //! retry needs timeout vs refusal, exit codes need identity rejection vs lost
 //! connection.
 
 pub mod addr;
+pub mod bench;
 pub mod endpoint;
 pub mod framing;
 pub mod pool;
+pub mod probe;
 pub mod race;
 pub mod retry;
 pub mod tls;
 pub mod transfer;
+pub mod upnp;
 
 pub use addr::Target;
 pub use endpoint::{ConnectError, Endpoint, TransportOptions};

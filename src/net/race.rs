@@ -147,11 +147,17 @@ async fn attempt(
         .expect
         .map_or_else(TrustRules::any, TrustRules::pinned_to);
     let (result, retries) = backoff
-        .run(|_| {
+        .run(|attempt| {
             let rules = rules.clone();
             async move {
                 let start = Instant::now();
-                let conn = endpoint.connect(candidate.addr, rules).await?;
+                let connect = endpoint.connect(candidate.addr, rules);
+                let conn = attempt
+                    .within(connect, |timeout| ConnectError::Timeout {
+                        addr: candidate.addr,
+                        timeout,
+                    })
+                    .await?;
                 Ok::<_, ConnectError>((conn, start.elapsed()))
             }
         })

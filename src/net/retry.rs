@@ -76,20 +76,26 @@ impl Backoff {
     }
 
     /// Runs `op` until it succeeds, fails with an error not worth retrying, or the
-    /// budget is spent. `op` gets the number of the attempt (0 first). Returns the
-    /// result and how many retries it took.
+    /// budget is spent. `op` gets the [`Attempt`] (its number, 0 first, and the end of
+    /// the budget, which connects bound themselves by). Returns the result and how many
+    /// retries it took.
     ///
     /// Every retry is logged at info with its delay and cause.
     pub async fn run<T, E, F, Fut>(&self, mut op: F) -> (Result<T, E>, u32)
     where
         E: Retryable + std::fmt::Display,
-        F: FnMut(u32) -> Fut,
+        F: FnMut(Attempt) -> Fut,
         Fut: Future<Output = Result<T, E>>,
     {
         let start = Instant::now();
+        let deadline = (!self.budget.is_zero()).then(|| start + self.budget);
         let mut retries = 0;
         loop {
-            let err = match op(retries).await {
+            let attempt = Attempt {
+                number: retries,
+                deadline,
+            };
+            let err = match op(attempt).await {
                 Ok(v) => return (Ok(v), retries),
                 Err(e) => e,
             };
@@ -109,6 +115,35 @@ impl Backoff {
             );
             tokio::time::sleep(delay).await;
             retries += 1;
+        }
+    }
+}
+
+/// One attempt of a retried operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    /// 0 for the first attempt.
+    pub number: u32,
+    /// When the retry budget ends; `None` when retrying is off (`--retry-for 0`), in
+    /// which case the one attempt gets its own full timeout.
+    pub deadline: Option<Instant>,
+}
+
+impl Attempt {
+    /// Runs `fut`, but no longer than the retry budget lasts: a connect attempt started
+    /// late in the budget must not overrun it. `timeout` makes the error for a cut-off.
+    pub async fn within<T, E>(
+        self,
+        fut: impl Future<Output = Result<T, E>>,
+        timeout: impl FnOnce(Duration) -> E,
+    ) -> Result<T, E> {
+        let Some(deadline) = self.deadline else {
+            return fut.await;
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, fut).await {
+            Ok(result) => result,
+            Err(_) => Err(timeout(left)),
         }
     }
 }
@@ -235,6 +270,51 @@ mod tests {
         assert_eq!(retries, 0);
     }
 
+    /// A connect started late in the budget is cut off where the budget ends.
+    #[tokio::test(start_paused = true)]
+    async fn attempts_are_bounded_by_the_budget() {
+        let b = Backoff {
+            budget: Duration::from_secs(3),
+            ..Backoff::default()
+        };
+        let start = Instant::now();
+        let (res, _) = b
+            .run(|attempt| {
+                attempt.within(
+                    async {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        Err::<(), _>(E(true))
+                    },
+                    |_| E(true),
+                )
+            })
+            .await;
+        assert!(res.is_err());
+        assert!(
+            start.elapsed() <= Duration::from_secs(3),
+            "{:?}",
+            start.elapsed()
+        );
+        // With retries off the one attempt keeps its own full time.
+        let none = Backoff {
+            budget: Duration::ZERO,
+            ..Backoff::default()
+        };
+        let start = Instant::now();
+        let _ = none
+            .run(|attempt| {
+                attempt.within(
+                    async {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        Err::<(), _>(E(true))
+                    },
+                    |_| E(true),
+                )
+            })
+            .await;
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+    }
+
     #[tokio::test(start_paused = true)]
     async fn zero_budget_means_one_attempt() {
         let b = Backoff {
@@ -249,11 +329,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn success_after_failures_counts_retries() {
         let (res, retries) = Backoff::default()
-            .run(|n| async move {
-                if n < 2 {
+            .run(|a| async move {
+                if a.number < 2 {
                     Err(E(true))
                 } else {
-                    Ok(n)
+                    Ok(a.number)
                 }
             })
             .await;

@@ -165,8 +165,20 @@ pub async fn send_message(
     // resets it instead unless `send_on` finished it.
     let mut send = CancelOnDrop(send);
     let result = send_on(&mut send.0, recv, header, source, progress).await;
-    if result.is_err() {
-        let _ = send.0.reset(ErrorCode::Cancelled.varint());
+    match &result {
+        Err(_) => {
+            let _ = send.0.reset(ErrorCode::Cancelled.varint());
+        }
+        Ok(sent) if sent.duplicate => {
+            // The receiver stopped the stream, but what was sent of it may still be in
+            // flight, filling the congestion window; quinn-proto 0.11.19 sends no
+            // CONNECTION_CLOSE past a full window (quinn-rs/quinn#2785), so closing now
+            // would leave the receiver waiting for its idle timeout. The peer's acks
+            // drain the window within a round trip plus its ack delay.
+            let drain = conn.rtt() * 2 + std::time::Duration::from_millis(25);
+            tokio::time::sleep(drain.min(std::time::Duration::from_secs(1))).await;
+        }
+        Ok(_) => {}
     }
     result
 }
@@ -188,40 +200,10 @@ async fn send_on(
     source: Source,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
-    send.write_chunk(Bytes::from(header.encode())).await?;
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
-    let reader = tokio::task::spawn_blocking(move || read_source(source, tx));
-
-    // Whether the receiver said it has the message already: keep reading (to hash),
-    // stop sending.
-    let mut duplicate = false;
-    let mut sent: u64 = 0;
-    while let Some(chunk) = rx.recv().await {
-        let chunk = chunk.map_err(SendError::Source)?;
-        sent += chunk.len() as u64;
-        if let Some(declared) = header.length {
-            if sent > declared {
-                return Err(SendError::Source(std::io::Error::other(
-                    "the file grew while it was being sent",
-                )));
-            }
-        }
-        if duplicate {
-            continue;
-        }
-        let len = chunk.len() as u64;
-        match send.write_chunk(chunk).await {
-            Ok(()) => progress(len),
-            Err(WriteError::Stopped(code)) if code == ErrorCode::Duplicate.varint() => {
-                duplicate = true;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let sha256: [u8; 32] = reader
-        .await
-        .map_err(|e| SendError::Source(std::io::Error::other(e)))?
-        .into();
+    let (sent, sha256, duplicate) = match header.length {
+        Some(len) if len <= INLINE => send_small(send, header, source, progress).await?,
+        _ => send_streamed(send, header, source, progress).await?,
+    };
     if let Some(declared) = header.length {
         if sent != declared {
             return Err(SendError::Source(std::io::Error::other(format!(
@@ -310,6 +292,93 @@ impl Source {
             }
         }
     }
+}
+
+/// Below this size a payload is read, hashed and written in the network task itself:
+/// handing a few KiB to a thread and back costs more than the work.
+const INLINE: u64 = 64 * 1024;
+
+/// Sends a small payload: header and payload in one write, no I/O thread.
+async fn send_small(
+    send: &mut SendStream,
+    header: &Header,
+    mut source: Source,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(u64, [u8; 32], bool), SendError> {
+    let mut out = header.encode();
+    let start = out.len();
+    loop {
+        let chunk = source.next_chunk().map_err(SendError::Source)?;
+        if chunk.is_empty() {
+            break;
+        }
+        out.extend_from_slice(&chunk);
+        if (out.len() - start) as u64 > INLINE {
+            break;
+        }
+    }
+    let payload = &out[start..];
+    let sha256: [u8; 32] = Sha256::digest(payload).into();
+    let sent = payload.len() as u64;
+    if header.length.is_some_and(|declared| sent > declared) {
+        return Err(SendError::Source(std::io::Error::other(
+            "the file grew while it was being sent",
+        )));
+    }
+    let duplicate = match send.write_chunk(Bytes::from(out)).await {
+        Ok(()) => {
+            progress(sent);
+            false
+        }
+        Err(WriteError::Stopped(code)) if code == ErrorCode::Duplicate.varint() => true,
+        Err(e) => return Err(e.into()),
+    };
+    Ok((sent, sha256, duplicate))
+}
+
+/// Sends a payload of any size: read and hashed on a blocking thread, handed over in
+/// chunks through a bounded channel.
+async fn send_streamed(
+    send: &mut SendStream,
+    header: &Header,
+    source: Source,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(u64, [u8; 32], bool), SendError> {
+    send.write_chunk(Bytes::from(header.encode())).await?;
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
+    let reader = tokio::task::spawn_blocking(move || read_source(source, tx));
+
+    // Whether the receiver said it has the message already: keep reading (to hash),
+    // stop sending.
+    let mut duplicate = false;
+    let mut sent: u64 = 0;
+    while let Some(chunk) = rx.recv().await {
+        let chunk = chunk.map_err(SendError::Source)?;
+        sent += chunk.len() as u64;
+        if let Some(declared) = header.length {
+            if sent > declared {
+                return Err(SendError::Source(std::io::Error::other(
+                    "the file grew while it was being sent",
+                )));
+            }
+        }
+        if duplicate {
+            continue;
+        }
+        let len = chunk.len() as u64;
+        match send.write_chunk(chunk).await {
+            Ok(()) => progress(len),
+            Err(WriteError::Stopped(code)) if code == ErrorCode::Duplicate.varint() => {
+                duplicate = true;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let sha256: [u8; 32] = reader
+        .await
+        .map_err(|e| SendError::Source(std::io::Error::other(e)))?
+        .into();
+    Ok((sent, sha256, duplicate))
 }
 
 /// Reads `source` in chunks into `tx`, hashing on the way; returns the hash.
@@ -409,6 +478,9 @@ pub async fn receive_payload<W: Write + Send + 'static>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
+    if let Some(declared) = header.length.filter(|&len| len <= INLINE) {
+        return receive_small(recv, declared, sink, progress).await;
+    }
     let (tx, rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || write_sink(sink, rx));
     let mut total: u64 = 0;
@@ -500,6 +572,50 @@ pub async fn receive_payload<W: Write + Send + 'static>(
         sink,
         bytes,
         sha256,
+    })
+}
+
+/// Receives a small payload of `declared` bytes in the network task: read, hash and
+/// write without an I/O thread. The limit was checked against `declared` already.
+async fn receive_small<W: Write>(
+    recv: &mut RecvStream,
+    declared: u64,
+    mut sink: W,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Received<W>, RecvError> {
+    let payload = match recv.read_to_end(declared as usize).await {
+        Ok(payload) => payload,
+        Err(quinn::ReadToEndError::TooLong) => {
+            return Err(RecvError::Refuse(
+                ErrorCode::LengthMismatch,
+                format!("more than the {declared} bytes declared"),
+            ))
+        }
+        Err(quinn::ReadToEndError::Read(QuinnReadError::Reset(code))) => {
+            return Err(RecvError::Cancelled(code))
+        }
+        Err(quinn::ReadToEndError::Read(QuinnReadError::ConnectionLost(e))) => {
+            return Err(RecvError::Lost(e))
+        }
+        Err(quinn::ReadToEndError::Read(_)) => {
+            return Err(RecvError::Lost(quinn::ConnectionError::LocallyClosed))
+        }
+    };
+    let bytes = payload.len() as u64;
+    if bytes != declared {
+        return Err(RecvError::Refuse(
+            ErrorCode::LengthMismatch,
+            format!("{bytes} bytes received, {declared} declared"),
+        ));
+    }
+    sink.write_all(&payload)
+        .and_then(|()| sink.flush())
+        .map_err(RecvError::Storage)?;
+    progress(bytes);
+    Ok(Received {
+        sink,
+        bytes,
+        sha256: Sha256::digest(&payload).into(),
     })
 }
 

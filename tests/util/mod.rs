@@ -10,6 +10,13 @@
 //! - [`Listener`] is a `qp2p --json listen` that has reported its `listening` event,
 //!   with its address, fingerprint and ticket, and a queue of its later events.
 //! - File helpers: random files, SHA-256, recursive listings (hidden files included).
+//! - [`relay`]: a UDP relay on loopback that drops, delays, duplicates, reorders or
+//!   black-holes datagrams on command, for the fault tests.
+//! - [`netns`]: a router with NAT and miniupnpd between a `wan` and a `lan` network
+//!   namespace, for the UPnP tests (root only).
+
+pub mod netns;
+pub mod relay;
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
@@ -362,6 +369,12 @@ impl Proc {
         self.stderr.lines.recv_timeout(timeout).ok()
     }
 
+    /// The next stdout line, if one comes within `timeout` (lines read here are still
+    /// in [`Outcome::stdout`] later).
+    pub fn next_stdout_line(&self, timeout: Duration) -> Option<String> {
+        self.stdout.lines.recv_timeout(timeout).ok()
+    }
+
     /// Waits for the child to exit, killing it after `timeout`, and collects what it
     /// printed. Closes its stdin first if the test still holds it.
     pub fn finish(mut self, timeout: Duration) -> Outcome {
@@ -528,7 +541,7 @@ pub struct Listener {
 }
 
 impl Listener {
-    fn start(proc: Proc) -> Listener {
+    pub fn start(proc: Proc) -> Listener {
         let mut l = Listener {
             proc,
             addr: String::new(),
@@ -634,6 +647,11 @@ impl Listener {
     /// Sends `signal` to the listener.
     pub fn signal(&self, signal: i32) {
         self.proc.signal(signal);
+    }
+
+    /// Everything the listener wrote to stderr so far (its logs).
+    pub fn stderr_text(&self) -> String {
+        self.proc.stderr_text()
     }
 
     /// The command, the events so far and stderr, for failure messages.
