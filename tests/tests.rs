@@ -6,6 +6,8 @@
 
 mod util;
 
+#[path = "suite/bench_faults.rs"]
+mod bench_faults;
 #[path = "suite/failure.rs"]
 mod failure;
 #[path = "suite/faults.rs"]
