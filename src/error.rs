@@ -20,7 +20,8 @@ pub enum Exit {
     Usage = 2,
     /// Could not connect within the retry budget (all raced peers failed).
     Connect = 3,
-    /// Peer identity rejected (pinned fingerprint mismatch, not on the allow list).
+    /// Peer identity rejected (pinned fingerprint mismatch, not on the allow list, not
+    /// issued by a trusted CA).
     Identity = 4,
     /// Transfer failed or refused by the peer (size limit, disk, integrity).
     Transfer = 5,
@@ -37,9 +38,47 @@ pub enum Exit {
 }
 
 impl Exit {
+    /// Every code, in order: the table in README and the man page's EXIT STATUS.
+    pub const ALL: [Exit; 11] = [
+        Exit::Success,
+        Exit::Other,
+        Exit::Usage,
+        Exit::Connect,
+        Exit::Identity,
+        Exit::Transfer,
+        Exit::NoGateway,
+        Exit::MappingRefused,
+        Exit::Unreachable,
+        Exit::Interrupted,
+        Exit::Terminated,
+    ];
+
     /// The process exit status.
     pub fn code(self) -> u8 {
         self as u8
+    }
+
+    /// What the code means, word for word as in README's table (a test checks).
+    pub fn meaning(self) -> &'static str {
+        match self {
+            Exit::Success => "success",
+            Exit::Other => "other error (I/O, internal)",
+            Exit::Usage => "usage error",
+            Exit::Connect => "could not connect within the retry budget (all raced peers failed)",
+            Exit::Identity => {
+                "peer identity rejected (pinned fingerprint mismatch, not on the allow list, \
+                 not issued by a trusted CA)"
+            }
+            Exit::Transfer => {
+                "transfer failed or refused by the peer (size limit, disk, integrity, bad \
+                 name, stdin broken)"
+            }
+            Exit::NoGateway => "no UPnP gateway found",
+            Exit::MappingRefused => "the gateway refused the port mapping",
+            Exit::Unreachable => "not reachable from outside (probe failed)",
+            Exit::Interrupted => "interrupted (Ctrl-C)",
+            Exit::Terminated => "terminated (SIGTERM)",
+        }
     }
 }
 
@@ -154,6 +193,17 @@ mod tests {
         ];
         for (err, code) in cases {
             assert_eq!(exit_code(&err).code(), code, "{err:#}");
+        }
+    }
+
+    /// The man page's EXIT STATUS comes from `Exit::meaning`; README's table must say
+    /// the same, row for row.
+    #[test]
+    fn readme_exit_table_matches_the_man_page() {
+        let readme = include_str!("../README.md");
+        for exit in Exit::ALL {
+            let row = format!("| {} | {} |", exit.code(), exit.meaning());
+            assert!(readme.contains(&row), "README lacks the row {row}");
         }
     }
 }

@@ -11,12 +11,15 @@
 //!   files, no silent overwrite.
 //! - [`output`]: JSON events on stdout or human lines and progress bars on stderr.
 //! - [`error`]: exit codes and how errors map to them.
+//! - [`fuzzing`]: the properties the fuzz targets in `fuzz/` check, shared with the
+//!   regression test that replays the committed corpus.
 //!
 //! The binary (`src/main.rs`) only parses the command line, sets up logging, the
 //! runtime and signal handling, dispatches, and turns the result into an exit code.
 
 pub mod cli;
 pub mod error;
+pub mod fuzzing;
 pub mod net;
 pub mod output;
 pub mod store;

@@ -55,14 +55,17 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         let shutdown = CancellationToken::new();
         watch_signals(shutdown.clone(), signal.clone());
-        let ctx = Context::new(&cli.global, shutdown)?;
+        // Made per command: completions and man need no identity (nor a HOME).
+        let ctx = || Context::new(&cli.global, shutdown);
         match cli.command {
-            Command::Listen(args) => cli::listen::run(args, ctx).await,
-            Command::Send(args) => cli::send::run(args, ctx).await,
-            Command::RaceConnect(args) => cli::race_connect::run(args, ctx).await,
-            Command::UpnpCheck(args) => cli::upnp_check::run(args, ctx).await,
-            Command::Bench(args) => cli::bench::run(args, ctx).await,
-            Command::Id(args) => cli::id::run(args, ctx).await,
+            Command::Listen(args) => cli::listen::run(args, ctx()?).await,
+            Command::Send(args) => cli::send::run(args, ctx()?).await,
+            Command::RaceConnect(args) => cli::race_connect::run(args, ctx()?).await,
+            Command::UpnpCheck(args) => cli::upnp_check::run(args, ctx()?).await,
+            Command::Bench(args) => cli::bench::run(args, ctx()?).await,
+            Command::Id(args) => cli::id::run(args, ctx()?).await,
+            Command::Completions(args) => cli::generate::completions(args),
+            Command::Man(args) => cli::generate::man(args),
         }
     });
     // Streams still draining must not hold the process.

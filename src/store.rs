@@ -16,6 +16,11 @@
 //! Where `O_TMPFILE` is not supported (some filesystems), a hidden temporary
 //! `.NAME.qp2p-RANDOM.part` is used instead and removed when the transfer fails (on drop).
 //!
+//! [`Store::free_space`] tells the listener how much room is left, so that a message
+//! whose declared length does not fit is refused before a byte of it is written; one
+//! that fills the disk anyway (unknown length, or others writing too) fails on
+//! `ENOSPC`, and its invisible file goes with it.
+//!
 //! What could go wrong: a sender naming `../../etc/passwd` (components dropped), a
 //! symlink planted inside the root pointing out of it (refused, never followed), a
 //! partial file mistaken for a complete one (no name until verified), a crash leaving
@@ -118,6 +123,23 @@ impl Store {
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Bytes an unprivileged writer may still use on the root's filesystem (statvfs
+    /// `f_bavail`; the part reserved for root is not counted).
+    pub fn free_space(&self) -> io::Result<u64> {
+        let c = cstring(&self.root)?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+        // SAFETY: `c` is a valid NUL-terminated path and `st` points to writable memory
+        // of the right type, which statvfs fills completely when it returns 0.
+        let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: statvfs returned 0, so `st` is initialised.
+        let st = unsafe { st.assume_init() };
+        #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+        Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
     }
 
     /// Prepares to receive `rel` (a [`sanitize`]d path): parent directories made, an
@@ -479,6 +501,13 @@ mod tests {
         let store = Store::new(dir.path(), false).unwrap();
         assert!(write(&store, "link/x", b"escape").is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn free_space_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), false).unwrap();
+        assert!(store.free_space().unwrap() > 0);
     }
 
     #[test]

@@ -8,10 +8,16 @@ mod util;
 
 #[path = "suite/bench_faults.rs"]
 mod bench_faults;
+#[path = "suite/ca.rs"]
+mod ca;
 #[path = "suite/failure.rs"]
 mod failure;
 #[path = "suite/faults.rs"]
 mod faults;
+#[path = "suite/generated.rs"]
+mod generated;
+#[path = "suite/hardening.rs"]
+mod hardening;
 #[path = "suite/probe.rs"]
 mod probe;
 #[path = "suite/race.rs"]

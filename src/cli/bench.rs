@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use super::{parse_duration, parse_size, Context, TransportArgs};
+use super::{parse_duration, parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::bench;
 use crate::net::endpoint::canonical;
@@ -45,13 +45,17 @@ pub enum Scenario {
 
 /// Measure throughput, message rate, latency and handshakes.
 ///
-/// Examples:
-///   qp2p bench                                   # everything, on loopback, no set-up
-///   qp2p bench --scenario throughput --size 4GiB --parallel 4
-///   qp2p --json bench --peer FP@192.0.2.7:7447   # against a running qp2p listen
+/// Without --peer both ends run in this process on loopback: no set-up at all. With
+/// --peer it measures against a running `qp2p listen`, which discards the data.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::examples(&[
+    "qp2p bench                                   # everything, on loopback, no set-up",
+    "qp2p bench --scenario throughput --size 4GiB --parallel 4",
+    "qp2p --json bench --peer FP@192.0.2.7:7447 | jq -c 'select(.event==\"bench\")'",
+]))]
 pub struct Args {
-    /// Measure against this running `qp2p listen` instead of in-process.
+    /// Measure against this running `qp2p listen` [default: both ends in this process,
+    /// on loopback].
     #[arg(long, value_name = "ADDR|TICKET")]
     pub peer: Option<String>,
     /// What to measure.
@@ -70,12 +74,16 @@ pub struct Args {
     /// Upper bound on each run.
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Streams for throughput [default 1]; messages and handshakes in flight [default 32].
+    /// Streams for throughput, messages and handshakes in flight [default: 1 stream, 32
+    /// in flight].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Throughput of raw quinn streams only (no header, ack, hashing).
     #[arg(long)]
     pub raw: bool,
+    /// Trust options (with --peer).
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Transport options.
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -110,7 +118,11 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let all = args.scenario == Scenario::All;
     let mut rows: Vec<Value> = Vec::new();
     let mut report = |row: Value| {
-        ctx.out.event(row.clone(), String::new);
+        // Humans get the table at the end; an empty line per row would only push it
+        // down the screen.
+        if ctx.json {
+            ctx.out.event(row.clone(), String::new);
+        }
         rows.push(row);
     };
     let work = async {
@@ -159,10 +171,8 @@ async fn setup(args: &Args, ctx: &Context) -> anyhow::Result<(Peer, Option<Endpo
                 .resolve()
                 .await
                 .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
+            let rules = args.trust.rules()?.with_pin(target.expect);
             let endpoint = Endpoint::client(ctx.identity()?, options)?;
-            let rules = target
-                .expect
-                .map_or_else(TrustRules::any, TrustRules::pinned_to);
             Ok((
                 Peer {
                     endpoint,
@@ -174,6 +184,12 @@ async fn setup(args: &Args, ctx: &Context) -> anyhow::Result<(Peer, Option<Endpo
             ))
         }
         None => {
+            if !args.trust.ca.is_empty() {
+                return Err(coded(
+                    Exit::Usage,
+                    "--ca needs --peer: in-process both ends have fresh identities",
+                ));
+            }
             let server = Endpoint::bind(
                 SocketAddr::from(([127, 0, 0, 1], 0)),
                 Arc::new(Identity::ephemeral()?),

@@ -2,7 +2,16 @@
 //!
 //! Every connection gets a task, every stream on it another: one slow or hostile stream
 //! never holds up the rest. A stream's header must arrive within a deadline; a bad
-//! header resets that stream only. Payloads go to an invisible file in DIR (see
+//! header resets that stream only.
+//!
+//! What a hostile peer could do, and the limit that stops it (each a flag, defaults in
+//! README): open connections without end (`--max-connections`, and per source address
+//! `--max-connections-per-ip`: refused before the handshake, so a refusal costs no
+//! cryptography); start handshakes and never finish them (`--handshake-timeout`); open
+//! streams without end (`--max-streams`, enforced by QUIC flow control); open a stream and
+//! say nothing (`--header-timeout`, then the stream is reset); send a huge header (8 KiB,
+//! fixed by the protocol); send more than we want (`--max-size`, and the free space of
+//! DIR for a declared length). Payloads go to an invisible file in DIR (see
 //! `store`) that gets its name only when complete, or to stdout one whole message at a
 //! time. Message ids of recent messages are remembered so a retried message is
 //! acknowledged again but stored once.
@@ -19,7 +28,7 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
-use super::{parse_size, Context, TransportArgs};
+use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::canonical;
@@ -27,28 +36,34 @@ use crate::net::framing::{self, Ack, AckStatus, ErrorCode, Header, Kind, Message
 use crate::net::probe::ProbeService;
 use crate::net::transfer::{self, hex, receive_payload, Limits, RecvError};
 use crate::net::upnp::MAX_LEASE;
-use crate::net::{Endpoint, Fingerprint, TrustRules};
+use crate::net::{Endpoint, Fingerprint, TransportOptions, TrustRules};
 use crate::output::{human_bytes, human_rate};
 use crate::store::{sanitize, Store};
 
-/// How long a new stream may take to deliver its header.
-const HEADER_DEADLINE: Duration = Duration::from_secs(10);
 /// How many message ids are remembered for duplicate detection.
 const RECENT_IDS: usize = 4096;
 
 /// Receive files (or a stream) from senders.
 ///
-/// Prints its address, fingerprint and a ticket to give to senders, then stores every
-/// message it receives in DIR (or writes it to stdout) until stopped.
-///
-/// Examples:
-///   qp2p listen --out ~/inbox
-///   qp2p listen --once --stdout | tar x
-///   qp2p listen --allow FINGERPRINT --max-size 1GiB
+/// Prints its address, fingerprint and ticket, and the `qp2p send` line to run on the
+/// sending machine; then stores every message it receives in DIR (or writes it to
+/// stdout) until stopped (Ctrl-C).
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::examples(&[
+    "qp2p listen --out ~/inbox                    # keep receiving into ~/inbox",
+    "qp2p listen --once --stdout | tar x          # receive one tar stream, unpack it",
+    "qp2p listen --allow \"$(cat alice.fp)\" --max-size 1GiB",
+    "qp2p --json listen --bind 127.0.0.1:0 --count 3   # scripts: JSON, any free port",
+]))]
 pub struct Args {
-    /// Address and UDP port to listen on.
-    #[arg(long, value_name = "ADDR", default_value = "[::]:7447")]
+    /// Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one).
+    #[arg(
+        long,
+        value_name = "ADDR",
+        default_value = "[::]:7447",
+        env = "QP2P_BIND",
+        hide_env_values = true
+    )]
     pub bind: SocketAddr,
     /// Directory files are stored in.
     #[arg(
@@ -64,13 +79,14 @@ pub struct Args {
     /// Exit after one message has been stored.
     #[arg(long, conflicts_with = "count")]
     pub once: bool,
-    /// Exit after N messages have been stored.
+    /// Exit after N messages have been stored [default: run until stopped].
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
-    /// Admit only senders with this fingerprint (repeatable).
+    /// Admit only senders with this fingerprint (repeatable) [default: admit anyone].
     #[arg(long, value_name = "FP")]
     pub allow: Vec<Fingerprint>,
-    /// Admit only senders whose fingerprint is in FILE (one per line, # comments).
+    /// Admit only senders whose fingerprint is in FILE (one per line, # comments)
+    /// [default: admit anyone].
     #[arg(long, value_name = "FILE")]
     pub allow_file: Option<PathBuf>,
     /// Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit].
@@ -95,6 +111,50 @@ pub struct Args {
     /// Do not answer reachability probes (`qp2p upnp-check --probe`).
     #[arg(long)]
     pub no_probe: bool,
+    /// Serve at most N connections at once; more are refused before the handshake.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections: u32,
+    /// Serve at most N connections at once from one IP address.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 16,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_connections_per_ip: u32,
+    /// Let one connection have at most N streams (messages) open at once in each
+    /// direction; a sender wanting more waits.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = crate::net::endpoint::MAX_STREAMS,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub max_streams: u32,
+    /// Reset a stream whose header has not arrived within DUR.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "10s",
+        value_parser = super::parse_duration
+    )]
+    pub header_timeout: Duration,
+    /// Drop a connection whose handshake has not completed within DUR.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "10s",
+        value_parser = super::parse_duration
+    )]
+    pub handshake_timeout: Duration,
+    /// Trust options.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Transport options.
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -138,13 +198,96 @@ enum Sink {
     Stdout(Arc<tokio::sync::Mutex<()>>),
 }
 
+/// Connections being served, in all and per source address.
+#[derive(Debug)]
+struct Admission {
+    max_total: u32,
+    max_per_ip: u32,
+    total: u32,
+    per_ip: HashMap<IpAddr, u32>,
+    /// Refusals not yet logged at warn level, and when the last warning was.
+    unreported: u64,
+    last_warning: Option<Instant>,
+}
+
+/// How often, at most, refusals are logged at warn level (each one is at debug).
+const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
+
+impl Admission {
+    fn new(max_total: u32, max_per_ip: u32) -> Arc<Mutex<Self>> {
+        Arc::new(Mutex::new(Self {
+            max_total,
+            max_per_ip,
+            total: 0,
+            per_ip: HashMap::new(),
+            unreported: 0,
+            last_warning: None,
+        }))
+    }
+
+    /// Takes a slot for a connection from `ip`, or says which limit is reached.
+    fn admit(this: &Arc<Mutex<Self>>, ip: IpAddr) -> Result<Slot, String> {
+        let mut a = this.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
+        let refusal = if a.total >= a.max_total {
+            format!("{} connections already (--max-connections)", a.total)
+        } else if from_ip >= a.max_per_ip {
+            format!("{from_ip} connections from {ip} already (--max-connections-per-ip)")
+        } else {
+            a.total += 1;
+            *a.per_ip.entry(ip).or_default() += 1;
+            return Ok(Slot {
+                admission: this.clone(),
+                ip,
+            });
+        };
+        a.unreported += 1;
+        if a.last_warning
+            .is_none_or(|t| t.elapsed() >= REFUSAL_WARNING_EVERY)
+        {
+            warn!(
+                remote = %ip,
+                refused = a.unreported,
+                "refusing connections: {refusal}"
+            );
+            a.unreported = 0;
+            a.last_warning = Some(Instant::now());
+        }
+        Err(refusal)
+    }
+}
+
+/// A connection's place under the limits; given back when dropped.
+struct Slot {
+    admission: Arc<Mutex<Admission>>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut a = self.admission.lock().unwrap_or_else(|p| p.into_inner());
+        a.total = a.total.saturating_sub(1);
+        if let Some(n) = a.per_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                a.per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
 struct State {
     sink: Sink,
     limits: Limits,
+    admission: Arc<Mutex<Admission>>,
+    header_timeout: Duration,
+    handshake_timeout: Duration,
     seen: Mutex<Seen>,
     stored: AtomicU64,
     target: Option<u64>,
     done: CancellationToken,
+    /// The reader of `--stdout` went away: stop, after telling the senders.
+    stdout_closed: std::sync::atomic::AtomicBool,
     ctx: Context,
     probe: ProbeService,
 }
@@ -157,14 +300,25 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             "--json and --stdout cannot be combined: stdout carries the payload",
         ));
     }
-    let rules = allow_rules(&args)?;
+    if args.header_timeout.is_zero() || args.handshake_timeout.is_zero() {
+        return Err(coded(
+            Exit::Usage,
+            "--header-timeout and --handshake-timeout must be longer than 0",
+        ));
+    }
+    // Every rule given must hold: the allow-list and, with --ca, the CA.
+    let rules = allow_rules(&args)?.with_ca(args.trust.rules()?.ca);
     let identity = ctx.identity()?;
     let fingerprint = identity.fingerprint;
     let probe = ProbeService::new(!args.no_probe, identity.clone(), args.transport.options());
     if args.upnp && (args.lease < Duration::from_secs(1) || args.lease > MAX_LEASE) {
         return Err(coded(Exit::Usage, "--lease must be between 1s and 7days"));
     }
-    let endpoint = Endpoint::bind(args.bind, identity, args.transport.options(), Some(rules))?;
+    let options = TransportOptions {
+        max_streams: args.max_streams,
+        ..args.transport.options()
+    };
+    let endpoint = Endpoint::bind(args.bind, identity, options, Some(rules))?;
     let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
     let sink =
         if args.stdout {
@@ -188,9 +342,10 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                 Sink::Dir(store) => format!("storing in {}", store.root().display()),
                 Sink::Stdout(_) => "writing to stdout".into(),
             };
+            let qp2p = super::invocation();
             format!(
                 "listening on {bound} ({dest})\nfingerprint {fingerprint}\nticket {ticket}\n\
-                 send with: qp2p send {ticket} FILE"
+                 send with: {qp2p} send {ticket} FILE"
             )
         },
     );
@@ -200,10 +355,14 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         limits: Limits {
             max_size: args.max_size,
         },
+        admission: Admission::new(args.max_connections, args.max_connections_per_ip),
+        header_timeout: args.header_timeout,
+        handshake_timeout: args.handshake_timeout,
         seen: Mutex::default(),
         stored: AtomicU64::new(0),
         target: if args.once { Some(1) } else { args.count },
         done: CancellationToken::new(),
+        stdout_closed: Default::default(),
         ctx: ctx.clone(),
         probe,
     });
@@ -222,12 +381,30 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             _ = state.done.cancelled() => break,
         };
         let Some(incoming) = incoming else { break };
-        let state = state.clone();
         let remote = canonical(incoming.remote_address());
+        let slot = match Admission::admit(&state.admission, remote.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                // Before the handshake: no cryptography spent, no state kept.
+                debug!(remote = %remote, "connection refused: {why}");
+                incoming.refuse();
+                continue;
+            }
+        };
+        let state = state.clone();
         tokio::spawn(
-            async move { serve_connection(incoming, state).await }
-                .instrument(tracing::info_span!("conn", remote = %remote)),
+            async move {
+                let _slot = slot;
+                serve_connection(incoming, state).await
+            }
+            .instrument(tracing::info_span!("conn", remote = %remote)),
         );
+    }
+    if state.stdout_closed.load(Ordering::SeqCst) {
+        // Closing now would discard the stream refusal still queued for the sender
+        // (it would see a vanished listener, not "could not store"); it closes its
+        // connection once told, so wait for that, briefly.
+        let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.quinn().wait_idle()).await;
     }
     let reason: &[u8] = if state.done.is_cancelled() {
         b"done"
@@ -271,6 +448,7 @@ fn allow_rules(args: &Args) -> anyhow::Result<TrustRules> {
     } else {
         TrustRules {
             pinned: Some(allowed.into_iter().collect()),
+            ca: None,
         }
     })
 }
@@ -334,7 +512,21 @@ fn local_addresses() -> Vec<IpAddr> {
 }
 
 async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
-    let conn = match incoming.await {
+    let handshake = async {
+        match incoming.accept() {
+            Ok(connecting) => connecting.await,
+            Err(e) => Err(e),
+        }
+    };
+    // Dropping the unfinished handshake closes the connection.
+    let Ok(handshake) = tokio::time::timeout(state.handshake_timeout, handshake).await else {
+        warn!(
+            "handshake not completed within {}; connection dropped",
+            humantime::format_duration(state.handshake_timeout)
+        );
+        return;
+    };
+    let conn = match handshake {
         Ok(conn) => conn,
         Err(e) => {
             // Our refusals (a sender not on the allow list) are worth a warning; a peer
@@ -359,7 +551,14 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
                 Ok(r) => (None, r),
                 Err(e) => { debug!(reason = %e, "connection closed"); break; }
             },
-            _ = state.done.cancelled() => break,
+            _ = state.done.cancelled() => {
+                if state.stdout_closed.load(Ordering::SeqCst) {
+                    // Dropping the connection closes it at once, discarding the
+                    // refusal queued for the sender; it closes once told.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+                }
+                break;
+            }
         };
         let state = state.clone();
         tokio::spawn(
@@ -375,8 +574,8 @@ async fn serve_stream(
     peer_fp: Option<Fingerprint>,
     state: Arc<State>,
 ) {
-    let header = match tokio::time::timeout(HEADER_DEADLINE, framing::read_header(&mut recv)).await
-    {
+    let deadline = state.header_timeout;
+    let header = match tokio::time::timeout(deadline, framing::read_header(&mut recv)).await {
         Ok(Ok(h)) => h,
         Ok(Err(ReadError::Frame(e))) => {
             warn!(cause = %e, "bad stream header; resetting the stream");
@@ -389,8 +588,8 @@ async fn serve_stream(
         }
         Err(_) => {
             warn!(
-                "no header within {:?}; resetting the stream",
-                HEADER_DEADLINE
+                "no header within {}; resetting the stream",
+                humantime::format_duration(deadline)
             );
             transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
             return;
@@ -437,6 +636,15 @@ async fn serve_stream(
                 transfer::refuse(&mut recv, send.as_mut(), code);
             }
             warn!(name = %name, cause = %e, "message not stored");
+            if matches!(state.sink, Sink::Stdout(_))
+                && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
+            {
+                // Whoever read our stdout is gone (`| head -c 10`): nothing more can be
+                // delivered, so stop as `yes | head` does, with a clean exit.
+                warn!("stdout was closed by its reader; stopping");
+                state.stdout_closed.store(true, Ordering::SeqCst);
+                state.done.cancel();
+            }
             state.ctx.out.event(
                 json!({
                     "event": "transfer_failed",
@@ -492,6 +700,23 @@ async fn receive(
         return Ok((stored, true));
     }
 
+    if let (Sink::Dir(store), Some(len)) = (&state.sink, header.length) {
+        // Refused before the payload rather than failed half-way; a disk that fills up
+        // anyway (unknown length, several at once) fails on ENOSPC with the same code.
+        match store.free_space() {
+            Ok(free) if free < len => {
+                return Err(RecvError::Refuse(
+                    ErrorCode::NoSpace,
+                    format!(
+                        "{len} bytes declared, {free} free in {}",
+                        store.root().display()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => debug!(cause = %e, "cannot read the free space; receiving anyway"),
+        }
+    }
     let bar = state.ctx.out.progress(header.length, &header.name);
     let progress = {
         let bar = bar.clone();
@@ -585,4 +810,26 @@ fn report_received(
             )
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_limits_hold_and_slots_come_back() {
+        let admission = Admission::new(3, 2);
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let b: IpAddr = "192.0.2.2".parse().unwrap();
+        let a1 = Admission::admit(&admission, a).unwrap();
+        let _a2 = Admission::admit(&admission, a).unwrap();
+        let refused = Admission::admit(&admission, a).err().unwrap();
+        assert!(refused.contains("--max-connections-per-ip"), "{refused}");
+        let _b1 = Admission::admit(&admission, b).unwrap();
+        let refused = Admission::admit(&admission, b).err().unwrap();
+        assert!(refused.contains("--max-connections"), "{refused}");
+        drop(a1);
+        let _a3 = Admission::admit(&admission, a).expect("a slot came back");
+        assert_eq!(admission.lock().unwrap().total, 3);
+    }
 }

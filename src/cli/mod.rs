@@ -1,9 +1,15 @@
 //! The command line: one file per subcommand, each an `Args` struct and a `run`.
 //!
 //! Options shared by every subcommand (`--json`, `-q`, `-v`, `--identity`,
-//! `--ephemeral`) are global: they may stand before or after the subcommand. Transport
-//! options are one flattened struct, [`TransportArgs`], so every subcommand that
-//! connects or listens has the same ones with the same defaults.
+//! `--ephemeral`, `--cert`/`--key`) are global: they may stand before or after the
+//! subcommand. Transport options are one flattened struct, [`TransportArgs`], so every
+//! subcommand that connects or listens has the same ones with the same defaults; trust
+//! options ([`TrustArgs`], `--ca`) likewise.
+//!
+//! Why `--cert`/`--key` are global and `--ca` is not: the certificate and key *are* the
+//! identity, like `--identity`, and `qp2p id` (which shows it, or makes a signing request
+//! for its key) needs them as much as `listen` does. `--ca` says which peers to trust,
+//! which only matters to a subcommand that meets peers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -13,11 +19,14 @@ use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::error::{coded, Exit};
 use crate::net::endpoint::Congestion;
-use crate::net::{Backoff, Identity, TransportOptions};
+use crate::net::tls::{CaTrust, TlsError};
+use crate::net::{Backoff, Identity, TransportOptions, TrustRules};
 use crate::output::Output;
 
 pub mod bench;
+pub mod generate;
 pub mod id;
 pub mod listen;
 pub mod race_connect;
@@ -29,7 +38,18 @@ pub mod upnp_check;
 /// Every connection is TLS 1.3 with both sides showing a key; a ticket
 /// (FINGERPRINT@HOST:PORT) pins the peer so nobody else can stand in for it.
 #[derive(Debug, Parser)]
-#[command(name = "qp2p", version, propagate_version = true, max_term_width = 100)]
+#[command(
+    name = "qp2p",
+    version,
+    propagate_version = true,
+    max_term_width = 100,
+    after_help = examples(&[
+        "qp2p listen                               # receive into this directory",
+        "qp2p send FP@192.0.2.7:7447 report.pdf    # the line that listen printed",
+        "tar c photos | qp2p send FP@192.0.2.7 --name photos.tar",
+        "qp2p help send                            # options and examples of send",
+    ])
+)]
 pub struct Cli {
     /// Options of every subcommand.
     #[command(flatten)]
@@ -41,6 +61,7 @@ pub struct Cli {
 
 /// Options every subcommand takes, before or after its name.
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Print one JSON object per line on stdout for every event (errors included).
     #[arg(long, global = true)]
@@ -52,29 +73,53 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Identity directory (key.pem, cert.pem) [default: $QP2P_HOME, else ~/.config/qp2p]
-    #[arg(long, global = true, value_name = "DIR", env = "QP2P_HOME")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "QP2P_HOME",
+        hide_env_values = true
+    )]
     pub identity: Option<PathBuf>,
     /// Use a fresh identity that lives in memory for this run only (wins over
     /// --identity and QP2P_HOME).
     #[arg(long, global = true)]
     pub ephemeral: bool,
+    /// Use this certificate (PEM; leaf first, then any intermediates), issued by a CA
+    /// for the key in --key, as identity [default: the identity directory's cert.pem].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        requires = "key",
+        conflicts_with = "ephemeral"
+    )]
+    pub cert: Option<PathBuf>,
+    /// The private key (PEM, mode 0600) for --cert [default: none; --cert needs it].
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        requires = "cert",
+        conflicts_with = "ephemeral"
+    )]
+    pub key: Option<PathBuf>,
 }
 
 /// The subcommands.
+///
+/// Each one's help (summary, description, examples) is the doc comment and
+/// `after_help` of its `Args` struct, in its own file.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Receive files (or a stream) from senders.
     Listen(listen::Args),
-    /// Send files, directories or stdin to a listener.
     Send(send::Args),
-    /// Dial several peers at once; the first completed handshake wins.
     RaceConnect(race_connect::Args),
-    /// Check that a UPnP port mapping makes this host reachable from outside.
     UpnpCheck(upnp_check::Args),
-    /// Measure throughput, message rate, latency and handshakes.
     Bench(bench::Args),
-    /// Print this host's fingerprint.
     Id(id::Args),
+    Completions(generate::CompletionsArgs),
+    Man(generate::ManArgs),
 }
 
 /// Transport options of every subcommand that connects or listens.
@@ -82,25 +127,73 @@ pub enum Command {
 #[command(next_help_heading = "Transport")]
 pub struct TransportArgs {
     /// Close a connection after this long without a packet from the peer.
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "30s",
+        value_parser = parse_duration,
+        env = "QP2P_IDLE_TIMEOUT",
+        hide_env_values = true
+    )]
     pub idle_timeout: Duration,
     /// Send a keep-alive after this long without traffic (0 = never).
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "10s",
+        value_parser = parse_duration,
+        env = "QP2P_KEEP_ALIVE",
+        hide_env_values = true
+    )]
     pub keep_alive: Duration,
     /// Give up one handshake attempt after this long.
-    #[arg(long, value_name = "DUR", default_value = "2s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "2s",
+        value_parser = parse_duration,
+        env = "QP2P_CONNECT_TIMEOUT",
+        hide_env_values = true
+    )]
     pub connect_timeout: Duration,
     /// Total time for retrying one operation (0 = no retry).
-    #[arg(long, value_name = "DUR", default_value = "30s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "30s",
+        value_parser = parse_duration,
+        env = "QP2P_RETRY_FOR",
+        hide_env_values = true
+    )]
     pub retry_for: Duration,
     /// First retry delay; each next one is 1.5 times longer, ±30 % jitter.
-    #[arg(long, value_name = "DUR", default_value = "500ms", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "500ms",
+        value_parser = parse_duration,
+        env = "QP2P_RETRY_INITIAL",
+        hide_env_values = true
+    )]
     pub retry_initial: Duration,
     /// Longest retry delay.
-    #[arg(long, value_name = "DUR", default_value = "15s", value_parser = parse_duration)]
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "15s",
+        value_parser = parse_duration,
+        env = "QP2P_RETRY_MAX",
+        hide_env_values = true
+    )]
     pub retry_max: Duration,
     /// Congestion controller.
-    #[arg(long, value_enum, default_value_t = Congestion::Bbr)]
+    #[arg(
+        long,
+        value_enum,
+        default_value_t = Congestion::Bbr,
+        env = "QP2P_CONGESTION",
+        hide_env_values = true
+    )]
     pub congestion: Congestion,
 }
 
@@ -112,6 +205,7 @@ impl TransportArgs {
             keep_alive: (!self.keep_alive.is_zero()).then_some(self.keep_alive),
             connect_timeout: self.connect_timeout,
             congestion: self.congestion,
+            ..TransportOptions::default()
         }
     }
 
@@ -126,6 +220,79 @@ impl TransportArgs {
     }
 }
 
+/// An "Examples:" section for a subcommand's help (its `after_help`), headed like
+/// clap's own sections. One command per line, a `# comment` after it if useful.
+///
+/// `qp2p man` turns it into the page's EXAMPLES section (see [`generate`]).
+pub fn examples(lines: &[&str]) -> clap::builder::StyledStr {
+    let header = *clap::builder::styling::Styles::default().get_header();
+    let mut text = format!("{header}{EXAMPLES_HEADING}{header:#}");
+    for line in lines {
+        text.push_str("\n  ");
+        text.push_str(line);
+    }
+    text.into()
+}
+
+/// The heading [`examples`] writes, which `qp2p man` looks for.
+pub const EXAMPLES_HEADING: &str = "Examples:";
+
+/// Trust options of every subcommand that connects or listens.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Trust")]
+pub struct TrustArgs {
+    /// Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA
+    /// certificates; repeatable). Combines with tickets, --expect and --allow: each
+    /// one given must hold [default: no CA check].
+    #[arg(long = "ca", value_name = "FILE")]
+    pub ca: Vec<PathBuf>,
+}
+
+impl TrustArgs {
+    /// The rules every peer must pass besides its own pin: CA trust with `--ca`, none
+    /// without. An unreadable file is exit 1, one that holds no usable CA certificate a
+    /// usage error.
+    pub fn rules(&self) -> anyhow::Result<TrustRules> {
+        if self.ca.is_empty() {
+            return Ok(TrustRules::any());
+        }
+        let ca = CaTrust::load(&self.ca).map_err(|e| match e {
+            TlsError::CaIo { .. } => anyhow::Error::new(e),
+            e => coded(Exit::Usage, e.to_string()),
+        })?;
+        Ok(TrustRules::any().with_ca(Some(ca)))
+    }
+}
+
+/// How to run this very binary from here, for command lines qp2p prints to be copied:
+/// `qp2p` when that is what PATH finds, else its path (`target/release/qp2p` in a fresh
+/// clone, where `qp2p` alone is "command not found"), quoted for the shell if needed.
+pub fn invocation() -> String {
+    let Ok(exe) = std::env::current_exe().and_then(std::fs::canonicalize) else {
+        return "qp2p".into();
+    };
+    let on_path = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .unwrap_or_default()
+        .into_iter()
+        .map(|dir| dir.join("qp2p"))
+        .find(|candidate| candidate.is_file());
+    if on_path.and_then(|p| std::fs::canonicalize(p).ok()).as_ref() == Some(&exe) {
+        return "qp2p".into();
+    }
+    let shown = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(PathBuf::from))
+        .unwrap_or_else(|| exe.clone());
+    let shown = shown.display().to_string();
+    let plain = |c: char| c.is_ascii_alphanumeric() || "_./-+@%:,".contains(c);
+    if shown.chars().all(plain) {
+        shown
+    } else {
+        format!("'{}'", shown.replace('\'', r"'\''"))
+    }
+}
+
 /// What every `run` gets besides its arguments.
 #[derive(Debug, Clone)]
 pub struct Context {
@@ -133,8 +300,10 @@ pub struct Context {
     pub json: bool,
     /// Where reports go.
     pub out: Output,
-    /// Identity directory, `None` for ephemeral.
+    /// Identity directory, `None` for ephemeral or `--cert/--key`.
     pub identity_dir: Option<PathBuf>,
+    /// `--cert` and `--key`, which win over the identity directory.
+    pub identity_files: Option<(PathBuf, PathBuf)>,
     /// Cancelled on Ctrl-C / SIGTERM.
     pub shutdown: CancellationToken,
 }
@@ -142,7 +311,8 @@ pub struct Context {
 impl Context {
     /// The context for the global options.
     pub fn new(global: &GlobalArgs, shutdown: CancellationToken) -> anyhow::Result<Self> {
-        let identity_dir = if global.ephemeral {
+        let identity_files = global.cert.clone().zip(global.key.clone());
+        let identity_dir = if global.ephemeral || identity_files.is_some() {
             None
         } else {
             Some(match &global.identity {
@@ -154,16 +324,24 @@ impl Context {
             json: global.json,
             out: Output::new(global.json, global.quiet),
             identity_dir,
+            identity_files,
             shutdown,
         })
     }
 
-    /// Loads (or creates) this host's identity.
+    /// Loads (or creates) this host's identity; warns when its certificate is outside
+    /// its validity period (peers that check it with --ca will refuse it).
     pub fn identity(&self) -> anyhow::Result<Arc<Identity>> {
-        let identity = match &self.identity_dir {
-            Some(dir) => Identity::load_or_create(dir)?,
-            None => Identity::ephemeral()?,
+        let identity = match (&self.identity_files, &self.identity_dir) {
+            (Some((cert, key)), _) => Identity::from_files(cert, key)?,
+            (None, Some(dir)) => Identity::load_or_create(dir)?,
+            (None, None) => Identity::ephemeral()?,
         };
+        if let Some(problem) = identity.info.validity_problem(std::time::SystemTime::now()) {
+            self.out.warn(&format!(
+                "our certificate is {problem}: peers that check it (--ca) will refuse it"
+            ));
+        }
         Ok(Arc::new(identity))
     }
 }

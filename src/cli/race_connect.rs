@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::send::{all_failed, close, collect, deliver};
-use super::{parse_duration, Context, TransportArgs};
+use super::{parse_duration, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing;
@@ -20,23 +20,34 @@ use crate::net::{Endpoint, Fingerprint, Pool, Target};
 
 /// Dial several peers at once; the first completed handshake wins.
 ///
-/// Examples:
-///   qp2p race-connect FP@192.0.2.7:7447 FP@[2001:db8::7]:7447
-///   qp2p race-connect --send report.pdf FP@lan-host FP@relay.example.org:7447
+/// Every address (each address of a DNS name too) is dialed at once; the first
+/// completed handshake wins and every other attempt is cancelled and closed. Reports
+/// the winner and each loser's fate; with --send, then sends like `qp2p send` over the
+/// winning connection. Exits 3 when every peer fails.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::examples(&[
+    "qp2p race-connect FP@192.0.2.7:7447 FP@[2001:db8::7]:7447",
+    "qp2p race-connect --send report.pdf FP@lan-host FP@relay.example.org:7447",
+    "qp2p --json race-connect FP@lan FP@vpn | jq -r 'select(.event==\"winner\").addr'",
+]))]
 pub struct Args {
-    /// Peers: HOST:PORT, [v6]:PORT, HOST (port 7447), or tickets FINGERPRINT@HOST:PORT.
+    /// Peers: HOST:PORT, `[v6]:PORT`, HOST (port 7447), or tickets FINGERPRINT@HOST:PORT.
     #[arg(value_name = "ADDR|TICKET", required = true)]
     pub targets: Vec<String>,
-    /// After winning, send these files or directories (`-` for stdin) to the winner.
+    /// After winning, send these files or directories (`-` for stdin) to the winner
+    /// [default: send nothing].
     #[arg(long, value_name = "PATH", num_args = 1..)]
     pub send: Vec<std::path::PathBuf>,
-    /// Refuse peers given without a ticket unless their fingerprint is FP.
+    /// Refuse peers given without a ticket unless their fingerprint is FP [default:
+    /// peers without a ticket are not authenticated].
     #[arg(long, value_name = "FP")]
     pub expect: Option<Fingerprint>,
     /// Give up the whole race after this long [default: the retry budget].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
+    /// Trust options.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Transport options.
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -49,6 +60,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     } else {
         collect(&args.send, None, &ctx)?
     };
+    let base = args.trust.rules()?;
     let mut candidates = Vec::new();
     for text in &args.targets {
         let target: Target = text
@@ -56,9 +68,10 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
         let expect = target.expect.or(args.expect);
         match target.resolve().await {
-            Ok(addrs) => {
-                candidates.extend(addrs.into_iter().map(|addr| Candidate { addr, expect }))
-            }
+            Ok(addrs) => candidates.extend(addrs.into_iter().map(|addr| Candidate {
+                addr,
+                rules: base.clone().with_pin(expect),
+            })),
             Err(e) => ctx.out.event(
                 json!({"event": "loser", "addr": text, "outcome": "failed",
                        "error": format!("cannot resolve: {e}")}),
@@ -127,12 +140,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Ok(())
     } else {
         let pool = Pool::new(endpoint.clone());
-        pool.insert(chosen.addr, chosen.expect, winner.conn);
+        pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
         deliver(
             &pool,
             &backoff,
             chosen.addr,
-            chosen.expect,
+            &chosen.rules,
             Mode::Bidi,
             items,
             &ctx,

@@ -9,32 +9,39 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde_json::json;
 
-use super::{Context, TransportArgs};
+use super::{Context, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing::{self, Header, Kind, MessageId};
 use crate::net::race::{race, Candidate, Fate};
 use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
-use crate::net::{ConnectError, Endpoint, Fingerprint, Pool, Target};
+use crate::net::{ConnectError, Endpoint, Fingerprint, Pool, Target, TrustRules};
 use crate::output::{human_bytes, human_rate};
 
 /// Send files, directories or stdin to a listener.
 ///
-/// Examples:
-///   qp2p send FINGERPRINT@192.0.2.7:7447 photo.jpg notes/
-///   tar c dir | qp2p send FINGERPRINT@host --name dir.tar
+/// Each PATH is one message (a directory one message per file, named by its path), all
+/// over one connection. Exits 0 once the receiver acknowledged the bytes and SHA-256 it
+/// stored. Given a ticket (the line `qp2p listen` printed) or --expect, any other peer
+/// is refused; given a bare address, the peer is not authenticated and send says so.
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::examples(&[
+    "qp2p send FP@192.0.2.7:7447 photo.jpg notes/     # files and a directory tree",
+    "tar c project | qp2p send FP@192.0.2.7 --name project.tar",
+    "pg_dump db | gzip | qp2p send --expect FP host.example:7447 - --name db.sql.gz",
+]))]
 pub struct Args {
-    /// The listener: HOST:PORT, [v6]:PORT, HOST (port 7447), or a ticket FINGERPRINT@HOST:PORT.
+    /// The listener: HOST:PORT, `[v6]:PORT`, HOST (port 7447), or a ticket
+    /// FINGERPRINT@HOST:PORT.
     #[arg(value_name = "ADDR|TICKET")]
     pub target: String,
-    /// Files or directories to send; `-` or nothing means stdin.
+    /// Files or directories to send; `-` means stdin [default: stdin].
     #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
-    /// Refuse the listener unless its fingerprint is FP.
+    /// Refuse the listener unless its fingerprint is FP [default: the ticket's
+    /// fingerprint; none for a bare address].
     #[arg(long, value_name = "FP")]
     pub expect: Option<Fingerprint>,
     /// Name the receiver stores the data under (one PATH or stdin only) [default: the
@@ -45,6 +52,9 @@ pub struct Args {
     /// the receiver's ack of bytes and hash.
     #[arg(long)]
     pub uni: bool,
+    /// Trust options.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Transport options.
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -61,12 +71,28 @@ pub(crate) enum Item {
     Stdin {
         name: String,
     },
+    /// A PATH or directory entry that cannot be sent (unreadable, vanished, not a
+    /// regular file): reported in its turn while the others still go.
+    Unreadable {
+        name: String,
+        error: anyhow::Error,
+    },
 }
 
 impl Item {
     fn name(&self) -> &str {
         match self {
-            Item::File { name, .. } | Item::Stdin { name } => name,
+            Item::File { name, .. } | Item::Stdin { name } | Item::Unreadable { name, .. } => name,
+        }
+    }
+
+    fn unreadable(path: &Path, why: impl std::fmt::Display) -> Self {
+        Item::Unreadable {
+            name: path.display().to_string(),
+            error: coded(
+                Exit::Other,
+                format!("cannot send {}: {why}", path.display()),
+            ),
         }
     }
 }
@@ -86,6 +112,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         }
         (a, b) => a.or(b),
     };
+    // Every rule given must hold: the pin and, with --ca, the CA.
+    let rules = args.trust.rules()?.with_pin(expect);
     let items = collect(&args.paths, args.name.as_deref(), &ctx)?;
     if items.is_empty() {
         return Err(coded(
@@ -111,18 +139,21 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             many => {
                 let candidates: Vec<Candidate> = many
                     .iter()
-                    .map(|&addr| Candidate { addr, expect })
+                    .map(|&addr| Candidate {
+                        addr,
+                        rules: rules.clone(),
+                    })
                     .collect();
                 let outcome = race(&endpoint, &candidates, &backoff, None).await;
                 let Some(winner) = outcome.winner else {
                     return Err(all_failed(&candidates, outcome.losers));
                 };
                 let addr = candidates[winner.index].addr;
-                pool.insert(addr, expect, winner.conn);
+                pool.insert(addr, rules.clone(), winner.conn);
                 addr
             }
         };
-        deliver(&pool, &backoff, addr, expect, mode, items, &ctx).await
+        deliver(&pool, &backoff, addr, &rules, mode, items, &ctx).await
     }
     .await;
     close(&endpoint, &ctx).await;
@@ -166,7 +197,7 @@ pub(crate) async fn deliver(
     pool: &Pool,
     backoff: &crate::net::Backoff,
     addr: SocketAddr,
-    expect: Option<Fingerprint>,
+    rules: &TrustRules,
     mode: Mode,
     items: Vec<Item>,
     ctx: &Context,
@@ -174,7 +205,16 @@ pub(crate) async fn deliver(
     let mut warned = false;
     let mut first_error: Option<anyhow::Error> = None;
     for item in items {
-        let sending = send_item(pool, backoff, addr, expect, mode, &item, ctx, &mut warned);
+        if let Item::Unreadable { error, .. } = item {
+            let code = exit_code(&error);
+            if first_error.is_none() {
+                first_error = Some(error);
+            } else {
+                ctx.out.error(&format!("{error:#}"), code.code());
+            }
+            continue;
+        }
+        let sending = send_item(pool, backoff, addr, rules, mode, &item, ctx, &mut warned);
         let result = tokio::select! {
             r = sending => r,
             _ = ctx.shutdown.cancelled() => break,
@@ -238,8 +278,13 @@ pub(crate) fn collect(
             items.push(Item::Stdin { name: stdin_name() });
             continue;
         }
-        let meta = std::fs::metadata(path)
-            .map_err(|e| coded(Exit::Other, format!("cannot read {}: {e}", path.display())))?;
+        let meta = match std::fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) => {
+                items.push(Item::unreadable(path, e));
+                continue;
+            }
+        };
         if meta.is_dir() {
             if name.is_some() {
                 return Err(coded(Exit::Usage, "--name cannot rename a directory"));
@@ -249,7 +294,17 @@ pub(crate) fn collect(
                 .ok()
                 .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
                 .unwrap_or_default();
-            walk(path, &base, &mut items, ctx)?;
+            walk(path, &base, &mut items, ctx);
+        } else if !meta.is_file() {
+            // A FIFO would block until a writer comes, and its length is no length.
+            items.push(Item::unreadable(
+                path,
+                format!(
+                    "not a regular file (FIFOs, sockets and devices are not sent; to send \
+                     what a pipe carries, give it as stdin: qp2p send ADDR - < {})",
+                    path.display()
+                ),
+            ));
         } else {
             let file_name = path
                 .file_name()
@@ -266,12 +321,22 @@ pub(crate) fn collect(
 }
 
 /// Adds the files under `dir`, sorted, named `prefix/relative/path`. Symlinks to
-/// directories are skipped (no loops); symlinks to files are sent as files.
-fn walk(dir: &Path, prefix: &str, items: &mut Vec<Item>, ctx: &Context) -> anyhow::Result<()> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read directory {}", dir.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("cannot read directory {}", dir.display()))?;
+/// directories are skipped (no loops); symlinks to files are sent as files. FIFOs,
+/// sockets and devices are skipped with a warning (never opened, so never waited on);
+/// what cannot be read (an unreadable directory, a dangling symlink) is an
+/// [`Item::Unreadable`] and fails in its turn.
+fn walk(dir: &Path, prefix: &str, items: &mut Vec<Item>, ctx: &Context) {
+    let listed = std::fs::read_dir(dir).and_then(|entries| entries.collect::<Result<Vec<_>, _>>());
+    let mut entries = match listed {
+        Ok(entries) => entries,
+        Err(e) => {
+            items.push(Item::unreadable(
+                dir,
+                format!("cannot read the directory: {e}"),
+            ));
+            return;
+        }
+    };
     entries.sort_by_key(|e| e.file_name());
     for entry in entries {
         let path = entry.path();
@@ -289,19 +354,19 @@ fn walk(dir: &Path, prefix: &str, items: &mut Vec<Item>, ctx: &Context) -> anyho
                     path.display()
                 ));
             }
-            Ok(meta) if meta.is_dir() => walk(&path, &rel, items, ctx)?,
+            Ok(meta) if meta.is_dir() => walk(&path, &rel, items, ctx),
             Ok(meta) if meta.is_file() => items.push(Item::File {
                 path,
                 name: rel,
                 len: meta.len(),
             }),
-            Ok(_) => ctx
-                .out
-                .warn(&format!("skipping {}: not a regular file", path.display())),
-            Err(e) => ctx.out.warn(&format!("skipping {}: {e}", path.display())),
+            Ok(_) => ctx.out.warn(&format!(
+                "skipping {}: not a regular file (FIFO, socket or device)",
+                path.display()
+            )),
+            Err(e) => items.push(Item::unreadable(&path, e)),
         }
     }
-    Ok(())
 }
 
 /// What one successful send of one item produced.
@@ -316,7 +381,7 @@ async fn send_item(
     pool: &Pool,
     backoff: &crate::net::Backoff,
     addr: SocketAddr,
-    expect: Option<Fingerprint>,
+    rules: &TrustRules,
     mode: Mode,
     item: &Item,
     ctx: &Context,
@@ -328,7 +393,7 @@ async fn send_item(
         id,
         length: match item {
             Item::File { len, .. } => Some(*len),
-            Item::Stdin { .. } => None,
+            Item::Stdin { .. } | Item::Unreadable { .. } => None,
         },
         name: item.name().to_string(),
     };
@@ -340,6 +405,10 @@ async fn send_item(
     let started = Instant::now();
 
     let (result, retries) = match item {
+        // `deliver` reports these without sending; here only for completeness.
+        Item::Unreadable { error, .. } => {
+            return Err(coded(exit_code(error), format!("{error:#}")))
+        }
         Item::File { path, .. } => {
             backoff
                 .run(|attempt| {
@@ -349,7 +418,7 @@ async fn send_item(
                     async move {
                         bar.set_position(0);
                         let pooled = attempt
-                            .within(pool.get(addr, expect), |timeout| ConnectError::Timeout {
+                            .within(pool.get(addr, rules), |timeout| ConnectError::Timeout {
                                 addr,
                                 timeout,
                             })
@@ -373,7 +442,7 @@ async fn send_item(
         Item::Stdin { .. } => {
             let (pooled, retries) = backoff
                 .run(|attempt| {
-                    attempt.within(pool.get(addr, expect), |timeout| ConnectError::Timeout {
+                    attempt.within(pool.get(addr, rules), |timeout| ConnectError::Timeout {
                         addr,
                         timeout,
                     })
@@ -400,7 +469,7 @@ async fn send_item(
     bar.finish_and_clear();
     let done = result?;
     let seconds = started.elapsed().as_secs_f64();
-    if !*warned && expect.is_none() {
+    if !*warned && !rules.authenticates() {
         *warned = true;
         if let Some(fp) = done.peer {
             ctx.out.warn(&format!(

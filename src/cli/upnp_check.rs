@@ -42,11 +42,12 @@ use crate::output::Output;
 /// Finds the gateway, reads its external IP, maps a UDP port, asks each --probe peer
 /// (a `qp2p listen` outside this network) to connect back through the mapping, and
 /// removes the mapping. Exit codes: 6 no gateway, 7 mapping refused, 8 not reachable.
-///
-/// Examples:
-///   qp2p upnp-check
-///   qp2p upnp-check --probe FINGERPRINT@198.51.100.7:7447 --port 7447
 #[derive(Debug, clap::Args)]
+#[command(after_help = super::examples(&[
+    "qp2p upnp-check                              # gateway, external IP, a mapping",
+    "qp2p upnp-check --probe FP@198.51.100.7:7447 --port 7447",
+    "qp2p --json upnp-check | jq -c 'select(.ok == false)'   # only what failed",
+]))]
 pub struct Args {
     /// Local UDP port to map; the same external port is asked for [default: a free
     /// port].
@@ -61,7 +62,8 @@ pub struct Args {
     #[arg(long, value_name = "DUR", default_value = "5m", value_parser = parse_duration)]
     pub lease: Duration,
     /// A `qp2p listen` outside this network that connects back to check reachability:
-    /// HOST:PORT or a ticket (repeatable; every one must succeed).
+    /// HOST:PORT or a ticket (repeatable; every one must succeed) [default: none,
+    /// reachability not verified].
     #[arg(long, value_name = "ADDR|TICKET")]
     pub probe: Vec<String>,
     /// Leave the mapping in place when done (it ends with its lease).

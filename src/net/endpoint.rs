@@ -18,7 +18,7 @@
 //! | stream receive window | 8 MiB | a full window at 1 Gbit/s × 64 ms without stalls |
 //! | connection receive window | 16 MiB | two full streams in flight |
 //! | send window | 16 MiB | matches the peer's receive window |
-//! | concurrent streams | 128 bi + 128 uni | one message per stream, many in flight |
+//! | concurrent streams | 128 bi + 128 uni | one message per stream, many in flight (`listen --max-streams`) |
 //!
 //! What could go wrong, and how it is prevented:
 //! - *A handshake that never completes* (nothing listening: UDP gives no refusal) would
@@ -26,6 +26,9 @@
 //!   reported as [`ConnectError::Timeout`], which the retry loop retries.
 //! - *Identity rejections mistaken for network trouble*: a TLS alert about certificates,
 //!   sent or received, becomes [`ConnectError::IdentityRejected`], which is never retried.
+//! - *A bare handshake error instead of a reason*: when we refused the peer, the
+//!   verifier's [`tls::Refusal`] is the message ("peer certificate rejected: expired
+//!   (not after …)"); when the peer refused us, its alert is named and explained.
 //! - *A keep-alive longer than the idle timeout* would let quiet connections die: it is
 //!   clamped to a third of the idle timeout.
 
@@ -43,7 +46,8 @@ const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const SEND_WINDOW: u64 = 16 * 1024 * 1024;
-const MAX_STREAMS: u32 = 128;
+/// Default for [`TransportOptions::max_streams`].
+pub const MAX_STREAMS: u32 = 128;
 
 /// Which congestion controller quinn runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -68,6 +72,9 @@ pub struct TransportOptions {
     pub connect_timeout: Duration,
     /// The congestion controller.
     pub congestion: Congestion,
+    /// How many streams of each direction a peer may have open at once on one
+    /// connection (`listen --max-streams`); a peer that wants more waits for one to end.
+    pub max_streams: u32,
 }
 
 impl Default for TransportOptions {
@@ -77,6 +84,7 @@ impl Default for TransportOptions {
             keep_alive: Some(Duration::from_secs(10)),
             connect_timeout: Duration::from_secs(2),
             congestion: Congestion::Bbr,
+            max_streams: MAX_STREAMS,
         }
     }
 }
@@ -95,8 +103,8 @@ impl TransportOptions {
         t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW));
         t.receive_window(VarInt::from_u32(CONNECTION_WINDOW));
         t.send_window(SEND_WINDOW);
-        t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
-        t.max_concurrent_uni_streams(VarInt::from_u32(MAX_STREAMS));
+        t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams));
+        t.max_concurrent_uni_streams(VarInt::from_u32(self.max_streams));
         match self.congestion {
             Congestion::Bbr => {
                 t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
@@ -170,6 +178,40 @@ fn is_certificate_alert(code: u64) -> bool {
     code & !0xff == 0x100 && matches!(code & 0xff, 42..=49 | 116)
 }
 
+/// What the peer's certificate alert says about our identity, and what to do. The alert
+/// is all the peer tells (`tls::Refusal::to_rustls` picks it); `qp2p id` shows our side.
+fn refused_us(alert: u64) -> String {
+    let (name, why) = match alert {
+        43 => (
+            "unsupported_certificate",
+            "our certificate's key usage or extended key usage does not allow this use",
+        ),
+        45 => (
+            "certificate_expired",
+            "it finds our certificate expired or not yet valid (qp2p id shows its validity; \
+             check both clocks)",
+        ),
+        48 => (
+            "unknown_ca",
+            "our certificate is not issued by a CA it trusts (--ca): a self-signed identity, \
+             or one from another CA",
+        ),
+        42 => (
+            "bad_certificate",
+            "ask its owner to allow our fingerprint (qp2p id prints it)",
+        ),
+        46 => (
+            "certificate_unknown",
+            "ask its owner to allow our fingerprint (qp2p id prints it)",
+        ),
+        _ => (
+            "certificate",
+            "ask its owner to allow our fingerprint (qp2p id prints it)",
+        ),
+    };
+    format!("the peer refused our identity (TLS alert {alert} {name}): {why}")
+}
+
 /// Classifies a connection error: identity rejections, refusals, or transient trouble.
 pub fn classify(e: ConnectionError) -> ConnectError {
     match &e {
@@ -177,11 +219,14 @@ pub fn classify(e: ConnectionError) -> ConnectError {
             ConnectError::IdentityRejected(t.reason.clone())
         }
         ConnectionError::ConnectionClosed(c) if is_certificate_alert(c.error_code.into()) => {
-            ConnectError::IdentityRejected(format!(
-                "the peer refused our identity (TLS alert {}); ask its owner to allow our \
-                 fingerprint (qp2p id prints it)",
-                u64::from(c.error_code) & 0xff
-            ))
+            ConnectError::IdentityRejected(refused_us(u64::from(c.error_code) & 0xff))
+        }
+        // A listener at its connection limit refuses before the handshake: busy now,
+        // maybe not in a moment, so worth another attempt.
+        ConnectionError::ConnectionClosed(c)
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED =>
+        {
+            ConnectError::Lost(e)
         }
         ConnectionError::ConnectionClosed(c) => {
             ConnectError::Refused(format!("{c}").trim().to_string())
@@ -335,18 +380,25 @@ impl Endpoint {
     }
 }
 
-/// Says who refused whom: we refused a peer that showed the wrong fingerprint, or the
-/// peer refused us.
+/// Says who refused whom: we refused a peer (the verifier kept the rule that failed: a
+/// wrong fingerprint, or the certificate's CA trust problem), or the peer refused us.
 fn rejection(addr: SocketAddr, verifier: &tls::PeerVerifier, reason: String) -> String {
-    match (verifier.seen(), &verifier.rules().pinned) {
-        (Some(seen), Some(pinned)) if !pinned.contains(&seen) => {
-            let expected: Vec<String> = pinned.iter().map(|f| f.to_string()).collect();
+    match verifier.refusal() {
+        Some(tls::Refusal::NotPinned(seen)) => {
+            let expected: Vec<String> = verifier
+                .rules()
+                .pinned
+                .iter()
+                .flatten()
+                .map(|f| f.to_string())
+                .collect();
             format!(
                 "{addr} showed fingerprint {seen}, expected {}; nothing was sent",
                 expected.join(" or ")
             )
         }
-        _ => format!("{addr}: {reason}"),
+        Some(refusal) => format!("{addr}: {refusal}; nothing was sent"),
+        None => format!("{addr}: {reason}"),
     }
 }
 
@@ -397,6 +449,21 @@ mod tests {
         assert!(is_certificate_alert(0x100 + 116));
         assert!(!is_certificate_alert(0x100 + 40), "handshake_failure");
         assert!(!is_certificate_alert(42), "not a crypto code");
+    }
+
+    #[test]
+    fn a_refusal_by_the_peer_names_its_alert() {
+        let expired = refused_us(45);
+        assert!(
+            expired.contains("TLS alert 45 certificate_expired"),
+            "{expired}"
+        );
+        assert!(expired.contains("expired or not yet valid"), "{expired}");
+        let unknown = refused_us(48);
+        assert!(unknown.contains("unknown_ca"), "{unknown}");
+        assert!(unknown.contains("self-signed"), "{unknown}");
+        assert!(refused_us(46).contains("allow our fingerprint"));
+        assert!(refused_us(43).contains("key usage"));
     }
 
     #[test]

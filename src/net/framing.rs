@@ -367,6 +367,9 @@ pub enum ErrorCode {
     HeaderTimeout = 0x0a,
     /// The message was stored before; the ack says so and the payload is not needed.
     Duplicate = 0x0b,
+    /// The receiver's disk has less free space than the message needs (refused before
+    /// the payload when its length is declared, or the disk filled up during it).
+    NoSpace = 0x0c,
 }
 
 impl ErrorCode {
@@ -390,6 +393,7 @@ impl ErrorCode {
             0x09 => Cancelled,
             0x0a => HeaderTimeout,
             0x0b => Duplicate,
+            0x0c => NoSpace,
             _ => return None,
         })
     }
@@ -409,6 +413,7 @@ impl ErrorCode {
             Cancelled => "sender cancelled the message",
             HeaderTimeout => "header did not arrive in time",
             Duplicate => "message already stored",
+            NoSpace => "not enough space on the receiver's disk",
         }
     }
 }
@@ -522,7 +527,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=0x0b {
+        for code in 1..=0x0c {
             let c = ErrorCode::from_varint(VarInt::from_u32(code)).unwrap();
             assert_eq!(c.varint().into_inner(), code as u64);
         }

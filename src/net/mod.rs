@@ -7,9 +7,9 @@
 //! | file | what it does |
 //! | --- | --- |
 //! | [`endpoint`] | the one quinn endpoint per process (client and server), its socket and transport settings, connect with a timeout, error classification |
-//! | [`tls`] | identities (persistent or ephemeral), fingerprints, the one peer verifier for pins and allow-lists |
+//! | [`tls`] | identities (persistent, ephemeral or CA-issued), fingerprints, signing requests, the one peer verifier whose rules (pins, allow-lists, CA trust) must all hold |
 //! | [`race`] | dialing several addresses at once, the first handshake wins, the rest cancelled |
-//! | [`pool`] | connections keyed by peer address and expected identity, dials coalesced, dead ones evicted |
+//! | [`pool`] | connections keyed by peer address and the trust rules they were verified under, dials coalesced, dead ones evicted |
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |

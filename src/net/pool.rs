@@ -1,7 +1,7 @@
 //! Connections to peers, reused for every message to the same peer.
 //!
-//! The pool maps a key (peer address, and the fingerprint the peer must have, if any)
-//! to one connection. Every message to that peer opens its own stream on it, so a
+//! The pool maps a key (peer address, and the trust rules the peer was verified under:
+//! pinned fingerprint, CA) to one connection. Every message to that peer opens its own stream on it, so a
 //! directory of a thousand files costs one handshake, not a thousand.
 //!
 //! What could go wrong, and how it is prevented (the qp2p crate removed its pool for
@@ -15,8 +15,10 @@
 //! - *A stale slot replacing a fresh one*: each slot has a generation number, and a late
 //!   watcher or failed dial removes only its own generation, never the newer slot that
 //!   replaced it.
-//! - *An identity mix-up*: a connection made for one expected fingerprint is never
-//!   handed to a caller that expects another (the fingerprint is part of the key).
+//! - *An identity mix-up*: a connection verified under one set of rules is never handed
+//!   to a caller that asks for others (the whole [`TrustRules`] is part of the key: a
+//!   connection accepted without a pin or without `--ca` cannot serve a caller that
+//!   needs one, nor one checked against another CA).
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +27,7 @@ use std::sync::{Arc, Mutex, Weak};
 use futures_util::future::{BoxFuture, FutureExt, Shared};
 
 use super::endpoint::{ConnectError, Endpoint};
-use super::tls::{Fingerprint, TrustRules};
+use super::tls::TrustRules;
 
 type Dial = Shared<BoxFuture<'static, Result<quinn::Connection, ConnectError>>>;
 
@@ -43,10 +45,10 @@ impl std::fmt::Debug for Slot {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct Key {
     addr: SocketAddr,
-    expect: Option<Fingerprint>,
+    rules: TrustRules,
 }
 
 /// A pooled connection and whether this call reused it (did not dial).
@@ -58,7 +60,7 @@ pub struct Pooled {
     pub reused: bool,
 }
 
-/// Connections keyed by peer address and expected identity.
+/// Connections keyed by peer address and the trust rules they were verified under.
 #[derive(Debug, Clone)]
 pub struct Pool {
     endpoint: Endpoint,
@@ -81,14 +83,13 @@ impl Pool {
         &self.endpoint
     }
 
-    /// The live connection to `addr` (whose peer must be `expect`, if given), dialing
-    /// one if there is none. One attempt: retrying is the caller's business.
-    pub async fn get(
-        &self,
-        addr: SocketAddr,
-        expect: Option<Fingerprint>,
-    ) -> Result<Pooled, ConnectError> {
-        let key = Key { addr, expect };
+    /// The live connection to `addr` whose peer passed `rules`, dialing one if there is
+    /// none. One attempt: retrying is the caller's business.
+    pub async fn get(&self, addr: SocketAddr, rules: &TrustRules) -> Result<Pooled, ConnectError> {
+        let key = Key {
+            addr,
+            rules: rules.clone(),
+        };
         let (dial, reused) = {
             let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
             match slots.get(&key) {
@@ -97,7 +98,7 @@ impl Pool {
                     let generation = self
                         .generation
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let dial = self.dial(key, generation);
+                    let dial = self.dial(key.clone(), generation);
                     slots.insert(
                         key,
                         Slot {
@@ -126,15 +127,12 @@ impl Pool {
         let endpoint = self.endpoint.clone();
         let slots = Arc::downgrade(&self.slots);
         async move {
-            let rules = key
-                .expect
-                .map_or_else(TrustRules::any, TrustRules::pinned_to);
-            let result = endpoint.connect(key.addr, rules).await;
+            let result = endpoint.connect(key.addr, key.rules.clone()).await;
             match &result {
                 Ok(conn) => watch(slots, key, generation, conn.clone()),
                 Err(_) => {
                     if let Some(slots) = slots.upgrade() {
-                        remove_generation(&slots, key, generation);
+                        remove_generation(&slots, &key, generation);
                     }
                 }
             }
@@ -144,14 +142,19 @@ impl Pool {
         .shared()
     }
 
-    /// Adds a connection made elsewhere (the winner of a race) as the one for `addr`
-    /// and `expect`, replacing any other.
-    pub fn insert(&self, addr: SocketAddr, expect: Option<Fingerprint>, conn: quinn::Connection) {
-        let key = Key { addr, expect };
+    /// Adds a connection made elsewhere (the winner of a race, verified under `rules`)
+    /// as the one for `addr` and `rules`, replacing any other.
+    pub fn insert(&self, addr: SocketAddr, rules: TrustRules, conn: quinn::Connection) {
+        let key = Key { addr, rules };
         let generation = self
             .generation
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        watch(Arc::downgrade(&self.slots), key, generation, conn.clone());
+        watch(
+            Arc::downgrade(&self.slots),
+            key.clone(),
+            generation,
+            conn.clone(),
+        );
         let dial = futures_util::future::ready(Ok(conn)).boxed().shared();
         // Resolve it now so `peek` sees the connection.
         let _ = dial.clone().now_or_never();
@@ -200,17 +203,17 @@ fn watch(
     tokio::spawn(async move {
         conn.closed().await;
         if let Some(slots) = slots.upgrade() {
-            remove_generation(&slots, key, generation);
+            remove_generation(&slots, &key, generation);
         }
     });
 }
 
 /// Removes the slot of `key` if it is still the one of `generation` (a newer dial may
 /// have replaced it).
-fn remove_generation(slots: &Mutex<HashMap<Key, Slot>>, key: Key, generation: u64) {
+fn remove_generation(slots: &Mutex<HashMap<Key, Slot>>, key: &Key, generation: u64) {
     let mut slots = slots.lock().unwrap_or_else(|p| p.into_inner());
-    if slots.get(&key).is_some_and(|s| s.generation == generation) {
-        slots.remove(&key);
+    if slots.get(key).is_some_and(|s| s.generation == generation) {
+        slots.remove(key);
     }
 }
 
@@ -218,7 +221,7 @@ fn remove_generation(slots: &Mutex<HashMap<Key, Slot>>, key: Key, generation: u6
 mod tests {
     use super::*;
     use crate::net::endpoint::TransportOptions;
-    use crate::net::tls::Identity;
+    use crate::net::tls::{CaTrust, Fingerprint, Identity};
     use std::time::Duration;
 
     fn server() -> (Endpoint, SocketAddr) {
@@ -253,8 +256,8 @@ mod tests {
     async fn sequential_gets_reuse_one_connection() {
         let (_server, addr) = server();
         let pool = client();
-        let a = pool.get(addr, None).await.unwrap();
-        let b = pool.get(addr, None).await.unwrap();
+        let a = pool.get(addr, &TrustRules::any()).await.unwrap();
+        let b = pool.get(addr, &TrustRules::any()).await.unwrap();
         assert!(!a.reused);
         assert!(b.reused);
         assert_eq!(a.conn.stable_id(), b.conn.stable_id());
@@ -264,7 +267,8 @@ mod tests {
     async fn concurrent_dials_are_coalesced() {
         let (server, addr) = server();
         let pool = client();
-        let gets = (0..8).map(|_| pool.get(addr, None));
+        let any = TrustRules::any();
+        let gets = (0..8).map(|_| pool.get(addr, &any));
         let conns = futures_util::future::join_all(gets).await;
         let ids: std::collections::BTreeSet<_> = conns
             .iter()
@@ -282,14 +286,14 @@ mod tests {
     async fn closed_connections_are_evicted_and_never_reused() {
         let (_server, addr) = server();
         let pool = client();
-        let a = pool.get(addr, None).await.unwrap().conn;
+        let a = pool.get(addr, &TrustRules::any()).await.unwrap().conn;
         a.close(0u32.into(), b"test");
-        let b = pool.get(addr, None).await.unwrap();
+        let b = pool.get(addr, &TrustRules::any()).await.unwrap();
         assert!(!b.reused);
         assert_ne!(a.stable_id(), b.conn.stable_id());
         // Explicit eviction also forces a fresh dial.
         pool.evict(&b.conn);
-        let c = pool.get(addr, None).await.unwrap();
+        let c = pool.get(addr, &TrustRules::any()).await.unwrap();
         assert!(!c.reused);
         assert_ne!(b.conn.stable_id(), c.conn.stable_id());
     }
@@ -298,15 +302,41 @@ mod tests {
     async fn a_different_expected_identity_gets_its_own_connection() {
         let (server, addr) = server();
         let pool = client();
-        let any = pool.get(addr, None).await.unwrap();
-        let pinned = pool.get(addr, Some(server.fingerprint())).await.unwrap();
+        let any = pool.get(addr, &TrustRules::any()).await.unwrap();
+        let pinned = pool
+            .get(addr, &TrustRules::pinned_to(server.fingerprint()))
+            .await
+            .unwrap();
         assert!(!pinned.reused);
         assert_ne!(any.conn.stable_id(), pinned.conn.stable_id());
-        let wrong = pool.get(addr, Some(Fingerprint([0; 32]))).await;
+        let wrong = pool
+            .get(addr, &TrustRules::pinned_to(Fingerprint([0; 32])))
+            .await;
         assert!(
             matches!(wrong, Err(ConnectError::IdentityRejected(_))),
             "{wrong:?}"
         );
+    }
+
+    /// Regression: a connection accepted without CA trust must not serve a caller that
+    /// asked for `--ca` (the whole rule set is the key, not just the pin).
+    #[tokio::test]
+    async fn a_connection_verified_under_other_rules_is_not_reused() {
+        let (_server, addr) = server();
+        let pool = client();
+        let any = pool.get(addr, &TrustRules::any()).await.unwrap();
+        assert!(!any.reused);
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::default();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap().der().clone();
+        let rules = TrustRules::any().with_ca(Some(CaTrust::from_certificates(&[ca]).unwrap()));
+        match pool.get(addr, &rules).await {
+            Err(ConnectError::IdentityRejected(why)) => {
+                assert!(why.contains("self-signed"), "{why}")
+            }
+            other => panic!("expected a CA refusal, got {other:?}"),
+        }
     }
 
     #[tokio::test]
@@ -323,7 +353,7 @@ mod tests {
         let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         let addr = dead.local_addr().unwrap();
         drop(dead);
-        let err = pool.get(addr, None).await.unwrap_err();
+        let err = pool.get(addr, &TrustRules::any()).await.unwrap_err();
         assert!(matches!(err, ConnectError::Timeout { .. }), "{err}");
         assert!(pool.is_empty());
     }

@@ -25,15 +25,15 @@ use tokio::time::Instant;
 
 use super::endpoint::{ConnectError, Endpoint};
 use super::retry::Backoff;
-use super::tls::{Fingerprint, TrustRules};
+use super::tls::TrustRules;
 
 /// One address to dial.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     /// Where.
     pub addr: SocketAddr,
-    /// The fingerprint the peer must have, if pinned.
-    pub expect: Option<Fingerprint>,
+    /// What the peer must satisfy (its pinned fingerprint, `--ca`).
+    pub rules: TrustRules,
 }
 
 /// How an attempt ended.
@@ -143,12 +143,9 @@ async fn attempt(
     candidate: &Candidate,
     backoff: &Backoff,
 ) -> Attempt {
-    let rules = candidate
-        .expect
-        .map_or_else(TrustRules::any, TrustRules::pinned_to);
     let (result, retries) = backoff
         .run(|attempt| {
-            let rules = rules.clone();
+            let rules = candidate.rules.clone();
             async move {
                 let start = Instant::now();
                 let connect = endpoint.connect(candidate.addr, rules);
@@ -169,7 +166,7 @@ async fn attempt(
 mod tests {
     use super::*;
     use crate::net::endpoint::TransportOptions;
-    use crate::net::tls::Identity;
+    use crate::net::tls::{Fingerprint, Identity};
     use std::sync::Arc;
 
     fn listener() -> (Endpoint, SocketAddr) {
@@ -220,14 +217,14 @@ mod tests {
             .iter()
             .map(|s| Candidate {
                 addr: s.local_addr().unwrap(),
-                expect: None,
+                rules: TrustRules::any(),
             })
             .collect();
         candidates.insert(
             1,
             Candidate {
                 addr: live,
-                expect: None,
+                rules: TrustRules::any(),
             },
         );
         let ep = client(Duration::from_secs(2));
@@ -248,7 +245,7 @@ mod tests {
         let candidates: Vec<Candidate> = (0..3)
             .map(|_| Candidate {
                 addr: dead_addr(),
-                expect: None,
+                rules: TrustRules::any(),
             })
             .collect();
         let ep = client(Duration::from_millis(300));
@@ -273,7 +270,7 @@ mod tests {
         let (_l, live) = listener();
         let candidates = [Candidate {
             addr: live,
-            expect: Some(Fingerprint([1; 32])),
+            rules: TrustRules::pinned_to(Fingerprint([1; 32])),
         }];
         let out = race(
             &client(Duration::from_secs(2)),
@@ -293,7 +290,7 @@ mod tests {
     async fn the_deadline_ends_the_race() {
         let candidates = [Candidate {
             addr: dead_addr(),
-            expect: None,
+            rules: TrustRules::any(),
         }];
         let start = std::time::Instant::now();
         let out = race(

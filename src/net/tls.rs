@@ -1,11 +1,20 @@
 //! TLS identity and peer verification.
 //!
-//! Every qp2p process holds an [`Identity`]: a key pair and a self-signed certificate,
-//! either persistent (`key.pem` + `cert.pem` in an identity directory, the key file mode
-//! 0600) or ephemeral (in memory, fresh each run). A peer is named by its
-//! [`Fingerprint`]: the SHA-256 of its certificate's SubjectPublicKeyInfo, written as
-//! 52 lowercase base32 characters. Hashing the public key rather than the whole
-//! certificate means a re-issued certificate for the same key keeps its name.
+//! Every qp2p process holds an [`Identity`]: a key pair and the certificate that carries
+//! its public key. The certificate is of one of two [`IdentityKind`]s:
+//! - *self-signed*, made by qp2p from the key: persistent (`key.pem` + `cert.pem` in an
+//!   identity directory, the key file mode 0600) or ephemeral (in memory, fresh each run);
+//! - *CA-issued*: `--cert FILE --key FILE` (the certificate file may hold the chain, leaf
+//!   first), or a `cert.pem` in the identity directory that a CA issued for its
+//!   `key.pem`. A certificate counts as CA-issued when its issuer differs from its
+//!   subject: qp2p's own certificate names itself as its issuer, a CA names itself (a CA
+//!   must not give its own name to a peer). [`Identity::csr`] makes a signing request for
+//!   the key (`qp2p id --csr`), so the key never leaves the machine.
+//!
+//! A peer is named by its [`Fingerprint`]: the SHA-256 of its certificate's
+//! SubjectPublicKeyInfo, written as 52 lowercase base32 characters. Hashing the public key
+//! rather than the whole certificate means a re-issued certificate for the same key (a
+//! CA-issued one included) keeps its name.
 //!
 //! Both sides always present a certificate (mutual TLS 1.3). Which peers are accepted is
 //! decided by one [`PeerVerifier`] holding a set of [`TrustRules`]; the same type serves
@@ -13,30 +22,64 @@
 //! every rule:
 //! - *pinned*: the peer's fingerprint must be one of a set (a ticket or `--expect` on
 //!   the sender; `--allow`/`--allow-file` on the listener);
+//! - *CA* ([`CaTrust`], `--ca`): the peer's certificate must chain to one of the given CA
+//!   certificates: every signature on the chain, every certificate's validity period,
+//!   the key usage (digitalSignature, when the certificate restricts key usage at all:
+//!   the key signs the TLS handshake) and the extended key usage (below). No host name is
+//!   checked: peers are addressed by IP, and the CA vouches for a key, not an address;
 //! - no rule at all: any peer is accepted; the caller sees its fingerprint and warns.
-//!   Each rule that is given must hold.
+//!
+//! Each rule that is given must hold. The first that fails is the [`Refusal`]; the
+//! verifier keeps it, so the dialing side can say why (`endpoint` turns it into the error
+//! the user sees), and it is sent to the peer as the matching TLS alert
+//! (certificate_expired, unknown_ca, …) so that side can say what is wrong too.
+//!
+//! Extended key usage: a peer verified as a TLS server (a listener, checked by a sender)
+//! must allow `serverAuth`, one verified as a client (a sender, checked by a listener)
+//! `clientAuth`, each only if its certificate lists extended key usages at all (RFC 5280
+//! 4.2.1.12: no list, no restriction). One identity both listens and sends, so a CA
+//! issues peer certificates with both purposes (which `qp2p id --csr` asks for) or with
+//! none; a certificate its CA restricted to one purpose is honoured as restricted.
 //!
 //! What could go wrong, and how it is prevented:
 //! - *A peer shows someone else's certificate.* The verifier never skips the handshake
 //!   signature: `verify_tls13_signature` checks that the peer signed the transcript with
-//!   the key in the certificate it showed, so holding a copy of a certificate is not
-//!   enough.
+//!   the key in the certificate it showed, so holding a copy of a certificate, even a
+//!   CA-issued one, is not enough.
 //! - *Resumption skipping verification.* Session tickets and resumption are disabled on
 //!   both sides, so every connection is verified from its certificate.
-//! - *A key file readable by others.* Loading refuses it with advice, as ssh does; a
-//!   corrupt identity is reported, never silently replaced.
+//! - *A key file readable by others.* Loading refuses it with advice, as ssh does (a
+//!   `--key` file too); a corrupt identity is reported, never silently replaced.
+//! - *A certificate for another key.* A CA-issued certificate is used only if it carries
+//!   the public key of its key file; otherwise loading fails, not every handshake later.
+//! - *A group member standing in for a pinned peer.* Rules combine with AND: `--ca` with
+//!   a ticket or `--allow` admits only a peer that passes both.
+//! - *A connection verified under other rules reused.* [`TrustRules`] compare by value
+//!   (a CA set by a hash of its certificates), and the connection pool keys on them.
+//! - *A refusal nobody can act on.* Every CA refusal names its reason (expired, not yet
+//!   valid, self-signed, unknown issuer, bad signature, wrong usage) with the dates or
+//!   names involved.
+//! - *Clock trouble.* Validity is checked against this host's clock, without grace. A
+//!   self-signed identity is valid from 1975 to 4096, so pins never depend on clocks;
+//!   an identity whose certificate is outside its validity is warned about at start.
+//! - *A member who must be shut out before its certificate expires.* Revocation is not
+//!   checked (no CRL or OCSP: peers often cannot reach one), so CA certificates should be
+//!   short-lived; an allow-list narrows a group at once.
 //! - *Downgrade.* Only TLS 1.3 is offered and accepted, with ALPN `qp2p/1`.
 
 use std::collections::BTreeSet;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
@@ -49,6 +92,9 @@ pub const SERVER_NAME: &str = "qp2p";
 
 const KEY_FILE: &str = "key.pem";
 const CERT_FILE: &str = "cert.pem";
+
+/// The subject (and issuer) common name of a self-signed identity.
+const SELF_SIGNED_NAME: &str = "qp2p peer";
 
 /// Errors loading or creating an identity, or building a TLS configuration.
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +115,7 @@ pub enum TlsError {
         /// Its permission bits.
         mode: u32,
     },
-    /// A file of the identity exists but cannot be parsed.
+    /// A file of the identity directory exists but cannot be parsed.
     #[error("identity {path} is corrupt: {reason}; move it away to create a new identity")]
     Corrupt {
         /// The file concerned.
@@ -77,6 +123,41 @@ pub enum TlsError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A `--cert` or `--key` file cannot be used.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A certificate does not carry the public key of the key file it came with.
+    #[error("certificate {cert} is not for the key {key}: their public keys differ")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// A `--ca` file cannot be read.
+    #[error("CA file {path}: {source}")]
+    CaIo {
+        /// The file concerned.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A `--ca` file holds no usable CA certificate.
+    #[error("CA file {path}: {reason}")]
+    BadCa {
+        /// The file concerned.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The key cannot sign a certificate signing request.
+    #[error("cannot make a certificate signing request: {0}")]
+    Csr(String),
     /// Certificate generation failed.
     #[error("could not generate an identity: {0}")]
     Generate(#[from] rcgen::Error),
@@ -144,26 +225,134 @@ fn base32() -> data_encoding::Encoding {
     spec.encoding().expect("valid base32 specification")
 }
 
+/// Where an identity's certificate comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdentityKind {
+    /// Made by qp2p from the key; it names itself as its issuer.
+    SelfSigned,
+    /// Issued by a certificate authority: its issuer is not its subject.
+    CaIssued,
+}
+
+impl IdentityKind {
+    /// The name in reports: `self-signed` or `ca-issued`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IdentityKind::SelfSigned => "self-signed",
+            IdentityKind::CaIssued => "ca-issued",
+        }
+    }
+}
+
+/// What a certificate says about itself, for reports and checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    /// The subject, as `CN=…, O=…`.
+    pub subject: String,
+    /// The issuer, written the same way.
+    pub issuer: String,
+    /// Start of the validity period, seconds since the Unix epoch.
+    pub not_before: i64,
+    /// End of the validity period, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// Issuer and subject are the same name (RFC 5280 "self-issued").
+    self_issued: bool,
+    /// The key usage allows signatures (or the certificate does not restrict it).
+    signs: bool,
+}
+
+impl CertInfo {
+    /// Reads a DER certificate.
+    pub fn of(cert: &CertificateDer<'_>) -> Result<Self, String> {
+        let (_, parsed) =
+            x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| e.to_string())?;
+        let signs = match parsed.key_usage() {
+            Ok(Some(usage)) => usage.value.digital_signature(),
+            Ok(None) => true,
+            Err(e) => return Err(format!("bad key usage extension: {e}")),
+        };
+        let name = |n: &x509_parser::x509::X509Name<'_>| {
+            let text = n.to_string();
+            if text.is_empty() {
+                "(no name)".to_string()
+            } else {
+                text
+            }
+        };
+        Ok(Self {
+            subject: name(parsed.subject()),
+            issuer: name(parsed.issuer()),
+            not_before: parsed.validity().not_before.timestamp(),
+            not_after: parsed.validity().not_after.timestamp(),
+            self_issued: parsed.subject().as_raw() == parsed.issuer().as_raw(),
+            signs,
+        })
+    }
+
+    /// Whether the certificate is outside its validity period at `now`, and how.
+    pub fn validity_problem(&self, now: SystemTime) -> Option<CaRefusal> {
+        let now = unix_seconds(now);
+        if now > self.not_after {
+            Some(CaRefusal::Expired {
+                not_after: self.not_after,
+            })
+        } else if now < self.not_before {
+            Some(CaRefusal::NotYetValid {
+                not_before: self.not_before,
+            })
+        } else {
+            None
+        }
+    }
+}
+
+fn unix_seconds(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_secs()).unwrap_or(i64::MAX),
+    }
+}
+
+/// A date for people and JSON: RFC 3339 in UTC (`2026-01-01T00:00:00Z`).
+pub fn format_date(unix_seconds: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix_seconds)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| format!("{unix_seconds} (Unix time)"))
+}
+
 /// A key pair and the certificate that carries its public key.
 #[derive(Debug)]
 pub struct Identity {
     /// The certificate chain presented to peers (the leaf first).
     pub certs: Vec<CertificateDer<'static>>,
-    key: PrivatePkcs8KeyDer<'static>,
+    key: PrivateKeyDer<'static>,
     /// The fingerprint peers see.
     pub fingerprint: Fingerprint,
-    /// Where the identity is stored; `None` for an ephemeral one.
+    /// Where the identity is stored; `None` for an ephemeral one or `--cert/--key`.
     pub dir: Option<PathBuf>,
+    /// The certificate file the identity was loaded from (`--cert`, or a CA-issued
+    /// `cert.pem`); `None` when qp2p made the certificate from the key.
+    pub cert_file: Option<PathBuf>,
+    /// Self-signed or CA-issued.
+    pub kind: IdentityKind,
+    /// Subject, issuer and validity of the leaf certificate.
+    pub info: CertInfo,
 }
 
 impl Identity {
     /// A fresh identity that lives in memory only.
     pub fn ephemeral() -> Result<Self, TlsError> {
         let key = rcgen::KeyPair::generate()?;
-        Self::from_key(key, None)
+        Self::self_signed(key, None)
     }
 
-    /// Loads the identity stored in `dir`, creating it (and `dir`) on first use.
+    /// Loads the identity stored in `dir`, creating it (and `dir`) on first use. A
+    /// `cert.pem` there that a CA issued for `key.pem` is used as it is; otherwise the
+    /// self-signed certificate is made from the key.
     pub fn load_or_create(dir: &Path) -> Result<Self, TlsError> {
         let key_path = dir.join(KEY_FILE);
         match std::fs::symlink_metadata(&key_path) {
@@ -176,19 +365,45 @@ impl Identity {
         }
     }
 
+    /// Loads a CA-issued (or any other) identity from a certificate file (PEM, the leaf
+    /// first, then any intermediates) and its key file (PEM, mode 0600).
+    pub fn from_files(cert: &Path, key: &Path) -> Result<Self, TlsError> {
+        let bad = |path: &Path| {
+            let path = path.to_path_buf();
+            move |reason| TlsError::BadFile { path, reason }
+        };
+        let key_der = read_key(key, bad(key))?;
+        let chain = read_chain(cert, bad(cert))?;
+        Self::with_chain(chain, key_der, Some((cert, key)), None)
+    }
+
     fn load(dir: &Path) -> Result<Self, TlsError> {
+        let corrupt = |path: &Path| {
+            let path = path.to_path_buf();
+            move |reason| TlsError::Corrupt { path, reason }
+        };
         let key_path = dir.join(KEY_FILE);
-        check_key_permissions(&key_path)?;
-        let pem = std::fs::read_to_string(&key_path).map_err(|source| TlsError::Io {
-            path: key_path.clone(),
-            source,
-        })?;
-        let key = rcgen::KeyPair::from_pem(&pem).map_err(|e| TlsError::Corrupt {
+        let key = read_key(&key_path, corrupt(&key_path))?;
+        let cert_path = dir.join(CERT_FILE);
+        if cert_path.exists() {
+            let chain = read_chain(&cert_path, corrupt(&cert_path))?;
+            let info = CertInfo::of(&chain[0]).map_err(corrupt(&cert_path))?;
+            if !info.self_issued {
+                return Self::with_chain(
+                    chain,
+                    key,
+                    Some((&cert_path, &key_path)),
+                    Some(dir.to_path_buf()),
+                );
+            }
+        }
+        // The self-signed certificate is derived from the key; a missing one is simply
+        // made again.
+        let key = rcgen::KeyPair::try_from(&key).map_err(|e| TlsError::Corrupt {
             path: key_path.clone(),
             reason: e.to_string(),
         })?;
-        // The certificate is derived from the key; a missing one is simply made again.
-        Self::from_key(key, Some(dir.to_path_buf()))
+        Self::self_signed(key, Some(dir.to_path_buf()))
     }
 
     fn create(dir: &Path) -> Result<Self, TlsError> {
@@ -208,35 +423,142 @@ impl Identity {
         file.write_all(key.serialize_pem().as_bytes())
             .and_then(|()| file.sync_all())
             .map_err(io(&key_path))?;
-        let identity = Self::from_key(key, Some(dir.to_path_buf()))?;
+        let identity = Self::self_signed(key, Some(dir.to_path_buf()))?;
         let cert_path = dir.join(CERT_FILE);
         let cert_pem = pem_certificate(&identity.certs[0]);
         std::fs::write(&cert_path, cert_pem).map_err(io(&cert_path))?;
         Ok(identity)
     }
 
-    fn from_key(key: rcgen::KeyPair, dir: Option<PathBuf>) -> Result<Self, TlsError> {
+    fn self_signed(key: rcgen::KeyPair, dir: Option<PathBuf>) -> Result<Self, TlsError> {
         let mut params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])?;
         params
             .distinguished_name
-            .push(rcgen::DnType::CommonName, "qp2p peer");
+            .push(rcgen::DnType::CommonName, SELF_SIGNED_NAME);
         // A self-signed identity names a key, not a period of trust: make it valid for
         // as long as X.509 can say, so a clock that is off never breaks a pinned peer.
         params.not_before = rcgen::date_time_ymd(1975, 1, 1);
         params.not_after = rcgen::date_time_ymd(4096, 1, 1);
         let cert = params.self_signed(&key)?;
-        let cert_der = cert.der().clone();
-        let fingerprint = Fingerprint::of_certificate(&cert_der)?;
+        let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+        Self::with_chain(vec![cert.der().clone()], key, None, dir)
+    }
+
+    /// An identity from a certificate chain and its key; `files` are where they were
+    /// read from (certificate, key), for messages.
+    fn with_chain(
+        certs: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+        files: Option<(&Path, &Path)>,
+        dir: Option<PathBuf>,
+    ) -> Result<Self, TlsError> {
+        let bad = |file: Option<&Path>, reason: String| match file {
+            Some(path) => TlsError::BadFile {
+                path: path.to_path_buf(),
+                reason,
+            },
+            // Only a certificate qp2p just made has no file; it is always well-formed.
+            None => TlsError::Config(rustls::Error::General(reason)),
+        };
+        let Some(leaf) = certs.first() else {
+            return Err(bad(files.map(|f| f.0), "no certificate".into()));
+        };
+        let signer = provider()
+            .key_provider
+            .load_private_key(key.clone_key())
+            .map_err(|e| bad(files.map(|f| f.1), format!("unusable key: {e}")))?;
+        let fingerprint = Fingerprint::of_certificate(leaf)
+            .map_err(|e| bad(files.map(|f| f.0), format!("unreadable certificate: {e}")))?;
+        if let Some(public) = signer.public_key() {
+            if Fingerprint(Sha256::digest(public.as_ref()).into()) != fingerprint {
+                let (cert, key) = files.unwrap_or((Path::new("(generated)"), Path::new("")));
+                return Err(TlsError::KeyMismatch {
+                    cert: cert.to_path_buf(),
+                    key: key.to_path_buf(),
+                });
+            }
+        }
+        let info = CertInfo::of(leaf).map_err(|e| bad(files.map(|f| f.0), e))?;
+        let kind = if info.self_issued {
+            IdentityKind::SelfSigned
+        } else {
+            IdentityKind::CaIssued
+        };
         Ok(Self {
-            certs: vec![cert_der],
-            key: PrivatePkcs8KeyDer::from(key.serialize_der()),
+            certs,
+            key,
             fingerprint,
             dir,
+            cert_file: files.map(|(cert, _)| cert.to_path_buf()),
+            kind,
+            info,
         })
     }
 
+    /// A PEM certificate signing request (PKCS #10) for this identity's key, asking for
+    /// subject `CN=common_name`, key usage digitalSignature and both TLS purposes
+    /// (server and client authentication: one identity listens and sends).
+    pub fn csr(&self, common_name: &str) -> Result<String, TlsError> {
+        let key = rcgen::KeyPair::try_from(&self.key).map_err(|e| {
+            TlsError::Csr(format!(
+                "{e}; qp2p signs requests with PKCS#8 keys only: convert the key with \
+                 `openssl pkcs8 -topk8 -nocrypt -in KEY -out KEY.p8`"
+            ))
+        })?;
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, common_name);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+            rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let csr = params.serialize_request(&key)?;
+        Ok(csr.pem()?)
+    }
+
     fn private_key(&self) -> PrivateKeyDer<'static> {
-        PrivateKeyDer::Pkcs8(self.key.clone_key())
+        self.key.clone_key()
+    }
+}
+
+/// Reads a PEM private key (PKCS #8, SEC1 or PKCS #1), refusing a file others can read.
+fn read_key(
+    path: &Path,
+    bad: impl FnOnce(String) -> TlsError,
+) -> Result<PrivateKeyDer<'static>, TlsError> {
+    check_key_permissions(path)?;
+    let pem = std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| {
+        bad(match e {
+            rustls::pki_types::pem::Error::NoItemsFound => "no unencrypted private key in it \
+                (PEM `PRIVATE KEY`, `EC PRIVATE KEY` or `RSA PRIVATE KEY`)"
+                .to_string(),
+            e => e.to_string(),
+        })
+    })
+}
+
+/// Reads the PEM certificates of a file, in order; at least one.
+fn read_chain(
+    path: &Path,
+    bad: impl FnOnce(String) -> TlsError,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let pem = std::fs::read(path).map_err(|source| TlsError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    match CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>() {
+        Ok(certs) if certs.is_empty() => {
+            Err(bad("no certificate in it (PEM `CERTIFICATE`)".to_string()))
+        }
+        Ok(certs) => Ok(certs),
+        Err(e) => Err(bad(e.to_string())),
     }
 }
 
@@ -295,12 +617,304 @@ fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 
+/// Which TLS role the peer being verified plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The peer accepted our connection (a listener, seen by a sender).
+    Server,
+    /// The peer dialed us (a sender, seen by a listener).
+    Client,
+}
+
+/// The CA certificates whose peers are trusted (`--ca`), ready for path building.
+///
+/// Two sets are the same rule when they hold the same certificates: they compare and
+/// hash by a SHA-256 over the certificates, in any order.
+#[derive(Clone)]
+pub struct CaTrust {
+    anchors: Arc<[TrustAnchor<'static>]>,
+    names: Arc<[String]>,
+    id: [u8; 32],
+}
+
+impl CaTrust {
+    /// Reads every certificate of every PEM file (at least one per file).
+    pub fn load(paths: &[PathBuf]) -> Result<Self, TlsError> {
+        let mut certs = Vec::new();
+        for path in paths {
+            let bad = |reason: String| TlsError::BadCa {
+                path: path.clone(),
+                reason,
+            };
+            let chain = read_chain(path, bad).map_err(|e| match e {
+                TlsError::Io { path, source } => TlsError::CaIo { path, source },
+                e => e,
+            })?;
+            for cert in &chain {
+                webpki::anchor_from_trusted_cert(cert)
+                    .map_err(|e| bad(format!("unusable certificate: {e}")))?;
+            }
+            certs.extend(chain);
+        }
+        Self::from_certificates(&certs).map_err(|reason| TlsError::BadCa {
+            path: paths.first().cloned().unwrap_or_default(),
+            reason,
+        })
+    }
+
+    /// Trusts these DER certificates as CAs.
+    pub fn from_certificates(certs: &[CertificateDer<'_>]) -> Result<Self, String> {
+        if certs.is_empty() {
+            return Err("no CA certificate".into());
+        }
+        let mut anchors = Vec::new();
+        let mut names = Vec::new();
+        let mut digests = Vec::new();
+        for cert in certs {
+            let anchor = webpki::anchor_from_trusted_cert(cert)
+                .map_err(|e| format!("unusable certificate: {e}"))?;
+            anchors.push(anchor.to_owned());
+            names.push(CertInfo::of(cert).map(|i| i.subject).unwrap_or_default());
+            digests.push(<[u8; 32]>::from(Sha256::digest(cert.as_ref())));
+        }
+        digests.sort_unstable();
+        digests.dedup();
+        let mut all = Sha256::new();
+        for d in &digests {
+            all.update(d);
+        }
+        Ok(Self {
+            anchors: anchors.into(),
+            names: names.into(),
+            id: all.finalize().into(),
+        })
+    }
+
+    /// The subjects of the CA certificates.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Checks that `end_entity` chains to one of the CAs, through `intermediates`, at
+    /// `now`, for the role the peer plays.
+    fn verify(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        side: Side,
+        algorithms: &WebPkiSupportedAlgorithms,
+    ) -> Result<(), CaRefusal> {
+        let cert = webpki::EndEntityCert::try_from(end_entity)
+            .map_err(|e| CaRefusal::Other(format!("unreadable certificate: {e}")))?;
+        let usage = match side {
+            Side::Server => webpki::KeyUsage::server_auth(),
+            Side::Client => webpki::KeyUsage::client_auth(),
+        };
+        let verified = cert.verify_for_usage(
+            algorithms.all,
+            &self.anchors,
+            intermediates,
+            now,
+            usage,
+            None,
+            None,
+        );
+        if let Err(e) = verified {
+            return Err(CaRefusal::from_webpki(e, end_entity, side));
+        }
+        match CertInfo::of(end_entity) {
+            Ok(info) if !info.signs => Err(CaRefusal::KeyUsage),
+            Ok(_) => Ok(()),
+            Err(e) => Err(CaRefusal::Other(format!("unreadable certificate: {e}"))),
+        }
+    }
+}
+
+impl PartialEq for CaTrust {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+    }
+}
+
+impl Eq for CaTrust {}
+
+impl Hash for CaTrust {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.id.hash(state);
+    }
+}
+
+impl fmt::Debug for CaTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("CaTrust").field(&self.names).finish()
+    }
+}
+
+/// Why CA trust refused a certificate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CaRefusal {
+    /// The validity period is over.
+    #[error("expired (not after {})", format_date(*not_after))]
+    Expired {
+        /// End of the validity period, seconds since the Unix epoch.
+        not_after: i64,
+    },
+    /// The validity period has not begun.
+    #[error("not yet valid (not before {})", format_date(*not_before))]
+    NotYetValid {
+        /// Start of the validity period, seconds since the Unix epoch.
+        not_before: i64,
+    },
+    /// A self-signed certificate (such as qp2p's own), which no CA vouches for.
+    #[error("self-signed, not issued by a trusted CA")]
+    SelfSigned,
+    /// Issued by a CA that is not trusted (or through an intermediate not shown).
+    #[error("unknown issuer {issuer:?}: not a trusted CA")]
+    UnknownIssuer {
+        /// The issuer the certificate names.
+        issuer: String,
+    },
+    /// A signature on the chain does not verify: not made by the CA it names.
+    #[error("bad signature: not signed by the CA it names")]
+    BadSignature,
+    /// The extended key usage excludes this role.
+    #[error(
+        "not valid for TLS {} authentication (its extended key usage lacks {})",
+        side_name(*.0),
+        eku_name(*.0)
+    )]
+    WrongPurpose(Side),
+    /// The key usage does not allow signing the handshake.
+    #[error("its key usage does not allow digital signatures")]
+    KeyUsage,
+    /// A CA certificate shown as a peer's own.
+    #[error("a CA certificate, not a peer's")]
+    CaAsPeer,
+    /// Anything else the path building refused.
+    #[error("{0}")]
+    Other(String),
+}
+
+fn side_name(side: Side) -> &'static str {
+    match side {
+        Side::Server => "server",
+        Side::Client => "client",
+    }
+}
+
+fn eku_name(side: Side) -> &'static str {
+    match side {
+        Side::Server => "serverAuth",
+        Side::Client => "clientAuth",
+    }
+}
+
+impl CaRefusal {
+    fn from_webpki(e: webpki::Error, cert: &CertificateDer<'_>, side: Side) -> Self {
+        use webpki::Error as E;
+        let secs = |t: UnixTime| i64::try_from(t.as_secs()).unwrap_or(i64::MAX);
+        match e {
+            E::CertExpired { not_after, .. } => Self::Expired {
+                not_after: secs(not_after),
+            },
+            E::CertNotValidYet { not_before, .. } => Self::NotYetValid {
+                not_before: secs(not_before),
+            },
+            E::UnknownIssuer => match CertInfo::of(cert) {
+                Ok(info) if info.self_issued => Self::SelfSigned,
+                Ok(info) => Self::UnknownIssuer {
+                    issuer: info.issuer,
+                },
+                Err(_) => Self::UnknownIssuer { issuer: "?".into() },
+            },
+            E::InvalidSignatureForPublicKey | E::SignatureAlgorithmMismatch => Self::BadSignature,
+            E::UnsupportedSignatureAlgorithmContext(_)
+            | E::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+                Self::Other("signed with an algorithm qp2p does not support".into())
+            }
+            E::RequiredEkuNotFoundContext(_) => Self::WrongPurpose(side),
+            E::CaUsedAsEndEntity => Self::CaAsPeer,
+            other => Self::Other(format!("{other:?}")),
+        }
+    }
+}
+
+/// Why a peer's certificate was refused: the first rule that failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The fingerprint is not one the pins or allow-list admit.
+    #[error("peer fingerprint {0} is not trusted")]
+    NotPinned(Fingerprint),
+    /// The certificate does not chain to a trusted CA.
+    #[error("peer certificate rejected: {0}")]
+    Ca(#[from] CaRefusal),
+    /// The certificate cannot be parsed.
+    #[error("peer certificate rejected: unreadable")]
+    Unreadable,
+}
+
+impl Refusal {
+    /// The rustls error, chosen so that the TLS alert the peer gets names the problem:
+    /// certificate_expired (45) for the validity period, unknown_ca (48) for the issuer,
+    /// unsupported_certificate (43) for the usage, certificate_unknown (46) otherwise.
+    fn to_rustls(&self, now: UnixTime) -> rustls::Error {
+        let at = |secs: i64| {
+            UnixTime::since_unix_epoch(std::time::Duration::from_secs(
+                u64::try_from(secs).unwrap_or(0),
+            ))
+        };
+        let e = match self {
+            Refusal::Ca(CaRefusal::Expired { not_after }) => CertificateError::ExpiredContext {
+                time: now,
+                not_after: at(*not_after),
+            },
+            Refusal::Ca(CaRefusal::NotYetValid { not_before }) => {
+                CertificateError::NotValidYetContext {
+                    time: now,
+                    not_before: at(*not_before),
+                }
+            }
+            Refusal::Ca(CaRefusal::SelfSigned | CaRefusal::UnknownIssuer { .. }) => {
+                CertificateError::UnknownIssuer
+            }
+            Refusal::Ca(CaRefusal::WrongPurpose(_) | CaRefusal::KeyUsage) => {
+                CertificateError::InvalidPurpose
+            }
+            Refusal::Unreadable => CertificateError::BadEncoding,
+            other => CertificateError::Other(rustls::OtherError(Arc::new(Readable(other.clone())))),
+        };
+        rustls::Error::InvalidCertificate(e)
+    }
+}
+
+/// A refusal that rustls shows readably: it prints `CertificateError::Other` with `{:?}`.
+struct Readable(Refusal);
+
+impl fmt::Debug for Readable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Readable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Readable {}
+
 /// What a peer's certificate must satisfy. Every rule that is set must hold; with none
 /// set, any peer that proves possession of its key is accepted.
-#[derive(Debug, Clone, Default)]
+///
+/// Rules compare and hash by value, so they can key a pool of verified connections.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct TrustRules {
     /// The peer's fingerprint must be one of these (ticket, `--expect`, `--allow`).
     pub pinned: Option<BTreeSet<Fingerprint>>,
+    /// The peer's certificate must chain to one of these CAs (`--ca`).
+    pub ca: Option<CaTrust>,
 }
 
 impl TrustRules {
@@ -311,46 +925,63 @@ impl TrustRules {
 
     /// Rules that accept exactly one fingerprint.
     pub fn pinned_to(fp: Fingerprint) -> Self {
-        Self {
-            pinned: Some([fp].into_iter().collect()),
+        Self::any().with_pin(Some(fp))
+    }
+
+    /// These rules, and (if given) the peer must also have fingerprint `fp`. Pins
+    /// combine like every rule: a peer must pass all, so a second pin narrows the set.
+    pub fn with_pin(mut self, fp: Option<Fingerprint>) -> Self {
+        if let Some(fp) = fp {
+            self.pinned = Some(match self.pinned.take() {
+                Some(set) => set.into_iter().filter(|f| *f == fp).collect(),
+                None => [fp].into_iter().collect(),
+            });
         }
+        self
+    }
+
+    /// These rules, and (if given) the peer's certificate must also chain to `ca`.
+    pub fn with_ca(mut self, ca: Option<CaTrust>) -> Self {
+        if ca.is_some() {
+            self.ca = ca;
+        }
+        self
     }
 
     /// Whether any rule restricts the peer (if not, the peer is not authenticated).
     pub fn authenticates(&self) -> bool {
-        self.pinned.is_some()
+        self.pinned.is_some() || self.ca.is_some()
     }
 
-    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        let fp = Fingerprint::of_certificate(end_entity)?;
+    /// Applies every rule to a peer playing `side`; returns its fingerprint, or the first
+    /// rule that failed.
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        side: Side,
+        algorithms: &WebPkiSupportedAlgorithms,
+    ) -> Result<Fingerprint, Refusal> {
+        let fp = Fingerprint::of_certificate(end_entity).map_err(|_| Refusal::Unreadable)?;
         if let Some(pinned) = &self.pinned {
             if !pinned.contains(&fp) {
-                return Err(rustls::Error::InvalidCertificate(CertificateError::Other(
-                    rustls::OtherError(Arc::new(NotTrusted(fp))),
-                )));
+                return Err(Refusal::NotPinned(fp));
             }
         }
-        Ok(())
+        if let Some(ca) = &self.ca {
+            ca.verify(end_entity, intermediates, now, side, algorithms)?;
+        }
+        Ok(fp)
     }
 }
 
-/// The peer's fingerprint is not one that a rule admits.
-struct NotTrusted(Fingerprint);
-
-// rustls shows `CertificateError::Other` with `{:?}`: make that readable in logs.
-impl fmt::Debug for NotTrusted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Display::fmt(self, f)
-    }
+/// What the verifier saw last: the peer's fingerprint and, if refused, why.
+#[derive(Debug, Default)]
+struct Seen {
+    fingerprint: Option<Fingerprint>,
+    refusal: Option<Refusal>,
 }
-
-impl fmt::Display for NotTrusted {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "peer fingerprint {} is not trusted", self.0)
-    }
-}
-
-impl std::error::Error for NotTrusted {}
 
 /// The verifier for both directions: applies [`TrustRules`] and always checks the
 /// handshake signature.
@@ -358,8 +989,8 @@ impl std::error::Error for NotTrusted {}
 pub struct PeerVerifier {
     rules: TrustRules,
     algorithms: WebPkiSupportedAlgorithms,
-    /// The fingerprint of the last certificate checked, for error messages.
-    seen: std::sync::Mutex<Option<Fingerprint>>,
+    /// The last certificate checked, for error messages (a client verifier checks one).
+    seen: Mutex<Seen>,
 }
 
 impl PeerVerifier {
@@ -367,13 +998,25 @@ impl PeerVerifier {
         Self {
             rules,
             algorithms: provider.signature_verification_algorithms,
-            seen: std::sync::Mutex::new(None),
+            seen: Mutex::default(),
         }
     }
 
     /// The fingerprint of the last certificate this verifier was shown.
     pub fn seen(&self) -> Option<Fingerprint> {
-        *self.seen.lock().unwrap_or_else(|p| p.into_inner())
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .fingerprint
+    }
+
+    /// Why the last certificate this verifier was shown was refused, if it was.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .refusal
+            .clone()
     }
 
     /// The rules this verifier applies.
@@ -381,11 +1024,34 @@ impl PeerVerifier {
         &self.rules
     }
 
-    fn check(&self, end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
-        if let Ok(fp) = Fingerprint::of_certificate(end_entity) {
-            *self.seen.lock().unwrap_or_else(|p| p.into_inner()) = Some(fp);
+    fn check(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        side: Side,
+    ) -> Result<(), rustls::Error> {
+        let verdict = self
+            .rules
+            .check(end_entity, intermediates, now, side, &self.algorithms);
+        {
+            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+            seen.fingerprint = Fingerprint::of_certificate(end_entity).ok();
+            seen.refusal = verdict.as_ref().err().cloned();
         }
-        self.rules.check(end_entity)
+        match verdict {
+            Ok(_) => Ok(()),
+            Err(refusal) => {
+                if side == Side::Client {
+                    // We are the listener: the sender is told by the TLS alert; the log
+                    // says why in words (at info: refusals are the peer's doing, and
+                    // listen already warns that the handshake failed).
+                    let fp = Fingerprint::of_certificate(end_entity).ok();
+                    tracing::info!(fingerprint = ?fp, reason = %refusal, "sender refused");
+                }
+                Err(refusal.to_rustls(now))
+            }
+        }
     }
 
     fn tls13_signature(
@@ -402,12 +1068,12 @@ impl ServerCertVerifier for PeerVerifier {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        self.check(end_entity)?;
+        self.check(end_entity, intermediates, now, Side::Server)?;
         Ok(ServerCertVerified::assertion())
     }
 
@@ -444,10 +1110,10 @@ impl ClientCertVerifier for PeerVerifier {
     fn verify_client_cert(
         &self,
         end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _now: UnixTime,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        self.check(end_entity)?;
+        self.check(end_entity, intermediates, now, Side::Client)?;
         Ok(ClientCertVerified::assertion())
     }
 
@@ -590,13 +1256,394 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&key).unwrap(), "not a key");
     }
 
+    /// Applies `rules` to `cert` (and its chain) as a peer playing `side`, now.
+    fn check_as(
+        rules: &TrustRules,
+        chain: &[CertificateDer<'static>],
+        side: Side,
+    ) -> Result<Fingerprint, Refusal> {
+        let algorithms = provider().signature_verification_algorithms;
+        rules.check(&chain[0], &chain[1..], UnixTime::now(), side, &algorithms)
+    }
+
+    fn check(
+        rules: &TrustRules,
+        chain: &[CertificateDer<'static>],
+    ) -> Result<Fingerprint, Refusal> {
+        check_as(rules, chain, Side::Server)
+    }
+
     #[test]
     fn pinned_rule_admits_only_its_fingerprint() {
         let a = Identity::ephemeral().unwrap();
         let b = Identity::ephemeral().unwrap();
         let rules = TrustRules::pinned_to(a.fingerprint);
-        assert!(rules.check(&a.certs[0]).is_ok());
-        assert!(rules.check(&b.certs[0]).is_err());
-        assert!(TrustRules::any().check(&b.certs[0]).is_ok());
+        assert_eq!(check(&rules, &a.certs), Ok(a.fingerprint));
+        assert_eq!(
+            check(&rules, &b.certs),
+            Err(Refusal::NotPinned(b.fingerprint))
+        );
+        assert!(check(&TrustRules::any(), &b.certs).is_ok());
+    }
+
+    /// A CA made here, and certificates it issues.
+    struct TestCa {
+        issuer: rcgen::Issuer<'static, rcgen::KeyPair>,
+        cert: CertificateDer<'static>,
+    }
+
+    /// Days from now, as an rcgen time.
+    fn days(n: i64) -> time::OffsetDateTime {
+        time::OffsetDateTime::now_utc() + time::Duration::days(n)
+    }
+
+    impl TestCa {
+        fn new(name: &str) -> Self {
+            let key = rcgen::KeyPair::generate().unwrap();
+            Self::with_key(name, key)
+        }
+
+        fn with_key(name: &str, key: rcgen::KeyPair) -> Self {
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, name);
+            params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+            params.key_usages = vec![
+                rcgen::KeyUsagePurpose::KeyCertSign,
+                rcgen::KeyUsagePurpose::DigitalSignature,
+            ];
+            params.not_before = days(-30);
+            params.not_after = days(3650);
+            let cert = params.self_signed(&key).unwrap().der().clone();
+            Self {
+                issuer: rcgen::Issuer::new(params, key),
+                cert,
+            }
+        }
+
+        fn trust(&self) -> CaTrust {
+            CaTrust::from_certificates(std::slice::from_ref(&self.cert)).unwrap()
+        }
+
+        /// Issues a certificate for `key`, shaped by `edit`.
+        fn issue(
+            &self,
+            key: &rcgen::KeyPair,
+            edit: impl FnOnce(&mut rcgen::CertificateParams),
+        ) -> CertificateDer<'static> {
+            let mut params = rcgen::CertificateParams::default();
+            params.distinguished_name = rcgen::DistinguishedName::new();
+            params
+                .distinguished_name
+                .push(rcgen::DnType::CommonName, "alice");
+            params.not_before = days(-1);
+            params.not_after = days(30);
+            edit(&mut params);
+            params.signed_by(key, &self.issuer).unwrap().der().clone()
+        }
+    }
+
+    fn key() -> rcgen::KeyPair {
+        rcgen::KeyPair::generate().unwrap()
+    }
+
+    fn ca_rules(ca: &TestCa) -> TrustRules {
+        TrustRules::any().with_ca(Some(ca.trust()))
+    }
+
+    #[test]
+    fn ca_rule_admits_a_certificate_it_issued_both_ways() {
+        let ca = TestCa::new("Test CA");
+        let cert = ca.issue(&key(), |_| {});
+        let rules = ca_rules(&ca);
+        assert!(check_as(&rules, std::slice::from_ref(&cert), Side::Server).is_ok());
+        assert!(check_as(&rules, &[cert], Side::Client).is_ok());
+    }
+
+    #[test]
+    fn ca_rule_refuses_with_the_reason() {
+        let ca = TestCa::new("Test CA");
+        let rules = ca_rules(&ca);
+        let refusal = |cert: CertificateDer<'static>| match check(&rules, &[cert]) {
+            Err(Refusal::Ca(r)) => r,
+            other => panic!("expected a CA refusal, got {other:?}"),
+        };
+
+        let expired = ca.issue(&key(), |p| {
+            p.not_before = days(-60);
+            p.not_after = days(-30);
+        });
+        let r = refusal(expired);
+        assert!(matches!(r, CaRefusal::Expired { .. }), "{r}");
+        assert!(r.to_string().starts_with("expired (not after 20"), "{r}");
+
+        let early = ca.issue(&key(), |p| {
+            p.not_before = days(30);
+            p.not_after = days(60);
+        });
+        let r = refusal(early);
+        assert!(matches!(r, CaRefusal::NotYetValid { .. }), "{r}");
+        assert!(
+            r.to_string().starts_with("not yet valid (not before 20"),
+            "{r}"
+        );
+
+        let other = TestCa::new("Other CA").issue(&key(), |_| {});
+        let r = refusal(other);
+        assert_eq!(
+            r,
+            CaRefusal::UnknownIssuer {
+                issuer: "CN=Other CA".into()
+            }
+        );
+
+        let own = Identity::ephemeral().unwrap();
+        assert_eq!(refusal(own.certs[0].clone()), CaRefusal::SelfSigned);
+
+        // Another CA that took the trusted CA's name: the name matches, the signature
+        // does not.
+        let impostor = TestCa::new("Test CA").issue(&key(), |_| {});
+        assert_eq!(refusal(impostor), CaRefusal::BadSignature);
+
+        let no_signing = ca.issue(&key(), |p| {
+            p.key_usages = vec![rcgen::KeyUsagePurpose::KeyEncipherment];
+        });
+        assert_eq!(refusal(no_signing), CaRefusal::KeyUsage);
+    }
+
+    #[test]
+    fn extended_key_usage_is_checked_per_role_when_present() {
+        let ca = TestCa::new("Test CA");
+        let rules = ca_rules(&ca);
+        let server_only = ca.issue(&key(), |p| {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+        });
+        assert!(check_as(&rules, std::slice::from_ref(&server_only), Side::Server).is_ok());
+        assert_eq!(
+            check_as(&rules, &[server_only], Side::Client),
+            Err(Refusal::Ca(CaRefusal::WrongPurpose(Side::Client)))
+        );
+        let both = ca.issue(&key(), |p| {
+            p.extended_key_usages = vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ];
+        });
+        assert!(check_as(&rules, std::slice::from_ref(&both), Side::Server).is_ok());
+        assert!(check_as(&rules, &[both], Side::Client).is_ok());
+    }
+
+    #[test]
+    fn a_chain_through_an_intermediate_is_followed() {
+        let root = TestCa::new("Root CA");
+        let inter_key = key();
+        let mut params = rcgen::CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "Intermediate CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+        params.not_before = days(-1);
+        params.not_after = days(365);
+        let inter_cert = params
+            .signed_by(&inter_key, &root.issuer)
+            .unwrap()
+            .der()
+            .clone();
+        let inter = TestCa {
+            issuer: rcgen::Issuer::new(params, inter_key),
+            cert: inter_cert.clone(),
+        };
+        let leaf = inter.issue(&key(), |_| {});
+        let rules = ca_rules(&root);
+        assert!(check(&rules, &[leaf.clone(), inter_cert]).is_ok());
+        assert!(matches!(
+            check(&rules, &[leaf]),
+            Err(Refusal::Ca(CaRefusal::UnknownIssuer { .. }))
+        ));
+    }
+
+    #[test]
+    fn pins_and_ca_must_both_hold() {
+        let ca = TestCa::new("Test CA");
+        let k = key();
+        let cert = ca.issue(&k, |_| {});
+        let fp = Fingerprint::of_certificate(&cert).unwrap();
+        let stranger = Identity::ephemeral().unwrap().fingerprint;
+        let both = ca_rules(&ca).with_pin(Some(fp));
+        assert_eq!(check(&both, std::slice::from_ref(&cert)), Ok(fp));
+        let wrong_pin = ca_rules(&ca).with_pin(Some(stranger));
+        assert_eq!(check(&wrong_pin, &[cert]), Err(Refusal::NotPinned(fp)));
+        // The right pin does not excuse a certificate the CA did not issue.
+        let own = Identity::ephemeral().unwrap();
+        let pinned_own = ca_rules(&ca).with_pin(Some(own.fingerprint));
+        assert_eq!(
+            check(&pinned_own, &own.certs),
+            Err(Refusal::Ca(CaRefusal::SelfSigned))
+        );
+        // Two pins narrow: only a fingerprint in both is admitted.
+        let narrowed = TrustRules::pinned_to(fp).with_pin(Some(stranger));
+        assert_eq!(narrowed.pinned, Some(BTreeSet::new()));
+    }
+
+    #[test]
+    fn rules_compare_by_value() {
+        let ca = TestCa::new("Test CA");
+        let again = CaTrust::from_certificates(std::slice::from_ref(&ca.cert)).unwrap();
+        assert_eq!(ca_rules(&ca), TrustRules::any().with_ca(Some(again)));
+        assert_ne!(ca_rules(&ca), TrustRules::any());
+        assert_ne!(ca_rules(&ca), ca_rules(&TestCa::new("Test CA")));
+        let fp = Identity::ephemeral().unwrap().fingerprint;
+        assert_ne!(ca_rules(&ca).with_pin(Some(fp)), ca_rules(&ca));
+    }
+
+    #[test]
+    fn refusals_become_alerts_that_name_them() {
+        use rustls::AlertDescription as A;
+        let now = UnixTime::now();
+        let alert = |r: Refusal| match r.to_rustls(now) {
+            rustls::Error::InvalidCertificate(e) => A::from(e),
+            other => panic!("{other:?}"),
+        };
+        let ca = |r: CaRefusal| alert(Refusal::Ca(r));
+        assert_eq!(
+            ca(CaRefusal::Expired { not_after: 0 }),
+            A::CertificateExpired
+        );
+        assert_eq!(
+            ca(CaRefusal::NotYetValid { not_before: 0 }),
+            A::CertificateExpired
+        );
+        assert_eq!(ca(CaRefusal::SelfSigned), A::UnknownCA);
+        assert_eq!(
+            ca(CaRefusal::UnknownIssuer {
+                issuer: String::new()
+            }),
+            A::UnknownCA
+        );
+        assert_eq!(
+            ca(CaRefusal::WrongPurpose(Side::Client)),
+            A::UnsupportedCertificate
+        );
+        assert_eq!(ca(CaRefusal::BadSignature), A::CertificateUnknown);
+        assert_eq!(
+            alert(Refusal::NotPinned(Fingerprint([0; 32]))),
+            A::CertificateUnknown
+        );
+    }
+
+    /// Writes `text` to `name` in `dir` with `mode`.
+    fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn ca_issued_identity_from_files_keeps_the_fingerprint_of_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let own = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(own.kind, IdentityKind::SelfSigned);
+        let key_pem = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+        let k = rcgen::KeyPair::from_pem(&key_pem).unwrap();
+        let ca = TestCa::new("Test CA");
+        let cert = ca.issue(&k, |_| {});
+        let cert_path = write(dir.path(), "me.crt", &pem_certificate(&cert), 0o644);
+        let issued = Identity::from_files(&cert_path, &dir.path().join(KEY_FILE)).unwrap();
+        assert_eq!(issued.kind, IdentityKind::CaIssued);
+        assert_eq!(issued.fingerprint, own.fingerprint);
+        assert_eq!(issued.info.subject, "CN=alice");
+        assert_eq!(issued.info.issuer, "CN=Test CA");
+        assert_eq!(issued.cert_file.as_deref(), Some(cert_path.as_path()));
+        assert!(issued.info.validity_problem(SystemTime::now()).is_none());
+
+        // The identity-directory convention: a CA-issued cert.pem is used as it is.
+        std::fs::write(dir.path().join(CERT_FILE), pem_certificate(&cert)).unwrap();
+        let from_dir = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(from_dir.kind, IdentityKind::CaIssued);
+        assert_eq!(from_dir.certs, vec![cert]);
+        assert_eq!(from_dir.fingerprint, own.fingerprint);
+    }
+
+    #[test]
+    fn a_certificate_for_another_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key();
+        let key_path = write(dir.path(), "me.key", &k.serialize_pem(), 0o600);
+        let cert = TestCa::new("Test CA").issue(&key(), |_| {});
+        let cert_path = write(dir.path(), "me.crt", &pem_certificate(&cert), 0o644);
+        let err = Identity::from_files(&cert_path, &key_path).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        // In the identity directory too: a stranger's cert.pem is not quietly ignored.
+        write(dir.path(), KEY_FILE, &k.serialize_pem(), 0o600);
+        std::fs::write(dir.path().join(CERT_FILE), pem_certificate(&cert)).unwrap();
+        let err = Identity::load_or_create(dir.path()).unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_key_file_readable_by_others_is_refused_for_cert_and_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = key();
+        let key_path = write(dir.path(), "me.key", &k.serialize_pem(), 0o640);
+        let cert = TestCa::new("Test CA").issue(&k, |_| {});
+        let cert_path = write(dir.path(), "me.crt", &pem_certificate(&cert), 0o644);
+        let err = Identity::from_files(&cert_path, &key_path).unwrap_err();
+        assert!(matches!(err, TlsError::KeyPermissions { .. }), "{err}");
+        let not_pem = write(dir.path(), "bad.crt", "hello", 0o644);
+        std::fs::set_permissions(
+            &key_path,
+            std::os::unix::fs::PermissionsExt::from_mode(0o600),
+        )
+        .unwrap();
+        let err = Identity::from_files(&not_pem, &key_path).unwrap_err();
+        assert!(matches!(err, TlsError::BadFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn csr_asks_for_this_key() {
+        let id = Identity::ephemeral().unwrap();
+        let pem = id.csr("alice").unwrap();
+        assert!(
+            pem.starts_with("-----BEGIN CERTIFICATE REQUEST-----"),
+            "{pem}"
+        );
+        let request = rcgen::CertificateSigningRequestParams::from_pem(&pem).unwrap();
+        let ca = TestCa::new("Test CA");
+        let cert = request.signed_by(&ca.issuer).unwrap().der().clone();
+        assert_eq!(Fingerprint::of_certificate(&cert).unwrap(), id.fingerprint);
+        let info = CertInfo::of(&cert).unwrap();
+        assert_eq!(info.subject, "CN=alice");
+        assert!(check_as(&ca_rules(&ca), std::slice::from_ref(&cert), Side::Server).is_ok());
+        assert!(check_as(&ca_rules(&ca), &[cert], Side::Client).is_ok());
+    }
+
+    #[test]
+    fn ca_files_need_a_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let empty = write(dir.path(), "empty.pem", "", 0o644);
+        let err = CaTrust::load(&[empty]).unwrap_err();
+        assert!(matches!(err, TlsError::BadCa { .. }), "{err}");
+        let err = CaTrust::load(&[dir.path().join("missing.pem")]).unwrap_err();
+        assert!(matches!(err, TlsError::CaIo { .. }), "{err}");
+        assert!(err.to_string().starts_with("CA file "), "{err}");
+        let a = TestCa::new("A");
+        let b = TestCa::new("B");
+        let both = format!("{}{}", pem_certificate(&a.cert), pem_certificate(&b.cert));
+        let path = write(dir.path(), "both.pem", &both, 0o644);
+        let trust = CaTrust::load(&[path]).unwrap();
+        assert_eq!(trust.names(), ["CN=A".to_string(), "CN=B".to_string()]);
+    }
+
+    #[test]
+    fn dates_are_rfc3339() {
+        assert_eq!(format_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_date(1_767_225_600), "2026-01-01T00:00:00Z");
+        assert_eq!(format_date(-157_766_400), "1965-01-01T00:00:00Z");
     }
 }

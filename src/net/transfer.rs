@@ -431,10 +431,16 @@ impl RecvError {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             RecvError::Refuse(code, _) => Some(*code),
+            RecvError::Storage(e) if is_out_of_space(e) => Some(ErrorCode::NoSpace),
             RecvError::Storage(_) => Some(ErrorCode::StorageFailed),
             _ => None,
         }
     }
+}
+
+/// Whether a write failed because the disk (or the user's quota) is full.
+pub fn is_out_of_space(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
 }
 
 /// Limits a receiver applies to one message.

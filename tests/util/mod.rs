@@ -654,6 +654,11 @@ impl Listener {
         self.proc.stderr_text()
     }
 
+    /// The listener's process id (to read `/proc/PID/status`).
+    pub fn pid(&self) -> u32 {
+        self.proc.child.id()
+    }
+
     /// The command, the events so far and stderr, for failure messages.
     pub fn describe(&self) -> String {
         let events: Vec<String> = self.seen.iter().map(Value::to_string).collect();
