@@ -18,6 +18,7 @@
 //! | stream receive window | 8 MiB | a full window at 1 Gbit/s × 64 ms without stalls |
 //! | connection receive window | 16 MiB | two full streams in flight |
 //! | send window | 16 MiB | matches the peer's receive window |
+//! | largest UDP payload | 6000 B | path MTU discovery goes above 1500 where the path allows (loopback, jumbo LANs) |
 //! | concurrent streams | 128 bi + 128 uni | one message per stream, many in flight (`listen --max-streams`) |
 //!
 //! What could go wrong, and how it is prevented:
@@ -45,6 +46,8 @@ use super::tls::{self, Fingerprint, Identity, TlsError, TrustRules};
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
+/// Largest UDP payload probed for and accepted (see `transport_config`).
+const MAX_UDP_PAYLOAD: u16 = 6000;
 const SEND_WINDOW: u64 = 16 * 1024 * 1024;
 /// Default for [`TransportOptions::max_streams`].
 pub const MAX_STREAMS: u32 = 128;
@@ -105,6 +108,15 @@ impl TransportOptions {
         t.send_window(SEND_WINDOW);
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(self.max_streams));
+        // Let path MTU discovery go above Ethernet's 1500 where the path allows it
+        // (loopback, jumbo-frame LANs): a 1 GiB loopback transfer took 2.3 s instead of
+        // 2.9 s with 6000-byte packets. Not higher: quinn sends up to 10 packets per GSO
+        // batch and the kernel refuses batches over 64 KiB, which quinn mistakes for a
+        // black hole (measured: 8000 falls back to 1200). Where the path has 1500, the
+        // lost probes cost nothing but the probes.
+        let mut mtud = quinn::MtuDiscoveryConfig::default();
+        mtud.upper_bound(MAX_UDP_PAYLOAD);
+        t.mtu_discovery_config(Some(mtud));
         match self.congestion {
             Congestion::Bbr => {
                 t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
@@ -278,7 +290,12 @@ impl Endpoint {
         };
         let socket = bind_socket(addr)?;
         let inner = quinn::Endpoint::new(
-            quinn::EndpointConfig::default(),
+            {
+                let mut config = quinn::EndpointConfig::default();
+                // Accept the datagram size we probe for (the transport parameter).
+                let _ = config.max_udp_payload_size(MAX_UDP_PAYLOAD);
+                config
+            },
             server_config,
             socket,
             Arc::new(quinn::TokioRuntime),
