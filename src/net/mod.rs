@@ -30,6 +30,8 @@ pub mod pool;
 pub mod probe;
 pub mod race;
 pub mod retry;
+#[cfg(test)]
+mod testing;
 pub mod tls;
 pub mod transfer;
 pub mod upnp;

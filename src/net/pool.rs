@@ -225,31 +225,11 @@ mod tests {
     use std::time::Duration;
 
     fn server() -> (Endpoint, SocketAddr) {
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        let ep = Endpoint::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            id,
-            TransportOptions::default(),
-            Some(TrustRules::any()),
-        )
-        .unwrap();
-        let addr = ep.local_addr().unwrap();
-        let accept = ep.clone();
-        tokio::spawn(async move {
-            while let Some(incoming) = accept.quinn().accept().await {
-                tokio::spawn(async move {
-                    if let Ok(conn) = incoming.await {
-                        conn.closed().await;
-                    }
-                });
-            }
-        });
-        (ep, addr)
+        crate::net::testing::accepting_listener()
     }
 
     fn client() -> Pool {
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        Pool::new(Endpoint::client(id, TransportOptions::default()).unwrap())
+        Pool::new(crate::net::testing::client_endpoint(Duration::from_secs(2)))
     }
 
     #[tokio::test]

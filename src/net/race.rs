@@ -165,45 +165,13 @@ async fn attempt(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::endpoint::TransportOptions;
-    use crate::net::tls::{Fingerprint, Identity};
-    use std::sync::Arc;
+    use crate::net::tls::Fingerprint;
 
-    fn listener() -> (Endpoint, SocketAddr) {
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        let ep = Endpoint::bind(
-            "127.0.0.1:0".parse().unwrap(),
-            id,
-            TransportOptions::default(),
-            Some(TrustRules::any()),
-        )
-        .unwrap();
-        let addr = ep.local_addr().unwrap();
-        let accept = ep.clone();
-        tokio::spawn(async move {
-            while let Some(incoming) = accept.quinn().accept().await {
-                tokio::spawn(async move {
-                    if let Ok(conn) = incoming.await {
-                        conn.closed().await;
-                    }
-                });
-            }
-        });
-        (ep, addr)
-    }
+    use crate::net::testing::{accepting_listener as listener, client_endpoint as client};
 
     fn dead_addr() -> SocketAddr {
         let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
         s.local_addr().unwrap()
-    }
-
-    fn client(connect_timeout: Duration) -> Endpoint {
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        let opts = TransportOptions {
-            connect_timeout,
-            ..TransportOptions::default()
-        };
-        Endpoint::client(id, opts).unwrap()
     }
 
     #[tokio::test]
