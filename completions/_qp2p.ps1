@@ -175,7 +175,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
             [CompletionResult]::new('--message-size', '--message-size', [CompletionResultType]::ParameterName, 'Size of one message (messages) and of one answer (latency)')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Messages, round trips or handshakes per run [default: 50000 messages, 10000 round trips, 1000 handshakes; a tenth for unpooled messages]')
             [CompletionResult]::new('--duration', '--duration', [CompletionResultType]::ParameterName, 'Upper bound on each run')
-            [CompletionResult]::new('--parallel', '--parallel', [CompletionResultType]::ParameterName, 'Streams for throughput, messages and handshakes in flight [default: 1 stream, 32 in flight]')
+            [CompletionResult]::new('--parallel', '--parallel', [CompletionResultType]::ParameterName, 'Streams for throughput, messages and handshakes in flight [default: 1 stream, 32 in flight; new connections 8 at once with --peer, since a listener admits 16 per address]')
             [CompletionResult]::new('--ca', '--ca', [CompletionResultType]::ParameterName, 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a connection after this long without a packet from the peer')
             [CompletionResult]::new('--keep-alive', '--keep-alive', [CompletionResultType]::ParameterName, 'Send a keep-alive after this long without traffic (0 = never)')

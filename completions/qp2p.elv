@@ -167,7 +167,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
             cand --message-size 'Size of one message (messages) and of one answer (latency)'
             cand --count 'Messages, round trips or handshakes per run [default: 50000 messages, 10000 round trips, 1000 handshakes; a tenth for unpooled messages]'
             cand --duration 'Upper bound on each run'
-            cand --parallel 'Streams for throughput, messages and handshakes in flight [default: 1 stream, 32 in flight]'
+            cand --parallel 'Streams for throughput, messages and handshakes in flight [default: 1 stream, 32 in flight; new connections 8 at once with --peer, since a listener admits 16 per address]'
             cand --ca 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]'
             cand --idle-timeout 'Close a connection after this long without a packet from the peer'
             cand --keep-alive 'Send a keep-alive after this long without traffic (0 = never)'

@@ -155,7 +155,7 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l size -d 'Bytes moved
 complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l message-size -d 'Size of one message (messages) and of one answer (latency)' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l count -d 'Messages, round trips or handshakes per run [default: 50000 messages, 10000 round trips, 1000 handshakes; a tenth for unpooled messages]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l duration -d 'Upper bound on each run' -r
-complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l parallel -d 'Streams for throughput, messages and handshakes in flight [default: 1 stream, 32 in flight]' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l parallel -d 'Streams for throughput, messages and handshakes in flight [default: 1 stream, 32 in flight; new connections 8 at once with --peer, since a listener admits 16 per address]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l ca -d 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l idle-timeout -d 'Close a connection after this long without a packet from the peer' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand bench" -l keep-alive -d 'Send a keep-alive after this long without traffic (0 = never)' -r

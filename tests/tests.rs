@@ -6,6 +6,8 @@
 
 mod util;
 
+#[path = "suite/bench.rs"]
+mod bench;
 #[path = "suite/bench_faults.rs"]
 mod bench_faults;
 #[path = "suite/ca.rs"]

@@ -75,7 +75,8 @@ pub struct Args {
     #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
     pub duration: Duration,
     /// Streams for throughput, messages and handshakes in flight [default: 1 stream, 32
-    /// in flight].
+    /// in flight; new connections 8 at once with --peer, since a listener admits 16 per
+    /// address].
     #[arg(long, value_name = "N")]
     pub parallel: Option<usize>,
     /// Throughput of raw quinn streams only (no header, ack, hashing).
@@ -99,7 +100,27 @@ struct Peer {
 
 impl Peer {
     async fn connect(&self) -> anyhow::Result<quinn::Connection> {
-        Ok(self.endpoint.connect(self.addr, self.rules.clone()).await?)
+        let conn = self.endpoint.connect(self.addr, self.rules.clone()).await;
+        if let Err(crate::net::ConnectError::Lost(quinn::ConnectionError::ConnectionClosed(c))) =
+            &conn
+        {
+            if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED {
+                return Err(coded(
+                    Exit::Connect,
+                    "the listener refused a connection: it admits 16 at once from one \
+                     address by default; lower --parallel or start it with a higher \
+                     --max-connections-per-ip",
+                ));
+            }
+        }
+        Ok(conn?)
+    }
+
+    /// Connections in flight at once: `--parallel`, else 32 in-process and 8 against a
+    /// listener (which admits 16 per address unless told otherwise).
+    fn connections_in_flight(&self, args: &Args) -> usize {
+        args.parallel
+            .unwrap_or(if self.in_process { 32 } else { 8 })
     }
 }
 
@@ -369,14 +390,19 @@ async fn messages(peer: &Peer, args: &Args, ctx: &Context) -> anyhow::Result<Val
     .await?;
     conn.close(framing::close::DONE, b"");
     bar.set_message("messages unpooled");
-    let (unpooled, unpooled_time) =
-        repeat((count / 10).max(1), parallel, args.duration, || async {
+    let unpooled_in_flight = peer.connections_in_flight(args);
+    let (unpooled, unpooled_time) = repeat(
+        (count / 10).max(1),
+        unpooled_in_flight,
+        args.duration,
+        || async {
             let conn = peer.connect().await?;
             let r = bench::discard(&conn, size, true).await;
             conn.close(framing::close::DONE, b"");
             Ok(r.map(|_| ())?)
-        })
-        .await?;
+        },
+    )
+    .await?;
     bar.finish_and_clear();
     let pooled_rate = pooled as f64 / pooled_time.as_secs_f64();
     let unpooled_rate = unpooled as f64 / unpooled_time.as_secs_f64();
@@ -388,6 +414,7 @@ async fn messages(peer: &Peer, args: &Args, ctx: &Context) -> anyhow::Result<Val
         "pooled_messages": pooled,
         "pooled_per_s": pooled_rate,
         "unpooled_messages": unpooled,
+        "unpooled_in_flight": unpooled_in_flight,
         "unpooled_per_s": unpooled_rate,
         "pooling_gain": pooled_rate / unpooled_rate,
     }))
@@ -437,7 +464,7 @@ async fn latency(peer: &Peer, args: &Args, ctx: &Context) -> anyhow::Result<Valu
 
 async fn handshakes(peer: &Peer, args: &Args, ctx: &Context) -> anyhow::Result<Value> {
     let count = args.count.unwrap_or(1_000);
-    let parallel = args.parallel.unwrap_or(32);
+    let parallel = peer.connections_in_flight(args);
     let bar = spinner(ctx, "handshakes");
     let once = || async {
         let conn = peer.connect().await?;
