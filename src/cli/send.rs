@@ -449,7 +449,7 @@ async fn send_item(
                 })
                 .await;
             let pooled = pooled.map_err(SendError::Connection)?;
-            let stdin = Source::Pipe(Box::new(std::io::stdin()));
+            let stdin = Source::pipe(std::io::stdin());
             let result = finish(pool, &pooled, &header, stdin, mode, &progress)
                 .await
                 .map_err(|e| match e {

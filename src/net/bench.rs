@@ -159,7 +159,7 @@ pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Resu
         name: String::new(),
     };
     if hashed {
-        let source = transfer::Source::Pipe(Box::new(PatternReader::new(total)));
+        let source = transfer::Source::pipe(PatternReader::new(total));
         let sent =
             transfer::send_message(conn, &header, source, transfer::Mode::Bidi, &|_| {}).await?;
         return Ok(sent.bytes);

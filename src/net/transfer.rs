@@ -23,7 +23,7 @@
 
 use std::io::{Read, Write};
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures_util::FutureExt;
 use quinn::{ReadError as QuinnReadError, RecvStream, SendStream, VarInt, WriteError};
 use sha2::{Digest, Sha256};
@@ -257,8 +257,20 @@ pub enum Source {
     File(std::fs::File),
     /// A pipe or other stream: each read hands over what is there, so interactive input
     /// is sent as it comes.
-    Pipe(Box<dyn Read + Send>),
+    /// Made by [`Source::pipe`].
+    Pipe(Pipe),
 }
+
+/// A stream source and how much its next read is offered.
+pub struct Pipe {
+    reader: Box<dyn Read + Send>,
+    offer: usize,
+}
+
+/// What a pipe read is offered at first: a pipe holds 64 KiB, so offering a whole
+/// chunk would zero four times what arrives. A reader that fills what it is offered
+/// is offered twice as much next time, up to what the caller wants.
+const PIPE_READ: usize = 64 * 1024;
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -270,27 +282,52 @@ impl std::fmt::Debug for Source {
 }
 
 impl Source {
-    /// The next chunk, empty at the end.
-    fn next_chunk(&mut self) -> std::io::Result<Bytes> {
+    /// A pipe, socket or any other reader of unknown length.
+    pub fn pipe(reader: impl Read + Send + 'static) -> Source {
+        Source::Pipe(Pipe {
+            reader: Box::new(reader),
+            offer: PIPE_READ,
+        })
+    }
+
+    /// The next chunk of at most `want` bytes, empty at the end.
+    fn next_chunk(&mut self, want: usize) -> std::io::Result<Bytes> {
+        let mut buf = Vec::new();
+        self.read_into(&mut buf, want)?;
+        Ok(Bytes::from(buf))
+    }
+
+    /// Appends at most `want` bytes to `buf`; returns how many (0 at the end). A file is
+    /// read until `want` or its end, a pipe hands over what one read gives. Only the
+    /// space a read is offered gets zeroed, never a whole chunk for a short payload.
+    fn read_into(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+        let before = buf.len();
         match self {
             Source::File(file) => {
-                let mut buf = Vec::with_capacity(CHUNK);
-                // `read_to_end` fills spare capacity without zeroing it first.
-                (&*file).take(CHUNK as u64).read_to_end(&mut buf)?;
-                Ok(Bytes::from(buf))
+                buf.reserve_exact(want);
+                // `read_to_end` fills spare capacity without zeroing all of it first.
+                (&*file).take(want as u64).read_to_end(buf)?;
             }
             Source::Pipe(pipe) => {
-                let mut buf = BytesMut::zeroed(CHUNK);
+                let offer = want.min(pipe.offer);
+                buf.resize(before + offer, 0);
                 let n = loop {
-                    match pipe.read(&mut buf) {
+                    match pipe.reader.read(&mut buf[before..]) {
                         Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        other => break other?,
+                        Err(e) => {
+                            buf.truncate(before);
+                            return Err(e);
+                        }
+                        Ok(n) => break n,
                     }
                 };
-                buf.truncate(n);
-                Ok(buf.freeze())
+                buf.truncate(before + n);
+                if n == offer {
+                    pipe.offer = pipe.offer.saturating_mul(2);
+                }
             }
         }
+        Ok(buf.len() - before)
     }
 }
 
@@ -307,13 +344,16 @@ async fn send_small(
 ) -> Result<(u64, [u8; 32], bool), SendError> {
     let mut out = header.encode();
     let start = out.len();
-    loop {
-        let chunk = source.next_chunk().map_err(SendError::Source)?;
-        if chunk.is_empty() {
-            break;
-        }
-        out.extend_from_slice(&chunk);
-        if (out.len() - start) as u64 > INLINE {
+    // One byte more than declared, so a file that grew is noticed.
+    let limit = header.length.unwrap_or(INLINE).min(INLINE) as usize + 1;
+    out.reserve_exact(limit);
+    while out.len() - start < limit {
+        let want = limit - (out.len() - start);
+        if source
+            .read_into(&mut out, want)
+            .map_err(SendError::Source)?
+            == 0
+        {
             break;
         }
     }
@@ -388,7 +428,7 @@ fn read_source(
 ) -> sha2::digest::Output<Sha256> {
     let mut hasher = Sha256::new();
     loop {
-        let chunk = match source.next_chunk() {
+        let chunk = match source.next_chunk(CHUNK) {
             Ok(chunk) if chunk.is_empty() => break,
             Ok(chunk) => chunk,
             Err(e) => {
@@ -670,5 +710,72 @@ pub fn refuse(recv: &mut RecvStream, send: Option<&mut SendStream>, code: ErrorC
     let _ = recv.stop(code.varint());
     if let Some(send) = send {
         let _ = send.reset(code.varint());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A reader that hands over at most `step` bytes per read, like a pipe.
+    struct Trickle {
+        data: Vec<u8>,
+        pos: usize,
+        step: usize,
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(self.step).min(self.data.len() - self.pos);
+            buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+            self.pos += n;
+            Ok(n)
+        }
+    }
+
+    fn drain(mut source: Source, want: usize) -> (Vec<u8>, Vec<usize>) {
+        let (mut all, mut sizes) = (Vec::new(), Vec::new());
+        loop {
+            let chunk = source.next_chunk(want).unwrap();
+            if chunk.is_empty() {
+                return (all, sizes);
+            }
+            sizes.push(chunk.len());
+            all.extend_from_slice(&chunk);
+        }
+    }
+
+    #[test]
+    fn a_pipe_hands_over_each_read_and_is_offered_more_when_it_fills_the_offer() {
+        let data: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        // A slow pipe: every read is short, so the offer never grows past 64 KiB.
+        let slow = Source::pipe(Trickle {
+            data: data.clone(),
+            pos: 0,
+            step: 1000,
+        });
+        let (got, sizes) = drain(slow, CHUNK);
+        assert_eq!(got, data);
+        assert!(sizes.iter().all(|&n| n <= 1000));
+        // A fast reader fills 64 KiB, then 128 KiB, then whole chunks.
+        let fast = Source::pipe(Trickle {
+            data: data.clone(),
+            pos: 0,
+            step: usize::MAX,
+        });
+        let (got, sizes) = drain(fast, CHUNK);
+        assert_eq!(got, data);
+        assert_eq!(&sizes[..3], &[PIPE_READ, 2 * PIPE_READ, CHUNK]);
+    }
+
+    #[test]
+    fn a_file_is_read_in_whole_chunks_of_what_is_wanted() {
+        let mut file = tempfile::tempfile().unwrap();
+        let data = vec![7u8; 3000];
+        std::io::Write::write_all(&mut file, &data).unwrap();
+        std::io::Seek::rewind(&mut file).unwrap();
+        let (got, sizes) = drain(Source::File(file), 1024);
+        assert_eq!(got, data);
+        assert_eq!(sizes, [1024, 1024, 952]);
     }
 }

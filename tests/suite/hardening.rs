@@ -195,7 +195,7 @@ fn slow_loris_streams_are_reset_and_others_served() {
     // The connections themselves go on: a valid message on one of them is stored.
     rt.block_on(async {
         let h = header("after.txt", Some(5));
-        let source = Source::Pipe(Box::new(std::io::Cursor::new(b"after".to_vec())));
+        let source = Source::pipe(std::io::Cursor::new(b"after".to_vec()));
         send_message(&conns[0], &h, source, Mode::Bidi, &|_| {})
             .await
             .expect("the connection survives its silent streams");
@@ -661,7 +661,7 @@ fn allow_list_refuses_strangers_before_any_stream() {
                 // TLS 1.3: the client is done first, the listener's verdict on its
                 // certificate follows. Try to send before it arrives.
                 let h = header("intruder.txt", Some(5));
-                let source = Source::Pipe(Box::new(std::io::Cursor::new(b"hello".to_vec())));
+                let source = Source::pipe(std::io::Cursor::new(b"hello".to_vec()));
                 let sent = send_message(&conn, &h, source, Mode::Bidi, &|_| {}).await;
                 assert!(sent.is_err(), "a stranger's message was acknowledged");
                 let reason = conn.closed().await;
@@ -809,7 +809,7 @@ fn lying_lengths_on_the_streamed_path_fail_only_their_stream() {
             "4 EiB declared"
         );
         let h = header("honest.bin", Some(honest.len() as u64));
-        let source = Source::Pipe(Box::new(std::io::Cursor::new(honest.clone())));
+        let source = Source::pipe(std::io::Cursor::new(honest.clone()));
         send_message(&conn, &h, source, Mode::Bidi, &|_| {})
             .await
             .expect("the connection goes on");

@@ -44,10 +44,7 @@ fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
         length: Some(data.len() as u64),
         name: name.to_string(),
     };
-    (
-        header,
-        Source::Pipe(Box::new(std::io::Cursor::new(data.to_vec()))),
-    )
+    (header, Source::pipe(std::io::Cursor::new(data.to_vec())))
 }
 
 /// Garbage and an oversized header each reset their own stream with the documented
