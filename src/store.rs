@@ -8,7 +8,11 @@
 //! symlink or to pass through anything that is not a directory, then opens the payload
 //! file with `O_TMPFILE`: an inode with no name, invisible in the directory and gone by
 //! itself if the process dies. [`Pending::commit`] syncs it and links it in under its
-//! final name only when it is complete and verified. `linkat` never replaces an existing
+//! final name only when it is complete and verified. While it is written, every
+//! [`WRITEBACK_EVERY`] bytes are handed to the disk (`sync_file_range`), so the sync at
+//! the end waits for the last few MiB, not for the whole file: without it, a 1 GiB file
+//! sat in the page cache until the end and its sync took about 0.5 s, a fifth of the
+//! whole loopback transfer. `linkat` never replaces an existing
 //! name, so "never overwrite" holds even against a racing writer: on `EEXIST` the next
 //! name (`name.1.ext`, `name.2.ext`, …) is tried. With `--overwrite` the file is linked
 //! under a temporary name and renamed over the old one, which is atomic.
@@ -38,6 +42,8 @@ use std::path::{Component, Path, PathBuf};
 pub const MAX_COMPONENT: usize = 200;
 /// Deepest directory tree accepted.
 pub const MAX_DEPTH: usize = 64;
+/// A file being received starts writing back to disk after each this many bytes.
+pub const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Reduces a name from the wire to a safe relative path, or `None` if nothing is left.
 pub fn sanitize(name: &str) -> Option<PathBuf> {
@@ -164,6 +170,8 @@ impl Store {
             file_name,
             temp,
             overwrite: self.overwrite,
+            written: 0,
+            written_back: 0,
         })
     }
 
@@ -275,15 +283,23 @@ pub struct Pending {
     /// The named temporary, when `O_TMPFILE` was not available.
     temp: Option<PathBuf>,
     overwrite: bool,
+    /// Bytes written so far.
+    written: u64,
+    /// Bytes handed to the disk so far.
+    written_back: u64,
 }
 
 impl Write for Pending {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.file.write(buf)
+        let n = self.file.write(buf)?;
+        self.wrote(n);
+        Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.file.write_vectored(bufs)
+        let n = self.file.write_vectored(bufs)?;
+        self.wrote(n);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -292,6 +308,28 @@ impl Write for Pending {
 }
 
 impl Pending {
+    /// Counts `n` more bytes written and starts writing back each full
+    /// [`WRITEBACK_EVERY`] without waiting for it. Only a hint to the kernel: a failure
+    /// here shows up in the sync of [`Pending::commit`].
+    fn wrote(&mut self, n: usize) {
+        self.written += n as u64;
+        let pending = self.written - self.written_back;
+        if pending < WRITEBACK_EVERY {
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        // SAFETY: the descriptor is ours and open; the call only reads the arguments.
+        unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                self.written_back as libc::off64_t,
+                pending as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            );
+        }
+        self.written_back = self.written;
+    }
+
     /// Makes the file durable and gives it its final name; returns the path.
     pub fn commit(mut self) -> io::Result<PathBuf> {
         self.file.sync_all()?;
@@ -416,6 +454,22 @@ mod tests {
     }
 
     #[test]
+    fn a_file_being_received_is_written_back_as_it_grows_and_lands_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::new(dir.path(), false).unwrap();
+        let mut pending = store.begin(Path::new("big")).unwrap();
+        let block = vec![5u8; 1024 * 1024];
+        for _ in 0..20 {
+            pending.write_all(&block).unwrap();
+        }
+        assert_eq!(pending.written, 20 * 1024 * 1024);
+        // Handed to the disk at 8 and 16 MiB; the last 4 MiB wait for the commit's sync.
+        assert_eq!(pending.written_back, 2 * WRITEBACK_EVERY);
+        let path = pending.commit().unwrap();
+        assert_eq!(std::fs::metadata(path).unwrap().len(), 20 * 1024 * 1024);
+    }
+
+    #[test]
     fn hostile_names_are_reduced_or_refused() {
         assert_eq!(s("../../x").as_deref(), Some("x"));
         assert_eq!(s("/etc/passwd").as_deref(), Some("etc/passwd"));
@@ -520,6 +574,8 @@ mod tests {
             file_name: "x".into(),
             temp: Some(path.clone()),
             overwrite: false,
+            written: 0,
+            written_back: 0,
         };
         assert!(path.exists());
         drop(p);
