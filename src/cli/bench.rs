@@ -250,8 +250,8 @@ async fn serve(endpoint: Endpoint) {
                     bi = conn.accept_bi() => match bi {
                         Ok((send, mut recv)) => {
                             tokio::spawn(async move {
-                                if let Ok(header) = framing::read_header(&mut recv).await {
-                                    let _ = bench::serve(&header, Some(send), recv).await;
+                                if let Ok((header, first)) = framing::read_header(&mut recv).await {
+                                    let _ = bench::serve(&header, first, Some(send), recv).await;
                                 }
                             });
                         }

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use bytes::Bytes;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -575,42 +576,46 @@ async fn serve_stream(
     state: Arc<State>,
 ) {
     let deadline = state.header_timeout;
-    let header = match tokio::time::timeout(deadline, framing::read_header(&mut recv)).await {
-        Ok(Ok(h)) => h,
-        Ok(Err(ReadError::Frame(e))) => {
-            warn!(cause = %e, "bad stream header; resetting the stream");
-            transfer::refuse(&mut recv, send.as_mut(), e.code());
-            return;
-        }
-        Ok(Err(ReadError::Stream(e))) => {
-            debug!(cause = %e, "stream ended before its header");
-            return;
-        }
-        Err(_) => {
-            warn!(
-                "no header within {}; resetting the stream",
-                humantime::format_duration(deadline)
-            );
-            transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
-            return;
-        }
-    };
+    let (header, first) =
+        match tokio::time::timeout(deadline, framing::read_header(&mut recv)).await {
+            Ok(Ok(read)) => read,
+            Ok(Err(ReadError::Frame(e))) => {
+                warn!(cause = %e, "bad stream header; resetting the stream");
+                transfer::refuse(&mut recv, send.as_mut(), e.code());
+                return;
+            }
+            Ok(Err(ReadError::Stream(e))) => {
+                debug!(cause = %e, "stream ended before its header");
+                return;
+            }
+            Err(_) => {
+                warn!(
+                    "no header within {}; resetting the stream",
+                    humantime::format_duration(deadline)
+                );
+                transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
+                return;
+            }
+        };
     if header.kind == Kind::Probe {
-        return state.probe.serve(&header, send, recv, peer, peer_fp).await;
+        return state
+            .probe
+            .serve(&header, first, send, recv, peer, peer_fp)
+            .await;
     }
     if matches!(
         header.kind,
         Kind::Discard | Kind::DiscardHashed | Kind::Request
     ) {
         // `qp2p bench --peer`: measured, thrown away, never written.
-        if let Err(e) = crate::net::bench::serve(&header, send, recv).await {
+        if let Err(e) = crate::net::bench::serve(&header, first, send, recv).await {
             debug!(cause = %e, "bench stream failed");
         }
         return;
     }
     let started = Instant::now();
     let name = header.name.clone();
-    let result = receive(&header, &mut send, &mut recv, &state).await;
+    let result = receive(&header, first, &mut send, &mut recv, &state).await;
     let seconds = started.elapsed().as_secs_f64();
     match result {
         Ok((stored, duplicate)) => {
@@ -664,6 +669,7 @@ async fn serve_stream(
 /// duplicate.
 async fn receive(
     header: &Header,
+    first: Bytes,
     send: &mut Option<quinn::SendStream>,
     recv: &mut quinn::RecvStream,
     state: &State,
@@ -725,7 +731,8 @@ async fn receive(
     let stored = match (&state.sink, rel) {
         (Sink::Dir(store), Some(rel)) => {
             let pending = store.begin(&rel).map_err(RecvError::Storage)?;
-            let got = receive_payload(recv, header, pending, state.limits, &progress).await?;
+            let got =
+                receive_payload(recv, header, first, pending, state.limits, &progress).await?;
             let path = tokio::task::spawn_blocking(move || got.sink.commit())
                 .await
                 .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
@@ -739,8 +746,15 @@ async fn receive(
         (Sink::Stdout(lock), _) => {
             // One message at a time on stdout, never interleaved.
             let _turn = lock.lock().await;
-            let got =
-                receive_payload(recv, header, std::io::stdout(), state.limits, &progress).await?;
+            let got = receive_payload(
+                recv,
+                header,
+                first,
+                std::io::stdout(),
+                state.limits,
+                &progress,
+            )
+            .await?;
             Stored {
                 bytes: got.bytes,
                 sha256: got.sha256,

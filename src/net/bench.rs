@@ -48,10 +48,11 @@ fn pattern() -> Bytes {
 /// is reset with the matching code.
 pub async fn serve(
     header: &Header,
+    first: Bytes,
     mut send: Option<SendStream>,
     mut recv: RecvStream,
 ) -> Result<(), RecvError> {
-    let result = serve_on(header, &mut send, &mut recv).await;
+    let result = serve_on(header, first, &mut send, &mut recv).await;
     if let Err(e) = &result {
         if let Some(code) = e.code() {
             transfer::refuse(&mut recv, send.as_mut(), code);
@@ -62,12 +63,13 @@ pub async fn serve(
 
 async fn serve_on(
     header: &Header,
+    first: Bytes,
     send: &mut Option<SendStream>,
     recv: &mut RecvStream,
 ) -> Result<(), RecvError> {
     match header.kind {
         Kind::Discard => {
-            let mut bytes = 0u64;
+            let mut bytes = first.len() as u64;
             loop {
                 match recv.read_chunk(usize::MAX, false).await {
                     Ok(Some(chunk)) => bytes += chunk.bytes.len() as u64,
@@ -81,6 +83,7 @@ async fn serve_on(
             let got = transfer::receive_payload(
                 recv,
                 header,
+                first,
                 std::io::sink(),
                 Limits::default(),
                 &|_| {},
@@ -89,10 +92,10 @@ async fn serve_on(
             ack(send, got.bytes, got.sha256).await
         }
         Kind::Request => {
-            let request = recv
-                .read_to_end(MAX_REQUEST)
+            let request = framing::read_rest(recv, first, MAX_REQUEST)
                 .await
-                .map_err(|_| RecvError::Refuse(ErrorCode::TooLarge, "request".into()))?;
+                .map_err(|_| RecvError::Refuse(ErrorCode::TooLarge, "request".into()))?
+                .concat();
             let mut len = [0u8; 8];
             let Some(first) = request.get(..8) else {
                 return Err(RecvError::Refuse(

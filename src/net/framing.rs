@@ -18,6 +18,7 @@
 //! - *Unknown future fields*: bytes after the name inside the declared body length are
 //!   ignored, so a later version can add fields without breaking version 1 receivers.
 
+use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
 
 /// The first four bytes of every stream.
@@ -241,18 +242,78 @@ impl Header {
     }
 }
 
-/// Reads and decodes the header at the start of a stream.
+/// Reads and decodes the header at the start of a stream; returns it with the payload
+/// bytes that arrived in the same chunk (for a small message usually the whole
+/// payload), so that they need no further read and no copy.
 ///
-/// Allocates at most [`MAX_HEADER_LEN`] bytes, and only after the prefix has been
-/// checked. Not cancel-safe: bytes read before cancellation are lost, so a caller that
-/// times it out must reset the stream.
-pub async fn read_header(recv: &mut quinn::RecvStream) -> Result<Header, ReadError> {
-    let mut prefix = [0u8; PREFIX_LEN];
-    read_exact(recv, &mut prefix).await?;
-    let (kind, len) = Header::decode_prefix(&prefix)?;
-    let mut body = vec![0u8; len];
-    read_exact(recv, &mut body).await?;
-    Ok(Header::decode_body(kind, &body)?)
+/// Holds at most [`MAX_HEADER_LEN`] bytes of header in its own buffer, and only after
+/// the prefix has been checked; the first chunk is quinn's buffer, bounded by what the
+/// flow-control window let in. Not cancel-safe: bytes read before cancellation are
+/// lost, so a caller that times it out must reset the stream.
+pub async fn read_header(recv: &mut quinn::RecvStream) -> Result<(Header, Bytes), ReadError> {
+    let data = gather(recv, Bytes::new(), PREFIX_LEN).await?;
+    let prefix: &[u8; PREFIX_LEN] = data[..PREFIX_LEN].try_into().expect("PREFIX_LEN bytes");
+    let (kind, len) = Header::decode_prefix(prefix)?;
+    let end = PREFIX_LEN + len;
+    let data = gather(recv, data, end).await?;
+    let header = Header::decode_body(kind, &data[PREFIX_LEN..end])?;
+    Ok((header, data.slice(end..)))
+}
+
+/// `data` extended to at least `n` bytes. The first read takes a whole chunk (the
+/// common case: it holds the header and more); a header split across chunks is
+/// gathered into a buffer of exactly `n` bytes.
+async fn gather(recv: &mut quinn::RecvStream, data: Bytes, n: usize) -> Result<Bytes, ReadError> {
+    if data.len() >= n {
+        return Ok(data);
+    }
+    let data = if data.is_empty() {
+        let chunk = next_chunk(recv, usize::MAX).await?;
+        if chunk.len() >= n {
+            return Ok(chunk);
+        }
+        chunk
+    } else {
+        data
+    };
+    let mut buf = BytesMut::with_capacity(n);
+    buf.extend_from_slice(&data);
+    while buf.len() < n {
+        buf.extend_from_slice(&next_chunk(recv, n - buf.len()).await?);
+    }
+    Ok(buf.freeze())
+}
+
+async fn next_chunk(recv: &mut quinn::RecvStream, max: usize) -> Result<Bytes, ReadError> {
+    match recv.read_chunk(max, true).await? {
+        Some(chunk) => Ok(chunk.bytes),
+        None => Err(ReadError::Frame(FrameError::UnexpectedEnd)),
+    }
+}
+
+/// Reads a stream to its end after `first` (the bytes that came with its header), when
+/// it should hold at most `limit` bytes in all: the parts, quinn's own buffers.
+pub async fn read_rest(
+    recv: &mut quinn::RecvStream,
+    first: Bytes,
+    limit: usize,
+) -> Result<Vec<Bytes>, quinn::ReadToEndError> {
+    let mut total = first.len();
+    if total > limit {
+        return Err(quinn::ReadToEndError::TooLong);
+    }
+    let mut parts = Vec::with_capacity(2);
+    if !first.is_empty() {
+        parts.push(first);
+    }
+    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+        total += chunk.bytes.len();
+        if total > limit {
+            return Err(quinn::ReadToEndError::TooLong);
+        }
+        parts.push(chunk.bytes);
+    }
+    Ok(parts)
 }
 
 async fn read_exact(recv: &mut quinn::RecvStream, buf: &mut [u8]) -> Result<(), ReadError> {

@@ -30,6 +30,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
@@ -388,7 +389,7 @@ pub async fn receive_nonce(
 /// Reads a whole probe stream: header of kind probe, then the bounded body, then FIN.
 /// Errors are the reset code to answer with.
 async fn read_request(recv: &mut RecvStream) -> Result<Request, ErrorCode> {
-    let header = tokio::time::timeout(BODY_DEADLINE, super::framing::read_header(recv))
+    let (header, first) = tokio::time::timeout(BODY_DEADLINE, super::framing::read_header(recv))
         .await
         .map_err(|_| ErrorCode::HeaderTimeout)?
         .map_err(|e| match e {
@@ -398,24 +399,32 @@ async fn read_request(recv: &mut RecvStream) -> Result<Request, ErrorCode> {
     if header.kind != Kind::Probe {
         return Err(ErrorCode::Unsupported);
     }
-    read_body(&header, recv).await
+    read_body(&header, first, recv).await
 }
 
 /// Reads the body that follows a probe header.
-async fn read_body(header: &Header, recv: &mut RecvStream) -> Result<Request, ErrorCode> {
+async fn read_body(
+    header: &Header,
+    first: Bytes,
+    recv: &mut RecvStream,
+) -> Result<Request, ErrorCode> {
     let declared = match header.length {
         Some(0) => return Err(ErrorCode::BadHeader),
         Some(n) if n > MAX_PROBE_LEN as u64 => return Err(ErrorCode::TooLarge),
         Some(n) => n as usize,
         None => return Err(ErrorCode::BadHeader),
     };
-    let body = tokio::time::timeout(BODY_DEADLINE, recv.read_to_end(declared))
-        .await
-        .map_err(|_| ErrorCode::HeaderTimeout)?
-        .map_err(|e| match e {
-            quinn::ReadToEndError::TooLong => ErrorCode::LengthMismatch,
-            quinn::ReadToEndError::Read(_) => ErrorCode::BadHeader,
-        })?;
+    let body = tokio::time::timeout(
+        BODY_DEADLINE,
+        super::framing::read_rest(recv, first, declared),
+    )
+    .await
+    .map_err(|_| ErrorCode::HeaderTimeout)?
+    .map_err(|e| match e {
+        quinn::ReadToEndError::TooLong => ErrorCode::LengthMismatch,
+        quinn::ReadToEndError::Read(_) => ErrorCode::BadHeader,
+    })?
+    .concat();
     if body.len() != declared {
         return Err(ErrorCode::LengthMismatch);
     }
@@ -448,6 +457,7 @@ impl ProbeService {
     pub async fn serve(
         &self,
         header: &Header,
+        first: Bytes,
         send: Option<SendStream>,
         mut recv: RecvStream,
         peer: SocketAddr,
@@ -463,7 +473,7 @@ impl ProbeService {
             super::transfer::refuse(&mut recv, Some(&mut send), ErrorCode::Unsupported);
             return;
         }
-        let request = match read_body(header, &mut recv).await {
+        let request = match read_body(header, first, &mut recv).await {
             Ok(r) => r,
             Err(code) => {
                 warn!(code = ?code, "malformed probe; resetting the stream");

@@ -519,14 +519,17 @@ pub struct Received<W> {
 pub async fn receive_payload<W: Write + Send + 'static>(
     recv: &mut RecvStream,
     header: &Header,
+    first: Bytes,
     sink: W,
     limits: Limits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
     if let Some(declared) = header.length.filter(|&len| len <= INLINE) {
-        return receive_small(recv, declared, sink, progress).await;
+        return receive_small(recv, declared, first, sink, progress).await;
     }
+    // The payload bytes that came with the header open the first batch.
+    let mut first = (!first.is_empty()).then_some(first);
     let (tx, rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
     let writer = tokio::task::spawn_blocking(move || write_sink(sink, rx));
     let mut total: u64 = 0;
@@ -539,12 +542,15 @@ pub async fn receive_payload<W: Write + Send + 'static>(
         let mut batch_len = 0usize;
         let mut eof = false;
         let mut failed = None;
-        let mut outcome = recv.read_chunk(CHUNK, true).await;
+        let mut outcome = match first.take() {
+            Some(bytes) => Ok(Some(bytes)),
+            None => recv.read_chunk(CHUNK, true).await.map(chunk_bytes),
+        };
         loop {
             match outcome {
-                Ok(Some(chunk)) => {
-                    batch_len += chunk.bytes.len();
-                    batch.push(chunk.bytes);
+                Ok(Some(bytes)) => {
+                    batch_len += bytes.len();
+                    batch.push(bytes);
                 }
                 Ok(None) => eof = true,
                 Err(e) => {
@@ -556,7 +562,7 @@ pub async fn receive_payload<W: Write + Send + 'static>(
                 break;
             }
             match recv.read_chunk(CHUNK, true).now_or_never() {
-                Some(next) => outcome = next,
+                Some(next) => outcome = next.map(chunk_bytes),
                 None => break,
             }
         }
@@ -626,11 +632,12 @@ pub async fn receive_payload<W: Write + Send + 'static>(
 async fn receive_small<W: Write>(
     recv: &mut RecvStream,
     declared: u64,
+    first: Bytes,
     mut sink: W,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
-    let payload = match recv.read_to_end(declared as usize).await {
-        Ok(payload) => payload,
+    let parts = match framing::read_rest(recv, first, declared as usize).await {
+        Ok(parts) => parts,
         Err(quinn::ReadToEndError::TooLong) => {
             return Err(RecvError::Refuse(
                 ErrorCode::LengthMismatch,
@@ -647,22 +654,29 @@ async fn receive_small<W: Write>(
             return Err(RecvError::Lost(quinn::ConnectionError::LocallyClosed))
         }
     };
-    let bytes = payload.len() as u64;
+    let bytes: u64 = parts.iter().map(|p| p.len() as u64).sum();
     if bytes != declared {
         return Err(RecvError::Refuse(
             ErrorCode::LengthMismatch,
             format!("{bytes} bytes received, {declared} declared"),
         ));
     }
-    sink.write_all(&payload)
-        .and_then(|()| sink.flush())
-        .map_err(RecvError::Storage)?;
+    let mut hasher = Sha256::new();
+    for part in &parts {
+        hasher.update(part);
+        sink.write_all(part).map_err(RecvError::Storage)?;
+    }
+    sink.flush().map_err(RecvError::Storage)?;
     progress(bytes);
     Ok(Received {
         sink,
         bytes,
-        sha256: Sha256::digest(&payload).into(),
+        sha256: hasher.finalize().into(),
     })
+}
+
+fn chunk_bytes(chunk: Option<quinn::Chunk>) -> Option<Bytes> {
+    chunk.map(|c| c.bytes)
 }
 
 fn write_sink<W: Write>(

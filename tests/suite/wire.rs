@@ -92,6 +92,45 @@ fn bad_headers_reset_only_their_stream() {
     assert_eq!(list_all(&out).len(), 1, "only the valid message landed");
 }
 
+/// A header and payload that arrive in pieces (the header split inside its prefix and
+/// its body, the payload partly in the header's packet) land whole, on the small
+/// in-memory path and on the streamed one.
+#[test]
+fn a_message_in_pieces_lands_whole() {
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let mut listener = dir.listen(&out, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sizes = [1000usize, 300_000];
+    rt.block_on(async {
+        let (_endpoint, conn) = connect(&listener.ticket).await;
+        for size in sizes {
+            let data = random_bytes(size);
+            let (header, _) = message(&format!("pieces-{size}"), &data, MessageId::random());
+            let mut wire = header.encode();
+            let header_len = wire.len();
+            wire.extend_from_slice(&data);
+            let cuts = [0, 3, framing::PREFIX_LEN + 5, header_len + 100, wire.len()];
+            let (mut send, mut recv) = conn.open_bi().await.unwrap();
+            for piece in cuts.windows(2) {
+                send.write_all(&wire[piece[0]..piece[1]]).await.unwrap();
+                // Apart in time, so apart in packets.
+                tokio::time::sleep(Duration::from_millis(30)).await;
+            }
+            send.finish().unwrap();
+            let ack = framing::read_ack(&mut recv).await.expect("an ack");
+            assert_eq!(ack.bytes, size as u64);
+            assert_eq!(hex(&ack.sha256), sha256(&data));
+        }
+    });
+    for size in sizes {
+        let ev = listener.wait_for("received", EVENT_TIMEOUT);
+        let landed = std::fs::read(out.join(format!("pieces-{size}"))).expect("file landed");
+        assert_eq!(landed.len(), size);
+        assert_eq!(ev["sha256"], sha256(&landed));
+    }
+}
+
 /// A retry after a lost ack delivers the same message id again, on a new connection:
 /// the listener acks it as a duplicate and stores it once.
 #[test]
