@@ -11,6 +11,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
 
+/// Writes one line to stderr, ignoring failure: `eprintln!` panics when stderr is a
+/// pipe whose reader has gone (`qp2p listen 2>&1 | head -1`), and a report that cannot
+/// be shown is no reason to stop a transfer.
+pub fn line_to_stderr(line: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
 /// How reports are written.
 #[derive(Debug, Clone)]
 pub struct Output {
@@ -42,7 +50,7 @@ impl Output {
             let _ = writeln!(out, "{event}");
             let _ = out.flush();
         } else if !self.quiet {
-            eprintln!("{}", human());
+            line_to_stderr(&human());
         }
     }
 
@@ -55,7 +63,7 @@ impl Output {
             );
         }
         if !self.quiet {
-            eprintln!("warning: {message}");
+            line_to_stderr(&format!("warning: {message}"));
         }
     }
 
@@ -68,7 +76,7 @@ impl Output {
                 String::new,
             );
         }
-        eprintln!("error: {message}");
+        line_to_stderr(&format!("error: {message}"));
     }
 
     /// A progress bar for `len` bytes (a spinner when unknown), hidden when bars are off.

@@ -491,7 +491,7 @@ fn print_table(rows: &[Value], peer: &Peer) {
     } else {
         format!("against {}", canonical(peer.addr))
     };
-    eprintln!("qp2p bench, {place}");
+    crate::output::line_to_stderr(&format!("qp2p bench, {place}"));
     let f = |v: &Value, k: &str| v[k].as_f64().unwrap_or(f64::NAN);
     for row in rows {
         let line = match row["scenario"].as_str().unwrap_or("") {
@@ -534,6 +534,6 @@ fn print_table(rows: &[Value], peer: &Peer) {
             ),
             _ => continue,
         };
-        eprintln!("{line}");
+        crate::output::line_to_stderr(&line);
     }
 }

@@ -83,3 +83,39 @@ fn sender_interrupted_mid_transfer_exits_130() {
         .assert_code(0);
     l.wait_for("received", EVENT_TIMEOUT);
 }
+
+/// A listener whose stderr reader has gone (`qp2p listen 2>&1 | true`) goes on
+/// serving: a report that cannot be shown is no reason to stop, let alone to panic.
+#[test]
+fn a_closed_stderr_pipe_does_not_stop_the_listener() {
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let fp = dir.id(&[]);
+    let port = crate::util::free_udp_port();
+    let cmd = dir.cmd();
+    let script = format!(
+        "set -o pipefail; \"$0\" listen --bind 127.0.0.1:{port} --out '{}' --count 2 2>&1 | true",
+        crate::util::path_str(&out)
+    );
+    // bash runs the listener with its stderr on a pipe that `true` closes at once,
+    // in the clean environment of the test's own commands.
+    let mut bash = std::process::Command::new("bash");
+    bash.args(["-c", &script, crate::util::BIN]);
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(v) => bash.env(key, v),
+            None => bash.env_remove(key),
+        };
+    }
+    bash.current_dir(dir.home()).stdin(Stdio::null());
+    let listener = crate::util::Proc::spawn(bash);
+    let ticket = format!("{fp}@127.0.0.1:{port}");
+    for name in ["a.txt", "b.txt"] {
+        let file = dir.write(name, name.as_bytes());
+        let sent = dir.send(&["--retry-for", "10s", &ticket, crate::util::path_str(&file)]);
+        sent.assert_code(0);
+    }
+    let done = listener.finish(EVENT_TIMEOUT);
+    done.assert_code(0);
+    assert_eq!(list_all(&out).len(), 2, "both files landed");
+}
