@@ -7,7 +7,9 @@
 //! What a hostile peer could do, and the limit that stops it (each a flag, defaults in
 //! README): open connections without end (`--max-connections`, and per source address
 //! `--max-connections-per-ip`: refused before the handshake, so a refusal costs no
-//! cryptography); start handshakes and never finish them (`--handshake-timeout`); open
+//! cryptography); start handshakes and never finish them (`--handshake-timeout`, and
+//! past half of either connection limit a new address must first answer a stateless
+//! Retry, so handshakes from forged source addresses cannot take the slots); open
 //! streams without end (`--max-streams`, enforced by QUIC flow control); open a stream and
 //! say nothing (`--header-timeout`, then the stream is reset); send a huge header (8 KiB,
 //! fixed by the protocol); send more than we want (`--max-size`, and the free space of
@@ -226,6 +228,15 @@ impl Admission {
         }))
     }
 
+    /// Whether a new connection from `ip` must first prove it can receive at its
+    /// address: past half of either limit, so that handshakes from forged source
+    /// addresses (which cannot answer a Retry) never take the slots that are left.
+    fn busy(this: &Arc<Mutex<Self>>, ip: IpAddr) -> bool {
+        let a = this.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
+        a.total.saturating_mul(2) >= a.max_total || from_ip.saturating_mul(2) >= a.max_per_ip
+    }
+
     /// Takes a slot for a connection from `ip`, or says which limit is reached.
     fn admit(this: &Arc<Mutex<Self>>, ip: IpAddr) -> Result<Slot, String> {
         let mut a = this.lock().unwrap_or_else(|p| p.into_inner());
@@ -383,6 +394,15 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         };
         let Some(incoming) = incoming else { break };
         let remote = canonical(incoming.remote_address());
+        if !incoming.remote_address_validated() && Admission::busy(&state.admission, remote.ip()) {
+            // A stateless Retry: the client comes back with a token only a real
+            // receiver at that address could have (one round trip), a forger never.
+            debug!(remote = %remote, "busy: asking for address validation (Retry)");
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().refuse();
+            }
+            continue;
+        }
         let slot = match Admission::admit(&state.admission, remote.ip()) {
             Ok(slot) => slot,
             Err(why) => {

@@ -301,27 +301,9 @@ fn stalled_handshake_is_dropped_after_the_deadline() {
         &out,
         &["--max-connections", "1", "--handshake-timeout", "2s"],
     );
-    // Capture a real client's first packet (its Initial) on a socket that never
-    // answers, then replay it to the listener from another socket that never answers.
-    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
-    fake.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
+    // Replay a real client's Initial from a socket that never answers.
     let rt = runtime();
-    let initial = rt.block_on(async {
-        let endpoint = client_on("127.0.0.1");
-        let target = fake.local_addr().unwrap();
-        let dial = endpoint.connect(target, TrustRules::any());
-        let capture = tokio::task::spawn_blocking(move || {
-            let mut buf = vec![0u8; 2048];
-            let (n, _) = fake.recv_from(&mut buf).expect("the client's Initial");
-            buf.truncate(n);
-            buf
-        });
-        tokio::select! {
-            packet = capture => packet.unwrap(),
-            r = dial => panic!("the dial ended first: {:?}", r.map(|_| ())),
-        }
-    });
+    let initial = capture_initial(&rt);
     let silent = UdpSocket::bind("127.0.0.1:0").unwrap();
     silent.send_to(&initial, addr_of(&l)).unwrap();
     let stalled_at = Instant::now();
@@ -342,6 +324,78 @@ fn stalled_handshake_is_dropped_after_the_deadline() {
         l.describe()
     );
     assert!(logs.contains("refusing connections"), "{}", l.describe());
+}
+
+/// A real client's first packet (its Initial), captured on a socket that never
+/// answers: replayed from another such socket, it starts a handshake that never ends,
+/// as from a forged source address.
+fn capture_initial(rt: &tokio::runtime::Runtime) -> Vec<u8> {
+    let fake = UdpSocket::bind("127.0.0.1:0").unwrap();
+    fake.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    rt.block_on(async {
+        let endpoint = client_on("127.0.0.1");
+        let target = fake.local_addr().unwrap();
+        let dial = endpoint.connect(target, TrustRules::any());
+        let capture = tokio::task::spawn_blocking(move || {
+            let mut buf = vec![0u8; 2048];
+            let (n, _) = fake.recv_from(&mut buf).expect("the client's Initial");
+            buf.truncate(n);
+            buf
+        });
+        tokio::select! {
+            packet = capture => packet.unwrap(),
+            r = dial => panic!("the dial ended first: {:?}", r.map(|_| ())),
+        }
+    })
+}
+
+/// Handshakes from forged source addresses (replayed Initials from sockets that never
+/// answer) do not take the slots a real sender needs: past half of a limit a new
+/// connection must answer a Retry first, which only a real receiver can. Without it,
+/// two forged handshakes would hold both slots for the 30 s handshake timeout.
+#[test]
+fn forged_handshakes_do_not_hold_the_slots_past_half_a_limit() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let file = t.write("src/real.txt", b"a real sender");
+    let mut l = t.listen_args(&[
+        "--json",
+        "--ephemeral",
+        "-vv",
+        "listen",
+        "--bind",
+        "127.0.0.1:0",
+        "--out",
+        path_str(&out),
+        "--max-connections-per-ip",
+        "2",
+        "--handshake-timeout",
+        "30s",
+    ]);
+    let rt = runtime();
+    let forged: Vec<Vec<u8>> = (0..3).map(|_| capture_initial(&rt)).collect();
+    let silent: Vec<UdpSocket> = forged
+        .iter()
+        .map(|initial| {
+            let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+            socket.send_to(initial, addr_of(&l)).unwrap();
+            socket
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let r = t.send(&["--retry-for", "5s", l.ticket.as_str(), path_str(&file)]);
+    r.assert_code(0);
+    l.wait_for("received", EVENT_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let logs = l.stderr_text();
+    assert!(
+        logs.contains("asking for address validation"),
+        "{}",
+        l.describe()
+    );
+    drop(silent);
 }
 
 /// A tmpfs mounted for one test, unmounted when dropped.
