@@ -73,7 +73,7 @@ use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -81,6 +81,7 @@ use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, TrustAnchor, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
 use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use sha2::{Digest, Sha256};
 
@@ -330,6 +331,10 @@ pub struct Identity {
     /// The certificate chain presented to peers (the leaf first).
     pub certs: Vec<CertificateDer<'static>>,
     key: PrivateKeyDer<'static>,
+    /// The chain with its loaded signing key, made once and shared by every TLS
+    /// configuration (loading a key computes its public key: an elliptic-curve
+    /// multiplication per dial otherwise).
+    certified: Arc<SingleCertAndKey>,
     /// The fingerprint peers see.
     pub fingerprint: Fingerprint,
     /// Where the identity is stored; `None` for an ephemeral one or `--cert/--key`.
@@ -484,9 +489,14 @@ impl Identity {
         } else {
             IdentityKind::CaIssued
         };
+        let certified = Arc::new(SingleCertAndKey::from(CertifiedKey::new(
+            certs.clone(),
+            signer,
+        )));
         Ok(Self {
             certs,
             key,
+            certified,
             fingerprint,
             dir,
             cert_file: files.map(|(cert, _)| cert.to_path_buf()),
@@ -517,10 +527,6 @@ impl Identity {
         ];
         let csr = params.serialize_request(&key)?;
         Ok(csr.pem()?)
-    }
-
-    fn private_key(&self) -> PrivateKeyDer<'static> {
-        self.key.clone_key()
     }
 }
 
@@ -955,6 +961,7 @@ impl TrustRules {
 
     /// Applies every rule to a peer playing `side`; returns its fingerprint, or the first
     /// rule that failed.
+    #[cfg(test)]
     fn check(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -964,6 +971,19 @@ impl TrustRules {
         algorithms: &WebPkiSupportedAlgorithms,
     ) -> Result<Fingerprint, Refusal> {
         let fp = Fingerprint::of_certificate(end_entity).map_err(|_| Refusal::Unreadable)?;
+        self.check_fingerprinted(fp, end_entity, intermediates, now, side, algorithms)
+    }
+
+    /// [`check`](Self::check) for a certificate whose fingerprint is known.
+    fn check_fingerprinted(
+        &self,
+        fp: Fingerprint,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+        side: Side,
+        algorithms: &WebPkiSupportedAlgorithms,
+    ) -> Result<Fingerprint, Refusal> {
         if let Some(pinned) = &self.pinned {
             if !pinned.contains(&fp) {
                 return Err(Refusal::NotPinned(fp));
@@ -1031,12 +1051,21 @@ impl PeerVerifier {
         now: UnixTime,
         side: Side,
     ) -> Result<(), rustls::Error> {
-        let verdict = self
-            .rules
-            .check(end_entity, intermediates, now, side, &self.algorithms);
+        let fp = Fingerprint::of_certificate(end_entity).ok();
+        let verdict = match fp {
+            Some(fp) => self.rules.check_fingerprinted(
+                fp,
+                end_entity,
+                intermediates,
+                now,
+                side,
+                &self.algorithms,
+            ),
+            None => Err(Refusal::Unreadable),
+        };
         {
             let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.fingerprint = Fingerprint::of_certificate(end_entity).ok();
+            seen.fingerprint = fp;
             seen.refusal = verdict.as_ref().err().cloned();
         }
         match verdict {
@@ -1046,7 +1075,6 @@ impl PeerVerifier {
                     // We are the listener: the sender is told by the TLS alert; the log
                     // says why in words (at info: refusals are the peer's doing, and
                     // listen already warns that the handshake failed).
-                    let fp = Fingerprint::of_certificate(end_entity).ok();
                     tracing::info!(fingerprint = ?fp, reason = %refusal, "sender refused");
                 }
                 Err(refusal.to_rustls(now))
@@ -1144,13 +1172,18 @@ impl ClientCertVerifier for PeerVerifier {
 
 /// ring's provider with AES-128-GCM preferred: as strong as needed for a session key,
 /// and a quarter cheaper per byte than AES-256 (payload encryption is the largest cost
-/// after hashing in a transfer).
+/// after hashing in a transfer). Made once per process: every dial shares it.
 fn provider() -> Arc<CryptoProvider> {
-    let mut provider = rustls::crypto::ring::default_provider();
-    provider
-        .cipher_suites
-        .sort_by_key(|suite| suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
-    Arc::new(provider)
+    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
+    PROVIDER
+        .get_or_init(|| {
+            let mut provider = rustls::crypto::ring::default_provider();
+            provider.cipher_suites.sort_by_key(|suite| {
+                suite.suite() != rustls::CipherSuite::TLS13_AES_128_GCM_SHA256
+            });
+            Arc::new(provider)
+        })
+        .clone()
 }
 
 /// The rustls server configuration: our identity, client certificates required and
@@ -1164,7 +1197,7 @@ pub fn server_config(
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .with_client_cert_verifier(verifier)
-        .with_single_cert(identity.certs.clone(), identity.private_key())?;
+        .with_cert_resolver(identity.certified.clone());
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
     config.send_tls13_tickets = 0;
@@ -1174,7 +1207,9 @@ pub fn server_config(
 
 /// The rustls client configuration: our identity as client certificate, the server
 /// checked against `rules`, TLS 1.3 only, no resumption. The verifier is returned too:
-/// after a refusal it tells which fingerprint the peer showed.
+/// after a refusal it tells which fingerprint the peer showed. Made per dial (the
+/// verifier remembers what this one peer showed), from parts made once: the provider
+/// and the identity's loaded key.
 pub fn client_config(
     identity: &Identity,
     rules: TrustRules,
@@ -1185,7 +1220,7 @@ pub fn client_config(
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
         .with_custom_certificate_verifier(verifier.clone())
-        .with_client_auth_cert(identity.certs.clone(), identity.private_key())?;
+        .with_client_cert_resolver(identity.certified.clone());
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_early_data = false;
