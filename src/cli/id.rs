@@ -1,8 +1,8 @@
 //! `qp2p id`: print this host's fingerprint, or a certificate signing request.
 //!
 //! The fingerprint alone goes to stdout (`fp=$(qp2p id)`); where the identity lives and
-//! what its certificate is (self-signed or CA-issued, subject, issuer, validity) go to
-//! stderr; `--json` gives all of it as one `id` event. With `--csr`, stdout is a PEM
+//! what its certificate is (self-signed or CA-issued, subject, issuer, validity, key
+//! type) go to stderr; `--json` gives all of it as one `id` event. With `--csr`, stdout is a PEM
 //! certificate signing request for the identity's key instead, for a CA to sign: the key
 //! itself never leaves the machine.
 
@@ -58,6 +58,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                 "identity": dir,
                 "cert": cert,
                 "kind": kind,
+                "key": info.key,
                 "subject": info.subject,
                 "issuer": info.issuer,
                 "not_before": format_date(info.not_before),
@@ -87,7 +88,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                     format_date(info.not_after)
                 ),
             };
-            format!("{place}\n{what}")
+            format!("{place}\n{what}, {} key", info.key)
         });
     }
     Ok(())

@@ -11,6 +11,14 @@
 //!   must not give its own name to a peer). [`Identity::csr`] makes a signing request for
 //!   the key (`qp2p id --csr`), so the key never leaves the machine.
 //!
+//! Keys: qp2p makes Ed25519 keys (persistent identities created on first use and
+//! `--ephemeral` ones): signing and, above all, verifying an Ed25519 handshake signature
+//! costs less than ECDSA P-256 in ring, and each full handshake does two of each. Any key
+//! rustls' ring provider can sign with is accepted when loaded: an identity directory
+//! made by an earlier qp2p (ECDSA P-256), and whatever key a CA issued a certificate for
+//! (ECDSA P-256/P-384, Ed25519, RSA). The verifier accepts handshake signatures of all of
+//! these, so identities of different key types talk to each other.
+//!
 //! A peer is named by its [`Fingerprint`]: the SHA-256 of its certificate's
 //! SubjectPublicKeyInfo, written as 52 lowercase base32 characters. Hashing the public key
 //! rather than the whole certificate means a re-issued certificate for the same key (a
@@ -162,6 +170,9 @@ pub enum TlsError {
     /// Certificate generation failed.
     #[error("could not generate an identity: {0}")]
     Generate(#[from] rcgen::Error),
+    /// The system's random number generator failed.
+    #[error("could not generate an identity: no randomness from the system: {0}")]
+    Random(String),
     /// rustls refused the configuration.
     #[error("tls configuration: {0}")]
     Config(#[from] rustls::Error),
@@ -260,6 +271,9 @@ pub struct CertInfo {
     self_issued: bool,
     /// The key usage allows signatures (or the certificate does not restrict it).
     signs: bool,
+    /// The type of the certified public key: `ed25519`, `ecdsa-p256`, `ecdsa-p384`,
+    /// `rsa-2048`, … (its algorithm's OID when qp2p has no name for it).
+    pub key: String,
 }
 
 impl CertInfo {
@@ -287,6 +301,7 @@ impl CertInfo {
             not_after: parsed.validity().not_after.timestamp(),
             self_issued: parsed.subject().as_raw() == parsed.issuer().as_raw(),
             signs,
+            key: key_type(parsed.public_key()),
         })
     }
 
@@ -304,6 +319,18 @@ impl CertInfo {
         } else {
             None
         }
+    }
+}
+
+/// A short name for the type of a public key.
+fn key_type(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> String {
+    let bits = spki.parsed().map(|key| key.key_size()).unwrap_or(0);
+    match spki.algorithm.algorithm.to_id_string().as_str() {
+        "1.3.101.112" => "ed25519".to_string(),
+        "1.3.101.113" => "ed448".to_string(),
+        "1.2.840.10045.2.1" => format!("ecdsa-p{bits}"),
+        "1.2.840.113549.1.1.1" => format!("rsa-{bits}"),
+        other => other.to_string(),
     }
 }
 
@@ -351,7 +378,7 @@ pub struct Identity {
 impl Identity {
     /// A fresh identity that lives in memory only.
     pub fn ephemeral() -> Result<Self, TlsError> {
-        let key = rcgen::KeyPair::generate()?;
+        let key = new_key()?;
         Self::self_signed(key, None)
     }
 
@@ -417,7 +444,7 @@ impl Identity {
             move |source| TlsError::Io { path, source }
         };
         create_private_dir(dir).map_err(io(dir))?;
-        let key = rcgen::KeyPair::generate()?;
+        let key = new_key()?;
         let key_path = dir.join(KEY_FILE);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -528,6 +555,25 @@ impl Identity {
         let csr = params.serialize_request(&key)?;
         Ok(csr.pem()?)
     }
+}
+
+/// The PKCS #8 v1 encoding of an Ed25519 private key (RFC 8410 section 7) up to the
+/// 32 bytes of the key itself.
+const ED25519_PKCS8_V1_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
+
+/// A key for a new identity: Ed25519 (see the module documentation for why), 32 random
+/// bytes (RFC 8032), kept as PKCS #8 v1: the form OpenSSL reads too (ring's own, v2
+/// with the public key, is refused by OpenSSL 3.0).
+fn new_key() -> Result<rcgen::KeyPair, TlsError> {
+    use rand::RngCore;
+    let mut der = ED25519_PKCS8_V1_PREFIX.to_vec();
+    der.resize(ED25519_PKCS8_V1_PREFIX.len() + 32, 0);
+    rand::rngs::OsRng
+        .try_fill_bytes(&mut der[ED25519_PKCS8_V1_PREFIX.len()..])
+        .map_err(|e| TlsError::Random(e.to_string()))?;
+    Ok(rcgen::KeyPair::try_from(&PrivateKeyDer::Pkcs8(der.into()))?)
 }
 
 /// Reads a PEM private key (PKCS #8, SEC1 or PKCS #1), refusing a file others can read.
@@ -1380,8 +1426,9 @@ mod tests {
         }
     }
 
+    /// A key for a test peer, of the type qp2p makes.
     fn key() -> rcgen::KeyPair {
-        rcgen::KeyPair::generate().unwrap()
+        new_key().unwrap()
     }
 
     fn ca_rules(ca: &TestCa) -> TrustRules {
@@ -1673,6 +1720,169 @@ mod tests {
         let path = write(dir.path(), "both.pem", &both, 0o644);
         let trust = CaTrust::load(&[path]).unwrap();
         assert_eq!(trust.names(), ["CN=A".to_string(), "CN=B".to_string()]);
+    }
+
+    /// A 2048-bit RSA key (made with `openssl genpkey`), for RSA identities: ring cannot
+    /// make RSA keys.
+    const RSA_KEY: &str = include_str!("../../tests/data/rsa-2048-test-key.pem");
+
+    /// A self-signed identity for a key of any type, as qp2p makes it.
+    fn identity_of(key: rcgen::KeyPair) -> Identity {
+        Identity::self_signed(key, None).unwrap()
+    }
+
+    /// Runs a TLS handshake in memory between a client and a server configuration
+    /// (QUIC carries the same messages); the error is the side that failed and why.
+    fn handshake(
+        client: rustls::ClientConfig,
+        server: rustls::ServerConfig,
+    ) -> Result<(), (Side, rustls::Error)> {
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        let mut c = rustls::ClientConnection::new(Arc::new(client), name).unwrap();
+        let mut s = rustls::ServerConnection::new(Arc::new(server)).unwrap();
+        // Moves what `from` has to send into `to`; false when there was nothing.
+        fn pass(
+            from: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+            to: &mut impl std::ops::DerefMut<Target = rustls::ConnectionCommon<impl Sized>>,
+        ) -> Result<bool, rustls::Error> {
+            let mut bytes = Vec::new();
+            while from.wants_write() {
+                from.write_tls(&mut bytes).unwrap();
+            }
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                to.read_tls(&mut rest).unwrap();
+            }
+            to.process_new_packets()?;
+            Ok(!bytes.is_empty())
+        }
+        loop {
+            let to_server = pass(&mut c, &mut s).map_err(|e| (Side::Client, e))?;
+            let to_client = pass(&mut s, &mut c).map_err(|e| (Side::Server, e))?;
+            if !c.is_handshaking() && !s.is_handshaking() {
+                return Ok(());
+            }
+            assert!(to_server || to_client, "handshake stalled");
+        }
+    }
+
+    /// `a` dials `b`, each pinning the other's fingerprint.
+    fn pinned_handshake(a: &Identity, b: &Identity) -> Result<(), (Side, rustls::Error)> {
+        let (client, _) = client_config(a, TrustRules::pinned_to(b.fingerprint)).unwrap();
+        let server = server_config(b, TrustRules::pinned_to(a.fingerprint)).unwrap();
+        handshake(client, server)
+    }
+
+    #[test]
+    fn new_identities_are_ed25519() {
+        assert_eq!(Identity::ephemeral().unwrap().info.key, "ed25519");
+        let dir = tempfile::tempdir().unwrap();
+        let created = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(created.info.key, "ed25519");
+        let pem = std::fs::read_to_string(dir.path().join(KEY_FILE)).unwrap();
+        let stored = rcgen::KeyPair::from_pem(&pem).unwrap();
+        assert_eq!(stored.algorithm(), &rcgen::PKCS_ED25519);
+        // PKCS #8 v1, as OpenSSL writes and reads it: the prefix, then 32 key bytes.
+        let der = PrivateKeyDer::from_pem_slice(pem.as_bytes()).unwrap();
+        let der = der.secret_der();
+        assert_eq!(der.len(), 48);
+        assert_eq!(der[..16], ED25519_PKCS8_V1_PREFIX);
+        assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----\n"), "{pem}");
+        let loaded = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(loaded.info.key, "ed25519");
+        assert_eq!(loaded.fingerprint, created.fingerprint);
+    }
+
+    /// An identity directory made by qp2p before Ed25519 (a P-256 key in PKCS #8 and
+    /// its self-signed certificate) keeps its key, its fingerprint and its peers.
+    #[test]
+    fn an_old_p256_identity_directory_still_loads_and_talks_to_a_new_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let expected =
+            Fingerprint(Sha256::digest(rcgen::PublicKeyData::subject_public_key_info(&old)).into());
+        write(dir.path(), KEY_FILE, &old.serialize_pem(), 0o600);
+        let cert = identity_of(old).certs[0].clone();
+        write(dir.path(), CERT_FILE, &pem_certificate(&cert), 0o644);
+        let loaded = Identity::load_or_create(dir.path()).unwrap();
+        assert_eq!(loaded.fingerprint, expected);
+        assert_eq!(loaded.info.key, "ecdsa-p256");
+        assert_eq!(loaded.kind, IdentityKind::SelfSigned);
+        let new = Identity::ephemeral().unwrap();
+        assert_eq!(pinned_handshake(&loaded, &new), Ok(()));
+        assert_eq!(pinned_handshake(&new, &loaded), Ok(()));
+    }
+
+    /// Every key type rustls' ring provider signs with works as an identity, as client
+    /// and as server, against a peer with qp2p's own key type.
+    #[test]
+    fn identities_of_every_key_type_handshake_both_ways() {
+        let keys = [
+            ("ed25519", new_key().unwrap()),
+            (
+                "ecdsa-p256",
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap(),
+            ),
+            (
+                "ecdsa-p384",
+                rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap(),
+            ),
+            ("rsa-2048", rcgen::KeyPair::from_pem(RSA_KEY).unwrap()),
+        ];
+        let ours = Identity::ephemeral().unwrap();
+        for (name, key) in keys {
+            let theirs = identity_of(key);
+            assert_eq!(theirs.info.key, name);
+            assert_eq!(pinned_handshake(&theirs, &ours), Ok(()), "{name} dials");
+            assert_eq!(pinned_handshake(&ours, &theirs), Ok(()), "{name} listens");
+        }
+    }
+
+    /// The handshake signature is checked whatever the rules: a peer that shows a
+    /// certificate (here, the pinned one) without its key is refused, either way round.
+    #[test]
+    fn a_certificate_shown_without_its_key_is_refused() {
+        let owner = Identity::ephemeral().unwrap();
+        let thief = Identity::ephemeral().unwrap();
+        let signer = provider()
+            .key_provider
+            .load_private_key(thief.key.clone_key())
+            .unwrap();
+        let stolen = Arc::new(SingleCertAndKey::from(CertifiedKey::new(
+            owner.certs.clone(),
+            signer,
+        )));
+        let honest = Identity::ephemeral().unwrap();
+        let bad_signature = rustls::Error::InvalidCertificate(CertificateError::BadSignature);
+
+        // The thief dials a listener that admits the owner only.
+        let (mut client, _) =
+            client_config(&thief, TrustRules::pinned_to(honest.fingerprint)).unwrap();
+        client.client_auth_cert_resolver = stolen.clone();
+        let server = server_config(&honest, TrustRules::pinned_to(owner.fingerprint)).unwrap();
+        assert_eq!(
+            handshake(client, server),
+            Err((Side::Client, bad_signature.clone()))
+        );
+
+        // The thief listens, and a sender dials it with the owner's ticket.
+        let (client, _) = client_config(&honest, TrustRules::pinned_to(owner.fingerprint)).unwrap();
+        let mut server = server_config(&thief, TrustRules::any()).unwrap();
+        server.cert_resolver = stolen;
+        assert_eq!(
+            handshake(client, server),
+            Err((Side::Server, bad_signature))
+        );
+    }
+
+    #[test]
+    fn an_ed25519_ca_issues_too() {
+        let ca = TestCa::with_key("Ed CA", key());
+        let p256 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        for leaf in [key(), p256] {
+            let cert = ca.issue(&leaf, |_| {});
+            assert!(check_as(&ca_rules(&ca), std::slice::from_ref(&cert), Side::Client).is_ok());
+        }
     }
 
     #[test]

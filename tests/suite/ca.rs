@@ -457,6 +457,8 @@ fn csr_signed_by_the_ca_becomes_the_identity() {
         "the key decides the fingerprint"
     );
     assert_eq!(ev["kind"], "ca-issued", "{ev}");
+    // The request was for the identity's own (Ed25519) key; the CA's is P-256.
+    assert_eq!(ev["key"], "ed25519", "{ev}");
     assert_eq!(ev["subject"], "CN=alice", "{ev}");
     assert_eq!(ev["issuer"], "CN=Group CA", "{ev}");
     assert_eq!(ev["not_after"], "2090-01-01T00:00:00Z", "{ev}");
@@ -482,6 +484,7 @@ fn id_reports_kind_subject_and_expiry() {
     r.assert_code(0);
     let ev = r.one("id");
     assert_eq!(ev["kind"], "self-signed", "{ev}");
+    assert_eq!(ev["key"], "ed25519", "{ev}");
     assert_eq!(ev["subject"], "CN=qp2p peer", "{ev}");
     assert_eq!(ev["not_after"], "4096-01-01T00:00:00Z", "{ev}");
 
@@ -494,6 +497,8 @@ fn id_reports_kind_subject_and_expiry() {
     let ev = r.one("id");
     assert_eq!(ev["fingerprint"], me.fingerprint.as_str());
     assert_eq!(ev["kind"], "ca-issued", "{ev}");
+    // The CA chose the key type (P-256 here), not qp2p.
+    assert_eq!(ev["key"], "ecdsa-p256", "{ev}");
     assert_eq!(ev["subject"], "CN=alice", "{ev}");
     assert_eq!(ev["not_after"], "2090-01-01T00:00:00Z", "{ev}");
     assert_eq!(ev["cert"], path_str(&me.cert), "{ev}");
@@ -506,7 +511,8 @@ fn id_reports_kind_subject_and_expiry() {
     assert!(
         r.stderr
             .contains("CA-issued by CN=Group CA, subject CN=alice")
-            && r.stderr.contains("until 2090-01-01T00:00:00Z"),
+            && r.stderr
+                .contains("until 2090-01-01T00:00:00Z, ecdsa-p256 key"),
         "{r}"
     );
 }

@@ -307,3 +307,79 @@ fn identity_flag_wins_over_qp2p_home() {
     r.assert_code(0);
     assert_eq!(String::from_utf8_lossy(&r.stdout).trim_end(), fp);
 }
+
+/// An identity directory made by a qp2p from before Ed25519 keys (an ECDSA P-256 key in
+/// PKCS #8 and its self-signed certificate) keeps its fingerprint, and talks to a new
+/// (Ed25519) identity both ways: as a listener pinned by its ticket, and as a sender on
+/// a listener's allow-list.
+#[test]
+fn old_p256_identity_directory_talks_to_new_identities() {
+    let t = TestDir::new();
+    let dir = t.path().join("old-id");
+    fs::create_dir_all(&dir).unwrap();
+    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(vec!["qp2p".to_string()]).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "qp2p peer");
+    let cert = params.self_signed(&key).unwrap();
+    let key_path = dir.join("key.pem");
+    fs::write(&key_path, key.serialize_pem()).unwrap();
+    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
+    let old = ["--identity", path_str(&dir)];
+
+    let r = t.run(&["--json", "--identity", path_str(&dir), "id"]);
+    r.assert_code(0);
+    let ev = r.one("id");
+    assert_eq!(ev["key"], "ecdsa-p256", "{ev}");
+    let fp = ev["fingerprint"].as_str().unwrap().to_string();
+    assert_eq!(t.id(&old), fp, "the fingerprint is stable");
+    assert_eq!(
+        fs::read_to_string(&key_path).unwrap(),
+        key.serialize_pem(),
+        "the old key is kept"
+    );
+    let new_fp = t.id(&["--ephemeral"]);
+    let new = t.run(&["--json", "--ephemeral", "id"]);
+    assert_eq!(new.one("id")["key"], "ed25519", "{new}");
+    assert_fingerprint(&new_fp);
+
+    // The old identity listens; a new one sends with its ticket.
+    let out = t.mkdir("work/old-listens");
+    let file = t.write("src/f.txt", b"to the old one");
+    let mut l = t.listen_args(&[
+        "--json",
+        "--identity",
+        path_str(&dir),
+        "listen",
+        "--bind",
+        "127.0.0.1:0",
+        "--out",
+        path_str(&out),
+    ]);
+    assert_eq!(l.fingerprint, fp);
+    let r = t.send(&[l.ticket.as_str(), path_str(&file)]);
+    r.assert_code(0);
+    assert_eq!(r.one("sent")["peer_fingerprint"], fp.as_str());
+    l.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"to the old one");
+
+    // A new identity listens and admits only the old one, which sends.
+    let out = t.mkdir("work/new-listens");
+    let file = t.write("src/g.txt", b"from the old one");
+    let mut l = t.listen(&out, &["--allow", fp.as_str()]);
+    let r = t.run(&[
+        "--json",
+        "--identity",
+        path_str(&dir),
+        "send",
+        l.ticket.as_str(),
+        path_str(&file),
+    ]);
+    r.assert_code(0);
+    let recv = l.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(recv["peer_fingerprint"], fp.as_str(), "{recv}");
+    assert_eq!(fs::read(out.join("g.txt")).unwrap(), b"from the old one");
+}
