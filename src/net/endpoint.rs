@@ -19,6 +19,7 @@
 //! | connection receive window | 16 MiB | two full streams in flight |
 //! | send window | 16 MiB | matches the peer's receive window |
 //! | largest UDP payload | 6000 B | path MTU discovery goes above 1500 where the path allows (loopback, jumbo LANs) |
+//! | path MTU discovery | dialing side only | the side that sends data probes; a listener sends acks and small answers, so its probes (and the peer's parsing of them) would be spent on every connection for nothing |
 //! | concurrent streams | 128 bi + 128 uni | one message per stream, many in flight (`listen --max-streams`) |
 //!
 //! What could go wrong, and how it is prevented:
@@ -283,7 +284,15 @@ impl Endpoint {
                 let quic = QuicServerConfig::try_from(tls)
                     .map_err(|e| EndpointError::Option(e.to_string()))?;
                 let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
-                config.transport_config(transport.clone());
+                let mut accepted = options.transport_config()?;
+                // Path MTU discovery is for the side that sends data: the dialing one
+                // (a sender). Each probe is a padded packet that the peer parses byte by
+                // byte, and the first goes out as soon as a connection is up: a listener's
+                // probes would cost every connection and serve only acks and small bench
+                // answers. The listener still accepts the sender's large packets (the
+                // endpoint's largest UDP payload).
+                accepted.mtu_discovery_config(None);
+                config.transport_config(Arc::new(accepted));
                 Some(config)
             }
             None => None,
@@ -481,6 +490,40 @@ mod tests {
         assert!(unknown.contains("self-signed"), "{unknown}");
         assert!(refused_us(46).contains("allow our fingerprint"));
         assert!(refused_us(43).contains("key usage"));
+    }
+
+    /// The dialing side discovers the path MTU (loopback allows the largest payload); the
+    /// accepting side sends no probes.
+    #[tokio::test]
+    async fn only_the_dialing_side_probes_the_path_mtu() {
+        let identity = || Arc::new(Identity::ephemeral().unwrap());
+        let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+        let options = TransportOptions::default();
+        let server = Endpoint::bind(
+            loopback,
+            identity(),
+            options.clone(),
+            Some(TrustRules::any()),
+        )
+        .unwrap();
+        let client = Endpoint::bind(loopback, identity(), options, None).unwrap();
+        let addr = server.local_addr().unwrap();
+        let (dialed, accepted) = tokio::join!(client.connect(addr, TrustRules::any()), async {
+            server.quinn().accept().await.unwrap().await.unwrap()
+        });
+        let dialed = dialed.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while dialed.stats().path.current_mtu < MAX_UDP_PAYLOAD {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the dialing side did not find the path MTU: {:?}",
+                dialed.stats().path
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(dialed.stats().path.sent_plpmtud_probes > 0);
+        assert_eq!(accepted.stats().path.sent_plpmtud_probes, 0);
+        assert_eq!(accepted.stats().path.current_mtu, 1200);
     }
 
     #[test]
