@@ -360,8 +360,7 @@ impl Endpoint {
         addr: SocketAddr,
         rules: TrustRules,
     ) -> Result<quinn::Connection, ConnectError> {
-        let (tls, verifier) = tls::client_config(&self.identity, rules)
-            .map_err(|e| ConnectError::Invalid(e.to_string()))?;
+        let (tls, verifier) = tls::client_config(&self.identity, rules);
         let quic =
             QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Invalid(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));

@@ -362,6 +362,8 @@ pub struct Identity {
     /// configuration (loading a key computes its public key: an elliptic-curve
     /// multiplication per dial otherwise).
     certified: Arc<SingleCertAndKey>,
+    /// The client configuration every dial starts from (see [`client_config`]).
+    client: rustls::ClientConfig,
     /// The fingerprint peers see.
     pub fingerprint: Fingerprint,
     /// Where the identity is stored; `None` for an ephemeral one or `--cert/--key`.
@@ -520,10 +522,12 @@ impl Identity {
             certs.clone(),
             signer,
         )));
+        let client = client_template(certified.clone())?;
         Ok(Self {
             certs,
             key,
             certified,
+            client,
             fingerprint,
             dir,
             cert_file: files.map(|(cert, _)| cert.to_path_buf()),
@@ -1254,23 +1258,39 @@ pub fn server_config(
 /// The rustls client configuration: our identity as client certificate, the server
 /// checked against `rules`, TLS 1.3 only, no resumption. The verifier is returned too:
 /// after a refusal it tells which fingerprint the peer showed. Made per dial (the
-/// verifier remembers what this one peer showed), from parts made once: the provider
-/// and the identity's loaded key.
+/// verifier remembers what this one peer showed) by setting that verifier in a copy of
+/// the identity's template, which holds the parts made once: the provider, the loaded
+/// key, the protocol settings.
 pub fn client_config(
     identity: &Identity,
     rules: TrustRules,
-) -> Result<(rustls::ClientConfig, Arc<PeerVerifier>), TlsError> {
+) -> (rustls::ClientConfig, Arc<PeerVerifier>) {
+    let verifier = Arc::new(PeerVerifier::new(rules, &provider()));
+    let mut config = identity.client.clone();
+    config
+        .dangerous()
+        .set_certificate_verifier(verifier.clone());
+    (config, verifier)
+}
+
+/// What [`client_config`] starts from: everything but the verifier, made once per
+/// identity (the builder checks the provider and makes a session cache each time). Its
+/// own verifier admits no peer at all, in case a dial ever forgot to set one.
+fn client_template(certified: Arc<SingleCertAndKey>) -> Result<rustls::ClientConfig, TlsError> {
     let provider = provider();
-    let verifier = Arc::new(PeerVerifier::new(rules, &provider));
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+    let nobody = TrustRules {
+        pinned: Some(BTreeSet::new()),
+        ca: None,
+    };
+    let mut config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?
         .dangerous()
-        .with_custom_certificate_verifier(verifier.clone())
-        .with_client_cert_resolver(identity.certified.clone());
+        .with_custom_certificate_verifier(Arc::new(PeerVerifier::new(nobody, &provider)))
+        .with_client_cert_resolver(certified);
     config.alpn_protocols = vec![ALPN.to_vec()];
     config.resumption = rustls::client::Resumption::disabled();
     config.enable_early_data = false;
-    Ok((config, verifier))
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -1768,7 +1788,7 @@ mod tests {
 
     /// `a` dials `b`, each pinning the other's fingerprint.
     fn pinned_handshake(a: &Identity, b: &Identity) -> Result<(), (Side, rustls::Error)> {
-        let (client, _) = client_config(a, TrustRules::pinned_to(b.fingerprint)).unwrap();
+        let (client, _) = client_config(a, TrustRules::pinned_to(b.fingerprint));
         let server = server_config(b, TrustRules::pinned_to(a.fingerprint)).unwrap();
         handshake(client, server)
     }
@@ -1856,8 +1876,7 @@ mod tests {
         let bad_signature = rustls::Error::InvalidCertificate(CertificateError::BadSignature);
 
         // The thief dials a listener that admits the owner only.
-        let (mut client, _) =
-            client_config(&thief, TrustRules::pinned_to(honest.fingerprint)).unwrap();
+        let (mut client, _) = client_config(&thief, TrustRules::pinned_to(honest.fingerprint));
         client.client_auth_cert_resolver = stolen.clone();
         let server = server_config(&honest, TrustRules::pinned_to(owner.fingerprint)).unwrap();
         assert_eq!(
@@ -1866,13 +1885,28 @@ mod tests {
         );
 
         // The thief listens, and a sender dials it with the owner's ticket.
-        let (client, _) = client_config(&honest, TrustRules::pinned_to(owner.fingerprint)).unwrap();
+        let (client, _) = client_config(&honest, TrustRules::pinned_to(owner.fingerprint));
         let mut server = server_config(&thief, TrustRules::any()).unwrap();
         server.cert_resolver = stolen;
         assert_eq!(
             handshake(client, server),
             Err((Side::Server, bad_signature))
         );
+    }
+
+    /// The template each dial copies admits no listener until the dial sets its rules.
+    #[test]
+    fn the_client_template_admits_nobody() {
+        let us = Identity::ephemeral().unwrap();
+        let them = Identity::ephemeral().unwrap();
+        let server = server_config(&them, TrustRules::any()).unwrap();
+        assert!(matches!(
+            handshake(us.client.clone(), server),
+            Err((Side::Server, rustls::Error::InvalidCertificate(_)))
+        ));
+        let (dial, _) = client_config(&us, TrustRules::any());
+        let server = server_config(&them, TrustRules::any()).unwrap();
+        assert_eq!(handshake(dial, server), Ok(()));
     }
 
     #[test]
