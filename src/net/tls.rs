@@ -29,7 +29,10 @@
 //! as rustls' client *and* server certificate verifier, so there is one code path for
 //! every rule:
 //! - *pinned*: the peer's fingerprint must be one of a set (a ticket or `--expect` on
-//!   the sender; `--allow`/`--allow-file` on the listener);
+//!   the sender; `--allow`/`--allow-file` on the listener). Nothing in the certificate
+//!   is verified for it, not even a self-signature: the handshake signature (always
+//!   checked) already proves the peer holds the pinned key, and a self-signature would
+//!   prove nothing more;
 //! - *CA* ([`CaTrust`], `--ca`): the peer's certificate must chain to one of the given CA
 //!   certificates: every signature on the chain, every certificate's validity period,
 //!   the key usage (digitalSignature, when the certificate restricts key usage at all:
