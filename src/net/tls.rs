@@ -188,6 +188,20 @@ pub enum TlsError {
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
 
+/// Why a certificate cannot be used, in words a user can act on: webpki reads only
+/// X.509 v3, and `openssl x509 -req` without extensions makes a v1 certificate, which
+/// it calls only "bad encoding".
+fn unreadable(cert: &CertificateDer<'_>, e: impl std::fmt::Display) -> String {
+    match x509_parser::parse_x509_certificate(cert.as_ref()) {
+        Ok((_, parsed)) if parsed.version() != x509_parser::x509::X509Version::V3 => format!(
+            "unreadable certificate: it is X.509 v{}, only v3 is accepted; have it signed \
+             with extensions (openssl x509 -req ... -copy_extensions copy, or -extfile)",
+            parsed.version().0 + 1
+        ),
+        _ => format!("unreadable certificate: {e}"),
+    }
+}
+
 impl Fingerprint {
     /// The fingerprint of the public key in a DER certificate.
     pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, rustls::Error> {
@@ -505,7 +519,7 @@ impl Identity {
             .load_private_key(key.clone_key())
             .map_err(|e| bad(files.map(|f| f.1), format!("unusable key: {e}")))?;
         let fingerprint = Fingerprint::of_certificate(leaf)
-            .map_err(|e| bad(files.map(|f| f.0), format!("unreadable certificate: {e}")))?;
+            .map_err(|e| bad(files.map(|f| f.0), unreadable(leaf, e)))?;
         if let Some(public) = signer.public_key() {
             if Fingerprint(Sha256::digest(public.as_ref()).into()) != fingerprint {
                 let (cert, key) = files.unwrap_or((Path::new("(generated)"), Path::new("")));
@@ -765,7 +779,7 @@ impl CaTrust {
         algorithms: &WebPkiSupportedAlgorithms,
     ) -> Result<(), CaRefusal> {
         let cert = webpki::EndEntityCert::try_from(end_entity)
-            .map_err(|e| CaRefusal::Other(format!("unreadable certificate: {e}")))?;
+            .map_err(|e| CaRefusal::Other(unreadable(end_entity, e)))?;
         let usage = match side {
             Side::Server => webpki::KeyUsage::server_auth(),
             Side::Client => webpki::KeyUsage::client_auth(),

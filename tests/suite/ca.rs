@@ -627,3 +627,26 @@ fn bench_peer_ca_refuses_a_stranger() {
     let r = t.run(&["--json", "--ephemeral", "bench", "--ca", ca.arg()]);
     r.assert_json_error(2);
 }
+
+/// A certificate signed without extensions (`openssl x509 -req` makes X.509 v1) is
+/// refused with a message that says so and what to do, not just "bad encoding".
+#[test]
+fn an_x509_v1_certificate_is_refused_with_the_reason() {
+    let t = TestDir::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let r = t.run(&[
+        "--cert",
+        path_str(&data.join("x509-v1-cert.pem")),
+        "--key",
+        path_str(&data.join("x509-v1-key.pem")),
+        "id",
+    ]);
+    assert_ne!(r.code, Some(0));
+    r.assert_no_panic();
+    let err = &r.stderr;
+    assert!(
+        err.contains("X.509 v1, only v3 is accepted") && err.contains("-copy_extensions"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "one line: {err}");
+}
