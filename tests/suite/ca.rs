@@ -633,14 +633,18 @@ fn bench_peer_ca_refuses_a_stranger() {
 #[test]
 fn an_x509_v1_certificate_is_refused_with_the_reason() {
     let t = TestDir::new();
+    // Copied, because git does not keep the key file's 0600 (and qp2p insists on it).
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let r = t.run(&[
-        "--cert",
-        path_str(&data.join("x509-v1-cert.pem")),
-        "--key",
-        path_str(&data.join("x509-v1-key.pem")),
-        "id",
-    ]);
+    let cert = t.write(
+        "v1/cert.pem",
+        &fs::read(data.join("x509-v1-cert.pem")).unwrap(),
+    );
+    let key = t.write(
+        "v1/key.pem",
+        &fs::read(data.join("x509-v1-key.pem")).unwrap(),
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    let r = t.run(&["--cert", path_str(&cert), "--key", path_str(&key), "id"]);
     assert_ne!(r.code, Some(0));
     r.assert_no_panic();
     let err = &r.stderr;
