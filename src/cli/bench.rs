@@ -107,9 +107,9 @@ impl Peer {
             if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED {
                 return Err(coded(
                     Exit::Connect,
-                    "the listener refused a connection: it admits 16 at once from one \
-                     address by default; lower --parallel or start it with a higher \
-                     --max-connections-per-ip",
+                    "the listener refused a connection: it is at its limit of \
+                     connections from one address (--max-connections-per-ip, 16 unless \
+                     it was started with another); lower --parallel or raise that limit",
                 ));
             }
         }

@@ -13,7 +13,7 @@
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
-//! | [`bench`] | the benchmark stream kinds (discard, round trip) and the raw baseline |
+//! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
 //! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce |

@@ -67,3 +67,31 @@ fn bench_against_a_listener_writes_nothing_and_is_admitted() {
         list_all(&out)
     );
 }
+
+/// More new connections at once than the listener admits from one address: the bench
+/// fails with a message that names the limit and both ways out.
+#[test]
+fn bench_past_the_listeners_per_address_limit_says_which_limit() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let l = t.listen(&out, &["--max-connections-per-ip", "2"]);
+    let r = t.run(&[
+        "--ephemeral",
+        "bench",
+        "--peer",
+        l.ticket.as_str(),
+        "--scenario",
+        "handshakes",
+        "--parallel",
+        "8",
+        "--count",
+        "32",
+    ]);
+    r.assert_no_panic();
+    assert_ne!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("--max-connections-per-ip") && r.stderr.contains("lower --parallel"),
+        "{}",
+        r.stderr
+    );
+}
