@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::Value;
+use tokio_util::sync::CancellationToken;
 
 /// Writes one line to stderr, ignoring failure: `eprintln!` panics when stderr is a
 /// pipe whose reader has gone (`qp2p listen 2>&1 | head -1`), and a report that cannot
@@ -25,6 +26,8 @@ pub struct Output {
     json: bool,
     quiet: bool,
     bars: bool,
+    /// Cancelled when a JSON event met a closed stdout (`qp2p --json listen | head -1`).
+    stdout_gone: CancellationToken,
 }
 
 impl Output {
@@ -34,7 +37,15 @@ impl Output {
             json,
             quiet,
             bars: !quiet && std::io::stderr().is_terminal(),
+            stdout_gone: CancellationToken::new(),
         }
+    }
+
+    /// Resolves once a JSON event could not be written because stdout's reader has
+    /// gone: whoever read the events is not listening any more, so a long-running
+    /// command should stop as `yes | head` does.
+    pub async fn stdout_gone(&self) {
+        self.stdout_gone.cancelled().await
     }
 
     /// Whether events are JSON.
@@ -47,8 +58,13 @@ impl Output {
     pub fn event(&self, event: Value, human: impl FnOnce() -> String) {
         if self.json {
             let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{event}");
-            let _ = out.flush();
+            let written = writeln!(out, "{event}").and_then(|()| out.flush());
+            if let Err(e) = written {
+                if e.kind() == std::io::ErrorKind::BrokenPipe && !self.stdout_gone.is_cancelled() {
+                    line_to_stderr("warning: stdout was closed by its reader; stopping");
+                    self.stdout_gone.cancel();
+                }
+            }
         } else if !self.quiet {
             line_to_stderr(&human());
         }

@@ -391,6 +391,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             incoming = endpoint.quinn().accept() => incoming,
             _ = ctx.shutdown.cancelled() => break,
             _ = state.done.cancelled() => break,
+            _ = ctx.out.stdout_gone() => {
+                // `--json` events had a reader that has gone (`| head -1`): stop
+                // taking new senders, like `--stdout` does when its reader goes.
+                state.done.cancel();
+                break;
+            }
         };
         let Some(incoming) = incoming else { break };
         let remote = canonical(incoming.remote_address());
