@@ -20,8 +20,8 @@ use qp2p::net::transfer::{send_message, Mode, Source};
 use qp2p::net::{ConnectError, Endpoint, Identity, TransportOptions, TrustRules};
 
 use crate::util::{
-    list_all, list_files, path_str, random_bytes, sha256, Listener, TestDir, EVENT_TIMEOUT, MIB,
-    RUN_TIMEOUT,
+    list_all, list_files, path_str, random_bytes, reset_code, sha256, Listener, TestDir,
+    EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -87,21 +87,6 @@ fn free_bytes(path: &Path) -> u64 {
     // SAFETY: statvfs returned 0.
     let st = unsafe { st.assume_init() };
     st.f_bavail * st.f_frsize
-}
-
-/// Opens a bidirectional stream, writes `bytes` and FIN, and returns the code the
-/// listener stopped or reset the stream with.
-async fn reset_code(conn: &quinn::Connection, bytes: &[u8]) -> u64 {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let written = send.write_all(bytes).await;
-    let _ = send.finish();
-    if let Err(quinn::WriteError::Stopped(code)) = written {
-        return code.into_inner();
-    }
-    match tokio::time::timeout(Duration::from_secs(15), recv.read_to_end(1024)).await {
-        Ok(Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))) => code.into_inner(),
-        other => panic!("expected a stream reset, got {other:?}"),
-    }
 }
 
 fn header(name: &str, length: Option<u64>) -> Header {

@@ -10,7 +10,7 @@ use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::net::probe::{self, Nonce, ProbeError, Request, Status};
 use qp2p::net::{Endpoint, Identity, Target, TransportOptions, TrustRules};
 
-use crate::util::{Listener, TestDir};
+use crate::util::{reset_code, Listener, TestDir};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
@@ -37,20 +37,6 @@ async fn next_nonce(endpoint: &Endpoint) -> (Nonce, SocketAddr) {
     let incoming = endpoint.quinn().accept().await.expect("incoming");
     let conn = incoming.await.expect("handshake");
     probe::receive_nonce(&conn, LIMIT).await.expect("nonce")
-}
-
-/// Opens a stream, writes `bytes` and FIN, and returns the reset code.
-async fn reset_code(conn: &quinn::Connection, bytes: &[u8]) -> u64 {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let written = send.write_all(bytes).await;
-    let _ = send.finish();
-    if let Err(quinn::WriteError::Stopped(code)) = written {
-        return code.into_inner();
-    }
-    match tokio::time::timeout(Duration::from_secs(15), recv.read_to_end(1024)).await {
-        Ok(Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))) => code.into_inner(),
-        other => panic!("expected a stream reset, got {other:?}"),
-    }
 }
 
 fn probe_stream(length: Option<u64>, body: &[u8]) -> Vec<u8> {

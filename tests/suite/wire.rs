@@ -8,7 +8,7 @@ use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LE
 use qp2p::net::transfer::{hex, send_message, Mode, SendError, Source};
 use qp2p::net::{Endpoint, Fingerprint, Identity, TransportOptions};
 
-use crate::util::{list_all, random_bytes, sha256, TestDir, EVENT_TIMEOUT};
+use crate::util::{list_all, random_bytes, reset_code, sha256, TestDir, EVENT_TIMEOUT};
 
 /// A client endpoint with a fresh identity, connected to the listener (pinned).
 async fn connect(ticket: &str) -> (Endpoint, quinn::Connection) {
@@ -19,22 +19,6 @@ async fn connect(ticket: &str) -> (Endpoint, quinn::Connection) {
     let rules = qp2p::net::TrustRules::pinned_to(target.expect.unwrap());
     let conn = endpoint.connect(addr, rules).await.unwrap();
     (endpoint, conn)
-}
-
-/// Opens a bidirectional stream, writes `bytes` and FIN, and returns the code the
-/// listener reset or stopped the stream with.
-async fn reset_code(conn: &quinn::Connection, bytes: &[u8]) -> u64 {
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    // The listener may stop the stream before we are done writing: that is the answer.
-    let written = send.write_all(bytes).await;
-    let _ = send.finish();
-    if let Err(quinn::WriteError::Stopped(code)) = written {
-        return code.into_inner();
-    }
-    match tokio::time::timeout(Duration::from_secs(15), recv.read_to_end(1024)).await {
-        Ok(Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))) => code.into_inner(),
-        other => panic!("expected a stream reset, got {other:?}"),
-    }
 }
 
 fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {

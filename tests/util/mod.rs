@@ -797,3 +797,19 @@ pub fn assert_report(ev: &Value, name: &str, bytes: usize, sha: &str, stream: &s
     );
     assert_fingerprint(ev["peer_fingerprint"].as_str().unwrap_or(""));
 }
+
+/// Opens a bidirectional stream, writes `bytes` and FIN, and returns the code the
+/// listener stopped or reset the stream with.
+pub async fn reset_code(conn: &quinn::Connection, bytes: &[u8]) -> u64 {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    // The listener may stop the stream before we are done writing: that is the answer.
+    let written = send.write_all(bytes).await;
+    let _ = send.finish();
+    if let Err(quinn::WriteError::Stopped(code)) = written {
+        return code.into_inner();
+    }
+    match tokio::time::timeout(Duration::from_secs(15), recv.read_to_end(1024)).await {
+        Ok(Err(quinn::ReadToEndError::Read(quinn::ReadError::Reset(code)))) => code.into_inner(),
+        other => panic!("expected a stream reset, got {other:?}"),
+    }
+}
