@@ -18,7 +18,7 @@
 //! | stream receive window | 8 MiB | a full window at 1 Gbit/s × 64 ms without stalls |
 //! | connection receive window | 16 MiB | two full streams in flight |
 //! | send window | 16 MiB | matches the peer's receive window |
-//! | largest UDP payload | 6000 B | path MTU discovery goes above 1500 where the path allows (loopback, jumbo LANs) |
+//! | largest UDP payload | 65,000 B | path MTU discovery goes above 1500 where the path allows (loopback: 64 KiB, jumbo LANs: 9000); see `socket` |
 //! | path MTU discovery | dialing side only | the side that sends data probes; a listener sends acks and small answers, so its probes (and the peer's parsing of them) would be spent on every connection for nothing |
 //! | concurrent streams | 128 bi + 128 uni | one message per stream, many in flight (`listen --max-streams`) |
 //!
@@ -41,14 +41,13 @@ use std::time::Duration;
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use quinn::{ConnectionError, TransportConfig, VarInt};
 
+use super::socket::{Socket, MAX_UDP_PAYLOAD};
 use super::tls::{self, Fingerprint, Identity, TlsError, TrustRules};
 
 /// Socket buffer size asked of the kernel (it may grant less: `net.core.rmem_max`).
 const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
-/// Largest UDP payload probed for and accepted (see `transport_config`).
-const MAX_UDP_PAYLOAD: u16 = 6000;
 const SEND_WINDOW: u64 = 16 * 1024 * 1024;
 /// Default for [`TransportOptions::max_streams`].
 pub const MAX_STREAMS: u32 = 128;
@@ -110,11 +109,10 @@ impl TransportOptions {
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(self.max_streams));
         // Let path MTU discovery go above Ethernet's 1500 where the path allows it
-        // (loopback, jumbo-frame LANs): a 1 GiB loopback transfer took 2.3 s instead of
-        // 2.9 s with 6000-byte packets. Not higher: quinn sends up to 10 packets per GSO
-        // batch and the kernel refuses batches over 64 KiB, which quinn mistakes for a
-        // black hole (measured: 8000 falls back to 1200). Where the path has 1500, the
-        // lost probes cost nothing but the probes.
+        // (loopback, jumbo-frame LANs): fewer, larger packets are less work at both
+        // ends. `socket` keeps quinn's batches of large packets within what the kernel
+        // takes. Where the path has 1500, the larger probes are lost and the search goes
+        // on below them.
         let mut mtud = quinn::MtuDiscoveryConfig::default();
         mtud.upper_bound(MAX_UDP_PAYLOAD);
         t.mtu_discovery_config(Some(mtud));
@@ -297,8 +295,10 @@ impl Endpoint {
             }
             None => None,
         };
-        let socket = bind_socket(addr)?;
-        let inner = quinn::Endpoint::new(
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket = quinn::Runtime::wrap_udp_socket(&*runtime, bind_socket(addr)?)
+            .map_err(|source| EndpointError::Bind { addr, source })?;
+        let inner = quinn::Endpoint::new_with_abstract_socket(
             {
                 let mut config = quinn::EndpointConfig::default();
                 // Accept the datagram size we probe for (the transport parameter).
@@ -306,8 +306,8 @@ impl Endpoint {
                 config
             },
             server_config,
-            socket,
-            Arc::new(quinn::TokioRuntime),
+            Arc::new(Socket::new(socket)),
+            runtime,
         )
         .map_err(|source| EndpointError::Bind { addr, source })?;
         Ok(Self {

@@ -322,7 +322,12 @@ fn faults_duplication_and_reordering_give_one_correct_file() {
     stored_once(&out, "shuffled.bin", &sha);
 
     let up = relay.counters(Dir::ToServer);
-    assert!(up.duplicated > 100 && up.held_back > 100, "{up:?}");
+    // Loopback lets packets grow to 64 KiB, so 16 MiB is a few hundred datagrams; each
+    // kind of fault must still have hit a good share of them (expected: 20 % and 10 %).
+    assert!(
+        up.seen >= 200 && up.duplicated * 10 >= up.seen && up.held_back * 20 >= up.seen,
+        "too few datagrams duplicated or held back: {up:?}"
+    );
     eprintln!(
         "16 MiB, 20 % duplicated, 10 % held back 20 ms: {:.1} s; to server {up:?}",
         r.elapsed.as_secs_f64()
