@@ -756,7 +756,9 @@ async fn receive(
     };
     let stored = match (&state.sink, rel) {
         (Sink::Dir(store), Some(rel)) => {
-            let pending = store.begin(&rel).map_err(RecvError::Storage)?;
+            let pending = store
+                .begin(&rel, header.length)
+                .map_err(RecvError::Storage)?;
             let got =
                 receive_payload(recv, header, first, pending, state.limits, &progress).await?;
             let path = tokio::task::spawn_blocking(move || got.sink.commit())

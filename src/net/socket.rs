@@ -38,7 +38,7 @@ pub const MAX_UDP_PAYLOAD: u16 = 65_000;
 /// cut into datagrams, and an IP packet's length has 16 bits.
 const MAX_BATCH_BYTES: usize = 65_535 - 48;
 
-/// A quinn socket whose batches always fit [`MAX_BATCH_BYTES`].
+/// A quinn socket whose batches always fit in one send of 64 KiB.
 pub struct Socket {
     inner: Arc<dyn AsyncUdpSocket>,
     /// Packets per batch offered to quinn: what fits at the packet size last seen.

@@ -20,8 +20,8 @@ use qp2p::net::transfer::{send_message, Mode, Source};
 use qp2p::net::{ConnectError, Endpoint, Identity, TransportOptions, TrustRules};
 
 use crate::util::{
-    list_all, list_files, path_str, random_bytes, reset_code, sha256, Listener, TestDir,
-    EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
+    list_all, list_files, path_str, random_bytes, reset_code, sha256, sha256_file, Listener,
+    TestDir, EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -466,6 +466,63 @@ fn full_disk_fails_the_transfer_cleanly() {
         .assert_code(0);
     l.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(list_files(&out), vec![PathBuf::from("small.txt")]);
+    l.assert_running();
+}
+
+/// Two large files at once on a disk with room for one: each is declared and passes
+/// the free-space check, then the disk fills while they are written directly past the
+/// page cache. What fails, fails with "not enough space" (exit 5) and leaves nothing;
+/// what lands is whole; the space of the failed one is free again. Needs root.
+#[test]
+fn full_disk_mid_way_through_large_files_fails_cleanly() {
+    if !is_root() {
+        eprintln!("skipped: not root (mounting a tmpfs needs root)");
+        return;
+    }
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (a, sha_a) = t.random_file("src/a.bin", 20 * MIB);
+    let (b, sha_b) = t.random_file("src/b.bin", 20 * MIB);
+    let _tmpfs = match Tmpfs::mount(&out, "30m") {
+        Ok(m) => m,
+        Err(e) => {
+            eprintln!("skipped: cannot mount a tmpfs: {e}");
+            return;
+        }
+    };
+    let empty = free_bytes(&out);
+    let mut l = t.listen(&out, &[]);
+
+    let senders =
+        [&a, &b].map(|file| t.spawn_send(&[l.ticket.as_str(), path_str(file)], Stdio::null()));
+    let outcomes = senders.map(|s| s.finish(RUN_TIMEOUT));
+    let mut landed = 0;
+    for (r, (name, sha)) in outcomes.iter().zip([("a.bin", &sha_a), ("b.bin", &sha_b)]) {
+        if r.code == Some(0) {
+            landed += 1;
+            assert_eq!(
+                sha256_file(&out.join(name)),
+                *sha,
+                "{name} landed but differs"
+            );
+            continue;
+        }
+        r.assert_json_error(5);
+        let message = r.events.last().unwrap()["message"].as_str().unwrap_or("");
+        assert!(message.contains("not enough space"), "{r}");
+        assert!(!out.join(name).exists(), "{name} failed but is visible");
+        // Mid-way this is "No space left on device"; had the other file landed first,
+        // the free-space check before the payload would have refused this one.
+        let failed = l.wait_for("transfer_failed", EVENT_TIMEOUT);
+        eprintln!("{}", failed["error"]);
+    }
+    assert!(landed < 2, "both fitted: the disk was not too small");
+    assert_eq!(list_all(&out).len(), landed, "{:?}", list_all(&out));
+    assert!(
+        free_bytes(&out) >= empty - landed as u64 * 20 * MIB as u64 - 256 * 1024,
+        "the failed file's space was not given back: {} of {empty} free",
+        free_bytes(&out)
+    );
     l.assert_running();
 }
 
