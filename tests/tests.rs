@@ -20,6 +20,8 @@ mod faults;
 mod generated;
 #[path = "suite/hardening.rs"]
 mod hardening;
+#[path = "suite/mtu.rs"]
+mod mtu;
 #[path = "suite/probe.rs"]
 mod probe;
 #[path = "suite/race.rs"]

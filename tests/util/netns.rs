@@ -124,7 +124,7 @@ fn require_root_and_tools() {
     let euid = unsafe { libc::geteuid() };
     assert_eq!(
         euid, 0,
-        "the UPnP tests need root (network namespaces); run `cargo test -- --ignored upnp` as root"
+        "the UPnP tests need root (network namespaces); run `cargo test -- --ignored upnp netns_` as root"
     );
     for tool in [
         "/usr/sbin/miniupnpd",
@@ -370,6 +370,22 @@ impl Bed {
         }
         // A rebooted router remembers nothing.
         let _ = fs::remove_file(self.path("upnp.leases"));
+    }
+
+    /// Sets the MTU of every veth end: `lan` for lan0 and rlan0, `wan` for rwan0 and
+    /// wan0.
+    pub fn set_mtu(&self, lan: u32, wan: u32) {
+        for (ns, dev, mtu) in [
+            (&self.lan, "lan0", lan),
+            (&self.router, "rlan0", lan),
+            (&self.router, "rwan0", wan),
+            (&self.wan, "wan0", wan),
+        ] {
+            sh(
+                "ip",
+                &["-n", ns, "link", "set", "dev", dev, "mtu", &mtu.to_string()],
+            );
+        }
     }
 
     /// `ip netns exec NS qp2p` with the clean environment of [`TestDir::cmd`].
