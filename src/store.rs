@@ -2,7 +2,8 @@
 //!
 //! A name from the wire is a proposal. [`sanitize`] reduces it to a relative path whose
 //! every component is a plain file name: no separators, no `.` or `..`, no control
-//! characters, at most [`MAX_COMPONENT`] bytes. A name with nothing left is refused.
+//! characters or bidirectional controls, at most [`MAX_COMPONENT`] bytes. A name with
+//! nothing left is refused.
 //!
 //! [`Store::begin`] creates the parent directories inside the root, refusing to follow a
 //! symlink or to pass through anything that is not a directory, then opens the payload
@@ -67,7 +68,13 @@ pub fn sanitize(name: &str) -> Option<PathBuf> {
         }
         let cleaned: String = part
             .chars()
-            .map(|c| if c.is_control() { '_' } else { c })
+            .map(|c| {
+                if c.is_control() || is_bidi_control(c) {
+                    '_'
+                } else {
+                    c
+                }
+            })
             .collect();
         let cleaned = truncate_component(&cleaned);
         // A component made only of dots is `.` or `..` in disguise after truncation.
@@ -83,6 +90,17 @@ pub fn sanitize(name: &str) -> Option<PathBuf> {
     // Paranoia: what we built must be nothing but normal components.
     let safe = out.components().all(|c| matches!(c, Component::Normal(_)));
     (safe && depth > 0).then_some(out)
+}
+
+/// The invisible characters that reorder the text around them (Unicode's bidirectional
+/// marks, embeddings, overrides and isolates): a name with U+202E shows
+/// `invoice\u{202E}fdp.exe` as `invoiceexe.pdf`, so a listing would lie about what
+/// landed.
+fn is_bidi_control(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}' | '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}'
+    )
 }
 
 /// Cuts a component to [`MAX_COMPONENT`] bytes at a character boundary, keeping a
@@ -776,6 +794,13 @@ mod tests {
         assert_eq!(s("a/../../b").as_deref(), Some("a/b"));
         assert_eq!(s("..\\..\\win.ini").as_deref(), Some("win.ini"));
         assert_eq!(s("a\u{1}b\nc").as_deref(), Some("a_b_c"));
+        assert_eq!(
+            s("invoice\u{202E}fdp.exe").as_deref(),
+            Some("invoice_fdp.exe"),
+            "a right-to-left override would show this as invoiceexe.pdf"
+        );
+        assert_eq!(s("a\u{2066}b\u{2069}\u{200F}c").as_deref(), Some("a_b__c"));
+        assert_eq!(s("naïve résumé.txt").as_deref(), Some("naïve résumé.txt"));
         assert_eq!(s(".."), None);
         assert_eq!(s(""), None);
         assert_eq!(s("/./../"), None);

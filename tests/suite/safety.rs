@@ -170,6 +170,14 @@ fn name_with_control_char_is_cleaned() {
     }
 }
 
+/// A right-to-left override would make a listing show `invoiceexe.pdf`.
+#[test]
+fn name_with_bidi_override_is_cleaned() {
+    if let Some(rel) = hostile_name("invoice\u{202E}fdp.exe", Expect::StoredOrRefused) {
+        assert_eq!(rel, Path::new("invoice_fdp.exe"));
+    }
+}
+
 #[test]
 fn name_of_300_bytes_is_shortened_keeping_extension() {
     let name = format!("{}.txt", "n".repeat(296));
