@@ -399,6 +399,17 @@ impl Tmpfs {
             Err(format!("mount exited with {status}"))
         }
     }
+
+    /// Mounts one, or says why the test is skipped: not root, or no tmpfs here.
+    fn mount_or_skip(path: &Path, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            eprintln!("skipped: not root (mounting a tmpfs needs root)");
+            return None;
+        }
+        Tmpfs::mount(path, size)
+            .map_err(|e| eprintln!("skipped: cannot mount a tmpfs: {e}"))
+            .ok()
+    }
 }
 
 impl Drop for Tmpfs {
@@ -413,20 +424,12 @@ impl Drop for Tmpfs {
 /// listener goes on to store a small file. Needs root (to mount); skipped otherwise.
 #[test]
 fn full_disk_fails_the_transfer_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: not root (mounting a tmpfs needs root)");
-        return;
-    }
     let t = TestDir::new();
     let out = t.mkdir("out");
     let (big, _) = t.random_file("src/big.bin", 16 * MIB);
     let small = t.write("src/small.txt", b"still room for this");
-    let _tmpfs = match Tmpfs::mount(&out, "8m") {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("skipped: cannot mount a tmpfs: {e}");
-            return;
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&out, "8m") else {
+        return;
     };
     let empty = free_bytes(&out);
     let mut l = t.listen(&out, &[]);
@@ -475,20 +478,12 @@ fn full_disk_fails_the_transfer_cleanly() {
 /// what lands is whole; the space of the failed one is free again. Needs root.
 #[test]
 fn full_disk_mid_way_through_large_files_fails_cleanly() {
-    if !is_root() {
-        eprintln!("skipped: not root (mounting a tmpfs needs root)");
-        return;
-    }
     let t = TestDir::new();
     let out = t.mkdir("out");
     let (a, sha_a) = t.random_file("src/a.bin", 20 * MIB);
     let (b, sha_b) = t.random_file("src/b.bin", 20 * MIB);
-    let _tmpfs = match Tmpfs::mount(&out, "30m") {
-        Ok(m) => m,
-        Err(e) => {
-            eprintln!("skipped: cannot mount a tmpfs: {e}");
-            return;
-        }
+    let Some(_tmpfs) = Tmpfs::mount_or_skip(&out, "30m") else {
+        return;
     };
     let empty = free_bytes(&out);
     let mut l = t.listen(&out, &[]);

@@ -10,26 +10,13 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::util::netns::{Bed, BedConfig, WAN_IP};
+use crate::util::netns::{Bed, BedConfig};
 use crate::util::TestDir;
 
 /// The packet size (UDP payload) a 16 MiB bench upload from lan to wan settled on.
 fn settled_mtu(bed: &Bed) -> u64 {
     let dir = TestDir::new();
-    let out = dir.mkdir("wan-out");
-    let mut listener = bed.listen(
-        &bed.wan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{WAN_IP}:0"),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let mut listener = bed.listen_in_wan(&dir);
     let bench = bed.run(
         &bed.lan,
         &dir,

@@ -16,20 +16,7 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A `qp2p listen` in wan that answers probes (and stores what it is sent).
 fn prober(bed: &Bed, dir: &TestDir) -> Listener {
-    let out = dir.mkdir("wan-out");
-    bed.listen(
-        &bed.wan,
-        dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{WAN_IP}:0"),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    )
+    bed.listen_in_wan(dir)
 }
 
 /// `qp2p --json --ephemeral upnp-check ARGS` in lan, to completion.

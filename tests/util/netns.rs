@@ -422,6 +422,25 @@ impl Bed {
         Listener::start(self.spawn(ns, dir, args))
     }
 
+    /// A `qp2p --json --ephemeral listen` in wan on [`WAN_IP`] (any port), storing in
+    /// `DIR/wan-out`; it also answers probes and serves `bench --peer`.
+    pub fn listen_in_wan(&self, dir: &TestDir) -> Listener {
+        let out = dir.mkdir("wan-out");
+        self.listen(
+            &self.wan,
+            dir,
+            &[
+                "--json",
+                "--ephemeral",
+                "listen",
+                "--bind",
+                &format!("{WAN_IP}:0"),
+                "--out",
+                out.to_str().unwrap(),
+            ],
+        )
+    }
+
     /// The mappings miniupnpd has, as `upnpc -i -l` in lan lists them.
     pub fn mappings(&self) -> Vec<Listed> {
         let out = Command::new("ip")
