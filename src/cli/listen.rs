@@ -208,13 +208,33 @@ struct Admission {
     max_per_ip: u32,
     total: u32,
     per_ip: HashMap<IpAddr, u32>,
-    /// Refusals not yet logged at warn level, and when the last warning was.
-    unreported: u64,
-    last_warning: Option<Instant>,
+    /// Refusals logged at warn level (each one is at debug).
+    warnings: Throttle,
 }
 
-/// How often, at most, refusals are logged at warn level (each one is at debug).
-const REFUSAL_WARNING_EVERY: Duration = Duration::from_secs(10);
+/// How often, at most, one kind of trouble is logged at warn level.
+const WARNING_EVERY: Duration = Duration::from_secs(10);
+
+/// At most one warning of a kind per [`WARNING_EVERY`]: the ones in between are
+/// counted, and the next warning says how many there were. A flood of refused
+/// connections or silent streams cannot fill the log.
+#[derive(Debug, Default)]
+struct Throttle {
+    last: Option<Instant>,
+    held_back: u64,
+}
+
+impl Throttle {
+    /// Whether to warn now, and if so how many warnings were held back before this one.
+    fn allow(&mut self) -> Option<u64> {
+        if self.last.is_some_and(|t| t.elapsed() < WARNING_EVERY) {
+            self.held_back += 1;
+            return None;
+        }
+        self.last = Some(Instant::now());
+        Some(std::mem::take(&mut self.held_back))
+    }
+}
 
 impl Admission {
     fn new(max_total: u32, max_per_ip: u32) -> Arc<Mutex<Self>> {
@@ -223,8 +243,7 @@ impl Admission {
             max_per_ip,
             total: 0,
             per_ip: HashMap::new(),
-            unreported: 0,
-            last_warning: None,
+            warnings: Throttle::default(),
         }))
     }
 
@@ -253,17 +272,12 @@ impl Admission {
                 ip,
             });
         };
-        a.unreported += 1;
-        if a.last_warning
-            .is_none_or(|t| t.elapsed() >= REFUSAL_WARNING_EVERY)
-        {
+        if let Some(held_back) = a.warnings.allow() {
             warn!(
                 remote = %ip,
-                refused = a.unreported,
+                refused = held_back + 1,
                 "refusing connections: {refusal}"
             );
-            a.unreported = 0;
-            a.last_warning = Some(Instant::now());
         }
         Err(refusal)
     }
@@ -300,6 +314,9 @@ struct State {
     done: CancellationToken,
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
+    /// Streams reset for a bad header, and for none in time (logged at warn level).
+    bad_headers: Mutex<Throttle>,
+    header_timeouts: Mutex<Throttle>,
     ctx: Context,
     probe: ProbeService,
 }
@@ -375,6 +392,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         target: if args.once { Some(1) } else { args.count },
         done: CancellationToken::new(),
         stdout_closed: Default::default(),
+        bad_headers: Mutex::default(),
+        header_timeouts: Mutex::default(),
         ctx: ctx.clone(),
         probe,
     });
@@ -594,6 +613,12 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
     }
 }
 
+/// [`Throttle::allow`] under its lock; `more` in a warning is how many like it were
+/// held back since the last one.
+fn allow(throttle: &Mutex<Throttle>) -> Option<u64> {
+    throttle.lock().unwrap_or_else(|p| p.into_inner()).allow()
+}
+
 async fn serve_stream(
     mut send: Option<quinn::SendStream>,
     mut recv: quinn::RecvStream,
@@ -606,7 +631,9 @@ async fn serve_stream(
         match tokio::time::timeout(deadline, framing::read_header(&mut recv)).await {
             Ok(Ok(read)) => read,
             Ok(Err(ReadError::Frame(e))) => {
-                warn!(cause = %e, "bad stream header; resetting the stream");
+                if let Some(more) = allow(&state.bad_headers) {
+                    warn!(%peer, cause = %e, more, "bad stream header; resetting the stream");
+                }
                 transfer::refuse(&mut recv, send.as_mut(), e.code());
                 return;
             }
@@ -615,10 +642,14 @@ async fn serve_stream(
                 return;
             }
             Err(_) => {
-                warn!(
-                    "no header within {}; resetting the stream",
-                    humantime::format_duration(deadline)
-                );
+                if let Some(more) = allow(&state.header_timeouts) {
+                    warn!(
+                        %peer,
+                        more,
+                        "no header within {}; resetting the stream",
+                        humantime::format_duration(deadline)
+                    );
+                }
                 transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
                 return;
             }
@@ -857,6 +888,19 @@ fn report_received(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// One warning per period; the next says how many were held back.
+    #[test]
+    fn warnings_are_throttled_and_counted() {
+        let mut t = Throttle::default();
+        assert_eq!(t.allow(), Some(0));
+        for _ in 0..3 {
+            assert_eq!(t.allow(), None);
+        }
+        t.last = Some(Instant::now() - WARNING_EVERY);
+        assert_eq!(t.allow(), Some(3));
+        assert_eq!(t.allow(), None);
+    }
 
     #[test]
     fn connection_limits_hold_and_slots_come_back() {
