@@ -17,16 +17,18 @@
 //! `store`) that gets its name only when complete, or to stdout one whole message at a
 //! time. Message ids of recent messages are remembered so a retried message is
 //! acknowledged again but stored once.
+//!
+//! This file accepts connections and streams and routes each stream by kind;
+//! `admission` holds the connection limits and the log throttle, `receive` the path of
+//! one message into the store and its report.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use bytes::Bytes;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
@@ -35,16 +37,17 @@ use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::canonical;
-use crate::net::framing::{self, Ack, AckStatus, ErrorCode, Header, Kind, MessageId, ReadError};
+use crate::net::framing::{self, ErrorCode, Kind, ReadError};
 use crate::net::probe::ProbeService;
-use crate::net::transfer::{self, hex, receive_payload, Limits, RecvError};
+use crate::net::transfer::{self, Limits, RecvError};
 use crate::net::upnp::MAX_LEASE;
 use crate::net::{Endpoint, Fingerprint, TransportOptions, TrustRules};
-use crate::output::{human_bytes, human_rate};
-use crate::store::{sanitize, Store};
+use crate::store::Store;
 
-/// How many message ids are remembered for duplicate detection.
-const RECENT_IDS: usize = 4096;
+mod admission;
+mod receive;
+use admission::{allow, Admission, Throttle};
+use receive::{receive, report_received, Seen};
 
 /// Receive files (or a stream) from senders.
 ///
@@ -163,143 +166,11 @@ pub struct Args {
     pub transport: TransportArgs,
 }
 
-/// What was stored under a message id.
-#[derive(Debug, Clone)]
-struct Stored {
-    bytes: u64,
-    sha256: [u8; 32],
-    path: Option<PathBuf>,
-}
-
-/// Recent message ids, bounded; each slot is locked while its message is received, so
-/// a retry that arrives during the first attempt waits for its outcome.
-#[derive(Debug, Default)]
-struct Seen {
-    slots: HashMap<MessageId, Arc<tokio::sync::Mutex<Option<Stored>>>>,
-    order: VecDeque<MessageId>,
-}
-
-impl Seen {
-    fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
-        if let Some(slot) = self.slots.get(&id) {
-            return slot.clone();
-        }
-        if self.order.len() >= RECENT_IDS {
-            if let Some(old) = self.order.pop_front() {
-                self.slots.remove(&old);
-            }
-        }
-        self.order.push_back(id);
-        self.slots.entry(id).or_default().clone()
-    }
-}
-
 /// Where payloads go.
 #[derive(Debug)]
 enum Sink {
     Dir(Store),
     Stdout(Arc<tokio::sync::Mutex<()>>),
-}
-
-/// Connections being served, in all and per source address.
-#[derive(Debug)]
-struct Admission {
-    max_total: u32,
-    max_per_ip: u32,
-    total: u32,
-    per_ip: HashMap<IpAddr, u32>,
-    /// Refusals logged at warn level (each one is at debug).
-    warnings: Throttle,
-}
-
-/// How often, at most, one kind of trouble is logged at warn level.
-const WARNING_EVERY: Duration = Duration::from_secs(10);
-
-/// At most one warning of a kind per [`WARNING_EVERY`]: the ones in between are
-/// counted, and the next warning says how many there were. A flood of refused
-/// connections or silent streams cannot fill the log.
-#[derive(Debug, Default)]
-struct Throttle {
-    last: Option<Instant>,
-    held_back: u64,
-}
-
-impl Throttle {
-    /// Whether to warn now, and if so how many warnings were held back before this one.
-    fn allow(&mut self) -> Option<u64> {
-        if self.last.is_some_and(|t| t.elapsed() < WARNING_EVERY) {
-            self.held_back += 1;
-            return None;
-        }
-        self.last = Some(Instant::now());
-        Some(std::mem::take(&mut self.held_back))
-    }
-}
-
-impl Admission {
-    fn new(max_total: u32, max_per_ip: u32) -> Arc<Mutex<Self>> {
-        Arc::new(Mutex::new(Self {
-            max_total,
-            max_per_ip,
-            total: 0,
-            per_ip: HashMap::new(),
-            warnings: Throttle::default(),
-        }))
-    }
-
-    /// Whether a new connection from `ip` must first prove it can receive at its
-    /// address: past half of either limit, so that handshakes from forged source
-    /// addresses (which cannot answer a Retry) never take the slots that are left.
-    fn busy(this: &Arc<Mutex<Self>>, ip: IpAddr) -> bool {
-        let a = this.lock().unwrap_or_else(|p| p.into_inner());
-        let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
-        a.total.saturating_mul(2) >= a.max_total || from_ip.saturating_mul(2) >= a.max_per_ip
-    }
-
-    /// Takes a slot for a connection from `ip`, or says which limit is reached.
-    fn admit(this: &Arc<Mutex<Self>>, ip: IpAddr) -> Result<Slot, String> {
-        let mut a = this.lock().unwrap_or_else(|p| p.into_inner());
-        let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
-        let refusal = if a.total >= a.max_total {
-            format!("{} connections already (--max-connections)", a.total)
-        } else if from_ip >= a.max_per_ip {
-            format!("{from_ip} connections from {ip} already (--max-connections-per-ip)")
-        } else {
-            a.total += 1;
-            *a.per_ip.entry(ip).or_default() += 1;
-            return Ok(Slot {
-                admission: this.clone(),
-                ip,
-            });
-        };
-        if let Some(held_back) = a.warnings.allow() {
-            warn!(
-                remote = %ip,
-                refused = held_back + 1,
-                "refusing connections: {refusal}"
-            );
-        }
-        Err(refusal)
-    }
-}
-
-/// A connection's place under the limits; given back when dropped.
-struct Slot {
-    admission: Arc<Mutex<Admission>>,
-    ip: IpAddr,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        let mut a = self.admission.lock().unwrap_or_else(|p| p.into_inner());
-        a.total = a.total.saturating_sub(1);
-        if let Some(n) = a.per_ip.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                a.per_ip.remove(&self.ip);
-            }
-        }
-    }
 }
 
 struct State {
@@ -613,12 +484,6 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
     }
 }
 
-/// [`Throttle::allow`] under its lock; `more` in a warning is how many like it were
-/// held back since the last one.
-fn allow(throttle: &Mutex<Throttle>) -> Option<u64> {
-    throttle.lock().unwrap_or_else(|p| p.into_inner()).allow()
-}
-
 async fn serve_stream(
     mut send: Option<quinn::SendStream>,
     mut recv: quinn::RecvStream,
@@ -719,203 +584,5 @@ async fn serve_stream(
                 || format!("failed to receive {name:?} from {peer}: {e}"),
             );
         }
-    }
-}
-
-/// Receives one message; returns what is stored under its id and whether it was a
-/// duplicate.
-async fn receive(
-    header: &Header,
-    first: Bytes,
-    send: &mut Option<quinn::SendStream>,
-    recv: &mut quinn::RecvStream,
-    state: &State,
-) -> Result<(Stored, bool), RecvError> {
-    let rel =
-        match &state.sink {
-            Sink::Dir(_) => Some(sanitize(&header.name).ok_or_else(|| {
-                RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
-            })?),
-            Sink::Stdout(_) => None,
-        };
-    state.limits.check_declared(header)?;
-    let slot = state
-        .seen
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .slot(header.id);
-    let mut slot = slot.lock().await;
-    if let Some(stored) = slot.clone() {
-        info!(id = %header.id, "duplicate message: acknowledged, not stored again");
-        // Ack first, then stop: the sender reads the ack after its write is stopped.
-        if let Some(send) = send.as_mut() {
-            let ack = Ack {
-                status: AckStatus::Duplicate,
-                bytes: stored.bytes,
-                sha256: stored.sha256,
-            };
-            let _ = transfer::send_ack(send, &ack).await;
-        }
-        let _ = recv.stop(ErrorCode::Duplicate.varint());
-        if let Some(send) = send.as_mut() {
-            let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
-        }
-        return Ok((stored, true));
-    }
-
-    if let (Sink::Dir(store), Some(len)) = (&state.sink, header.length) {
-        // Refused before the payload rather than failed half-way; a disk that fills up
-        // anyway (unknown length, several at once) fails on ENOSPC with the same code.
-        match store.free_space() {
-            Ok(free) if free < len => {
-                return Err(RecvError::Refuse(
-                    ErrorCode::NoSpace,
-                    format!(
-                        "{len} bytes declared, {free} free in {}",
-                        store.root().display()
-                    ),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => debug!(cause = %e, "cannot read the free space; receiving anyway"),
-        }
-    }
-    let bar = state.ctx.out.progress(header.length, &header.name);
-    let progress = {
-        let bar = bar.clone();
-        move |n: u64| bar.inc(n)
-    };
-    let stored = match (&state.sink, rel) {
-        (Sink::Dir(store), Some(rel)) => {
-            let pending = store
-                .begin(&rel, header.length)
-                .map_err(RecvError::Storage)?;
-            let got =
-                receive_payload(recv, header, first, pending, state.limits, &progress).await?;
-            let path = tokio::task::spawn_blocking(move || got.sink.commit())
-                .await
-                .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
-                .map_err(RecvError::Storage)?;
-            Stored {
-                bytes: got.bytes,
-                sha256: got.sha256,
-                path: Some(path),
-            }
-        }
-        (Sink::Stdout(lock), _) => {
-            // One message at a time on stdout, never interleaved.
-            let _turn = lock.lock().await;
-            let got = receive_payload(
-                recv,
-                header,
-                first,
-                std::io::stdout(),
-                state.limits,
-                &progress,
-            )
-            .await?;
-            Stored {
-                bytes: got.bytes,
-                sha256: got.sha256,
-                path: None,
-            }
-        }
-        (Sink::Dir(_), None) => unreachable!("a directory sink always has a name"),
-    };
-    bar.finish_and_clear();
-    *slot = Some(stored.clone());
-    drop(slot);
-    if let Some(send) = send.as_mut() {
-        let ack = Ack {
-            status: AckStatus::Stored,
-            bytes: stored.bytes,
-            sha256: stored.sha256,
-        };
-        if let Err(e) = transfer::send_ack(send, &ack).await {
-            debug!(cause = %e, "could not deliver the ack; the sender will retry");
-        }
-        // Wait (bounded) until the ack is delivered, so --once never exits under it.
-        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
-    }
-    Ok((stored, false))
-}
-
-fn report_received(
-    state: &State,
-    header: &Header,
-    stored: &Stored,
-    duplicate: bool,
-    (peer, peer_fp): (SocketAddr, Option<Fingerprint>),
-    stream: &str,
-    seconds: f64,
-) {
-    let sha = hex(&stored.sha256);
-    let path = stored.path.as_deref().map(Path::display);
-    state.ctx.out.event(
-        json!({
-            "event": "received",
-            "name": header.name,
-            "path": stored.path.as_ref().map(|p| p.display().to_string()),
-            "bytes": stored.bytes,
-            "sha256": sha,
-            "peer": peer.to_string(),
-            "peer_fingerprint": peer_fp.map(|f| f.to_string()),
-            "duplicate": duplicate,
-            "seconds": seconds,
-            "message_id": header.id.to_string(),
-            "stream": stream,
-        }),
-        || {
-            let dest = match &path {
-                Some(p) => format!(" -> {p}"),
-                None => String::new(),
-            };
-            format!(
-                "received {}{dest} ({} in {seconds:.2}s, {}) from {peer}{} sha256 {sha}",
-                header.name,
-                human_bytes(stored.bytes),
-                human_rate(stored.bytes, seconds),
-                if duplicate {
-                    ", duplicate: not stored again"
-                } else {
-                    ""
-                },
-            )
-        },
-    );
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One warning per period; the next says how many were held back.
-    #[test]
-    fn warnings_are_throttled_and_counted() {
-        let mut t = Throttle::default();
-        assert_eq!(t.allow(), Some(0));
-        for _ in 0..3 {
-            assert_eq!(t.allow(), None);
-        }
-        t.last = Some(Instant::now() - WARNING_EVERY);
-        assert_eq!(t.allow(), Some(3));
-        assert_eq!(t.allow(), None);
-    }
-
-    #[test]
-    fn connection_limits_hold_and_slots_come_back() {
-        let admission = Admission::new(3, 2);
-        let a: IpAddr = "192.0.2.1".parse().unwrap();
-        let b: IpAddr = "192.0.2.2".parse().unwrap();
-        let a1 = Admission::admit(&admission, a).unwrap();
-        let _a2 = Admission::admit(&admission, a).unwrap();
-        let refused = Admission::admit(&admission, a).err().unwrap();
-        assert!(refused.contains("--max-connections-per-ip"), "{refused}");
-        let _b1 = Admission::admit(&admission, b).unwrap();
-        let refused = Admission::admit(&admission, b).err().unwrap();
-        assert!(refused.contains("--max-connections"), "{refused}");
-        drop(a1);
-        let _a3 = Admission::admit(&admission, a).expect("a slot came back");
-        assert_eq!(admission.lock().unwrap().total, 3);
     }
 }

@@ -1,0 +1,221 @@
+//! One message into the store: duplicates answered from memory, the payload received,
+//! stored and acknowledged, and the report.
+//!
+//! A message id seen recently ([`RECENT_IDS`]) is acknowledged again with what was
+//! stored under it and not stored twice; its slot is locked while the first attempt is
+//! received, so a retry that arrives meanwhile waits for that outcome. A declared length
+//! that does not fit DIR's free space is refused before a byte is written.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::json;
+use tracing::{debug, info};
+
+use super::{Sink, State};
+use crate::net::framing::{Ack, AckStatus, ErrorCode, Header, MessageId};
+use crate::net::transfer::{self, hex, receive_payload, RecvError};
+use crate::net::Fingerprint;
+use crate::output::{human_bytes, human_rate};
+use crate::store::sanitize;
+
+/// How many message ids are remembered for duplicate detection.
+const RECENT_IDS: usize = 4096;
+
+/// What was stored under a message id.
+#[derive(Debug, Clone)]
+pub(super) struct Stored {
+    bytes: u64,
+    sha256: [u8; 32],
+    path: Option<PathBuf>,
+}
+
+/// Recent message ids, bounded; each slot is locked while its message is received, so
+/// a retry that arrives during the first attempt waits for its outcome.
+#[derive(Debug, Default)]
+pub(super) struct Seen {
+    slots: HashMap<MessageId, Arc<tokio::sync::Mutex<Option<Stored>>>>,
+    order: VecDeque<MessageId>,
+}
+
+impl Seen {
+    pub(super) fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
+        if let Some(slot) = self.slots.get(&id) {
+            return slot.clone();
+        }
+        if self.order.len() >= RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.slots.remove(&old);
+            }
+        }
+        self.order.push_back(id);
+        self.slots.entry(id).or_default().clone()
+    }
+}
+
+/// Receives one message; returns what is stored under its id and whether it was a
+/// duplicate.
+pub(super) async fn receive(
+    header: &Header,
+    first: Bytes,
+    send: &mut Option<quinn::SendStream>,
+    recv: &mut quinn::RecvStream,
+    state: &State,
+) -> Result<(Stored, bool), RecvError> {
+    let rel =
+        match &state.sink {
+            Sink::Dir(_) => Some(sanitize(&header.name).ok_or_else(|| {
+                RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
+            })?),
+            Sink::Stdout(_) => None,
+        };
+    state.limits.check_declared(header)?;
+    let slot = state
+        .seen
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .slot(header.id);
+    let mut slot = slot.lock().await;
+    if let Some(stored) = slot.clone() {
+        info!(id = %header.id, "duplicate message: acknowledged, not stored again");
+        // Ack first, then stop: the sender reads the ack after its write is stopped.
+        if let Some(send) = send.as_mut() {
+            let ack = Ack {
+                status: AckStatus::Duplicate,
+                bytes: stored.bytes,
+                sha256: stored.sha256,
+            };
+            let _ = transfer::send_ack(send, &ack).await;
+        }
+        let _ = recv.stop(ErrorCode::Duplicate.varint());
+        if let Some(send) = send.as_mut() {
+            let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+        }
+        return Ok((stored, true));
+    }
+
+    if let (Sink::Dir(store), Some(len)) = (&state.sink, header.length) {
+        // Refused before the payload rather than failed half-way; a disk that fills up
+        // anyway (unknown length, several at once) fails on ENOSPC with the same code.
+        match store.free_space() {
+            Ok(free) if free < len => {
+                return Err(RecvError::Refuse(
+                    ErrorCode::NoSpace,
+                    format!(
+                        "{len} bytes declared, {free} free in {}",
+                        store.root().display()
+                    ),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => debug!(cause = %e, "cannot read the free space; receiving anyway"),
+        }
+    }
+    let bar = state.ctx.out.progress(header.length, &header.name);
+    let progress = {
+        let bar = bar.clone();
+        move |n: u64| bar.inc(n)
+    };
+    let stored = match (&state.sink, rel) {
+        (Sink::Dir(store), Some(rel)) => {
+            let pending = store
+                .begin(&rel, header.length)
+                .map_err(RecvError::Storage)?;
+            let got =
+                receive_payload(recv, header, first, pending, state.limits, &progress).await?;
+            let path = tokio::task::spawn_blocking(move || got.sink.commit())
+                .await
+                .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
+                .map_err(RecvError::Storage)?;
+            Stored {
+                bytes: got.bytes,
+                sha256: got.sha256,
+                path: Some(path),
+            }
+        }
+        (Sink::Stdout(lock), _) => {
+            // One message at a time on stdout, never interleaved.
+            let _turn = lock.lock().await;
+            let got = receive_payload(
+                recv,
+                header,
+                first,
+                std::io::stdout(),
+                state.limits,
+                &progress,
+            )
+            .await?;
+            Stored {
+                bytes: got.bytes,
+                sha256: got.sha256,
+                path: None,
+            }
+        }
+        (Sink::Dir(_), None) => unreachable!("a directory sink always has a name"),
+    };
+    bar.finish_and_clear();
+    *slot = Some(stored.clone());
+    drop(slot);
+    if let Some(send) = send.as_mut() {
+        let ack = Ack {
+            status: AckStatus::Stored,
+            bytes: stored.bytes,
+            sha256: stored.sha256,
+        };
+        if let Err(e) = transfer::send_ack(send, &ack).await {
+            debug!(cause = %e, "could not deliver the ack; the sender will retry");
+        }
+        // Wait (bounded) until the ack is delivered, so --once never exits under it.
+        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    }
+    Ok((stored, false))
+}
+
+pub(super) fn report_received(
+    state: &State,
+    header: &Header,
+    stored: &Stored,
+    duplicate: bool,
+    (peer, peer_fp): (SocketAddr, Option<Fingerprint>),
+    stream: &str,
+    seconds: f64,
+) {
+    let sha = hex(&stored.sha256);
+    let path = stored.path.as_deref().map(Path::display);
+    state.ctx.out.event(
+        json!({
+            "event": "received",
+            "name": header.name,
+            "path": stored.path.as_ref().map(|p| p.display().to_string()),
+            "bytes": stored.bytes,
+            "sha256": sha,
+            "peer": peer.to_string(),
+            "peer_fingerprint": peer_fp.map(|f| f.to_string()),
+            "duplicate": duplicate,
+            "seconds": seconds,
+            "message_id": header.id.to_string(),
+            "stream": stream,
+        }),
+        || {
+            let dest = match &path {
+                Some(p) => format!(" -> {p}"),
+                None => String::new(),
+            };
+            format!(
+                "received {}{dest} ({} in {seconds:.2}s, {}) from {peer}{} sha256 {sha}",
+                header.name,
+                human_bytes(stored.bytes),
+                human_rate(stored.bytes, seconds),
+                if duplicate {
+                    ", duplicate: not stored again"
+                } else {
+                    ""
+                },
+            )
+        },
+    );
+}
