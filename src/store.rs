@@ -57,6 +57,9 @@ const DIRECT_BLOCK: usize = 4096;
 const DIRECT_BUFFER: usize = 1024 * 1024;
 /// Buffers of a direct write-behind: one being filled, one queued, one being written.
 const DIRECT_BUFFERS: usize = 3;
+/// Files written directly at once; more go through the page cache, so that many large
+/// files arriving together cost no more than this many writer threads and buffers.
+const DIRECT_AT_ONCE: usize = 4;
 
 /// Reduces a name from the wire to a safe relative path, or `None` if nothing is left.
 pub fn sanitize(name: &str) -> Option<PathBuf> {
@@ -504,7 +507,9 @@ impl Pending {
 ///
 /// Direct writes need memory, file offset and length aligned to [`DIRECT_BLOCK`]. Every
 /// buffer but the last is a whole [`DIRECT_BUFFER`]; the last one's unaligned tail goes
-/// through the page cache at [`WriteBehind::finish`]. A filesystem that takes the flag
+/// through the page cache at [`WriteBehind::finish`]. At most [`DIRECT_AT_ONCE`] files
+/// are written this way at once (each has a thread and three 1 MiB buffers); the others
+/// go through the page cache. A filesystem that takes the flag
 /// but refuses the write (`EINVAL`), or a short write that leaves the offset unaligned,
 /// turns the flag off and the rest goes through the page cache as usual.
 #[derive(Debug)]
@@ -518,12 +523,53 @@ struct WriteBehind {
     /// Buffers made so far (at most [`DIRECT_BUFFERS`]).
     made: usize,
     thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+    /// One of the [`DIRECT_AT_ONCE`] places, given back when this is dropped.
+    _turn: Turn<'static>,
+}
+
+/// A count of places, at most `limit` taken at once.
+#[derive(Debug)]
+struct Turns {
+    taken: std::sync::atomic::AtomicUsize,
+    limit: usize,
+}
+
+impl Turns {
+    const fn new(limit: usize) -> Self {
+        Self {
+            taken: std::sync::atomic::AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// A place, or `None` when all are taken.
+    fn take(&self) -> Option<Turn<'_>> {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        self.taken
+            .fetch_update(AcqRel, Acquire, |n| (n < self.limit).then_some(n + 1))
+            .ok()
+            .map(|_| Turn(self))
+    }
+}
+
+/// A place taken from [`Turns`], given back when dropped.
+#[derive(Debug)]
+struct Turn<'a>(&'a Turns);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.0
+            .taken
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 impl WriteBehind {
     /// Turns on `O_DIRECT` for `file` and starts the writing thread; `None` where
     /// either is not possible (the file is then written through the page cache).
     fn start(file: &File) -> Option<Self> {
+        static TURNS: Turns = Turns::new(DIRECT_AT_ONCE);
+        let turn = TURNS.take()?;
         set_direct(file, true).ok()?;
         let undo = || {
             let _ = set_direct(file, false);
@@ -555,6 +601,7 @@ impl WriteBehind {
             back,
             made: 1,
             thread: Some(thread),
+            _turn: turn,
         })
     }
 
@@ -769,6 +816,17 @@ mod tests {
         assert_eq!(pending.written, size as u64);
         let path = pending.commit().unwrap();
         assert!(std::fs::read(path).unwrap() == data, "content differs");
+    }
+
+    /// Places are limited, and come back when given up.
+    #[test]
+    fn direct_writers_are_limited() {
+        let turns = Turns::new(2);
+        let a = turns.take().unwrap();
+        let _b = turns.take().unwrap();
+        assert!(turns.take().is_none(), "a third place");
+        drop(a);
+        assert!(turns.take().is_some(), "the place did not come back");
     }
 
     /// A file that fails half-way leaves nothing behind, also while its writing thread
