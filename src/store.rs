@@ -647,11 +647,20 @@ impl WriteBehind {
 
     /// The writing thread's error, once it has stopped.
     fn failure(&mut self) -> io::Error {
+        match self.join() {
+            Err(e) => e,
+            Ok(()) => io::Error::other("the disk writer stopped"),
+        }
+    }
+
+    /// Tells the writing thread there is no more, and waits until it has written what
+    /// it has; its error, if any.
+    fn join(&mut self) -> io::Result<()> {
         self.to_disk = None;
         match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(Err(e))) => e,
-            Some(Err(_)) => io::Error::other("the disk writer panicked"),
-            _ => io::Error::other("the disk writer stopped"),
+            Some(Ok(result)) => result,
+            Some(Err(_)) => Err(io::Error::other("the disk writer panicked")),
+            None => Ok(()),
         }
     }
 
@@ -665,12 +674,7 @@ impl WriteBehind {
             let last = std::mem::replace(&mut self.filling, Aligned::empty());
             self.ship(last)?;
         }
-        self.to_disk = None;
-        match self.thread.take().map(std::thread::JoinHandle::join) {
-            Some(Ok(result)) => result?,
-            Some(Err(_)) => return Err(io::Error::other("the disk writer panicked")),
-            None => {}
-        }
+        self.join()?;
         set_direct(file, false)?;
         (&*file).write_all(&tail)
     }

@@ -34,8 +34,9 @@
 //! - *A keep-alive longer than the idle timeout* would let quiet connections die: it is
 //!   clamped to a third of the idle timeout.
 
-use std::net::{Ipv6Addr, SocketAddr, UdpSocket};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
@@ -153,11 +154,11 @@ impl TransportOptions {
 /// interface it leaves by (the kernel's route lookup, no packet sent), less the IP and
 /// UDP headers, within 1200..=[`MAX_UDP_PAYLOAD`]. 1452 (Ethernet) when the kernel does
 /// not say.
-pub fn route_payload(addr: SocketAddr) -> u16 {
+fn route_payload(addr: SocketAddr) -> u16 {
     const ETHERNET: u16 = 1452;
     let addr = canonical(addr);
     let local: SocketAddr = match addr {
-        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let Ok(socket) = UdpSocket::bind(local) else {
@@ -321,7 +322,7 @@ pub struct Endpoint {
     identity: Arc<Identity>,
     /// Dial settings by destination IP (they differ in the largest packet the route
     /// allows); made on the first dial to each.
-    dials: Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, Arc<TransportConfig>>>>,
+    dials: Arc<Mutex<HashMap<IpAddr, Arc<TransportConfig>>>>,
     options: TransportOptions,
 }
 
