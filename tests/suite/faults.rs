@@ -295,6 +295,42 @@ fn faults_lost_ack_retry_is_a_duplicate_and_stored_once() {
     );
 }
 
+/// A path narrower than loopback promises: the sender dials a relay on 127.0.0.1, so
+/// it starts at 65,000-byte packets, but the relay drops every datagram over 1472
+/// bytes, as a forwarder onto Ethernet would. The large packets are lost, the sender
+/// falls back to small ones (quinn's black-hole detection), and the file arrives whole
+/// within seconds.
+#[test]
+fn faults_narrow_path_behind_a_loopback_relay_still_delivers() {
+    let t = TestDir::new();
+    let out = t.mkdir("work/out");
+    let size = 8 * MIB;
+    let (file, sha) = t.random_file("src/narrow.bin", size);
+    let mut l = t.listen(&out, &[]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(Impairment {
+        max_datagram: Some(1472),
+        ..Impairment::none()
+    });
+
+    let ticket = ticket_via(&l, &relay);
+    let r = spawn_send(&t, &[], &ticket, &[&file]).finish(Duration::from_secs(30));
+    sent_ok(&r, &l, "narrow.bin", size, &sha);
+    l.wait_for("received", EVENT_TIMEOUT);
+    stored_once(&out, "narrow.bin", &sha);
+    let up = relay.counters(Dir::ToServer);
+    assert!(up.dropped > 0, "no datagram was too large: {up:?}");
+    assert!(
+        r.elapsed < Duration::from_secs(10),
+        "8 MiB took {:?} behind a narrow path",
+        r.elapsed
+    );
+    eprintln!(
+        "8 MiB behind a 1472-byte path: {:.2} s; to server {up:?}",
+        r.elapsed.as_secs_f64()
+    );
+}
+
 /// 20 % of the datagrams duplicated and 10 % held back 20 ms, both ways: still exactly
 /// one correct file, not reported as a duplicate.
 #[test]

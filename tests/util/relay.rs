@@ -86,6 +86,9 @@ pub struct Impairment {
     pub reorder: f64,
     /// Extra delay of the held-back datagrams.
     pub reorder_delay: Duration,
+    /// Datagrams larger than this are dropped, as a narrower link drops them (with the
+    /// don't-fragment bit QUIC sets); `None` for no limit.
+    pub max_datagram: Option<usize>,
 }
 
 impl Impairment {
@@ -521,7 +524,8 @@ fn forward(shared: &Shared, dir: Dir, session: &Arc<Session>, data: &[u8]) {
         ];
         (lost, dup, holds)
     };
-    if gone || lost {
+    let too_large = imp.max_datagram.is_some_and(|max| data.len() > max);
+    if gone || lost || too_large {
         bump(&global.dropped, 1);
         bump(&local.dropped, 1);
         return;
