@@ -50,6 +50,8 @@ const SOCKET_BUFFER: usize = 8 * 1024 * 1024;
 const STREAM_WINDOW: u32 = 8 * 1024 * 1024;
 const CONNECTION_WINDOW: u32 = 16 * 1024 * 1024;
 const SEND_WINDOW: u64 = 16 * 1024 * 1024;
+/// The packet size (UDP payload) QUIC starts with, before path MTU discovery.
+const INITIAL_MTU: u16 = 1200;
 /// Default for [`TransportOptions::max_streams`].
 pub const MAX_STREAMS: u32 = 128;
 
@@ -109,18 +111,38 @@ impl TransportOptions {
         t.send_window(SEND_WINDOW);
         t.max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams));
         t.max_concurrent_uni_streams(VarInt::from_u32(self.max_streams));
+        self.congestion_control(&mut t, INITIAL_MTU);
+        Ok(t)
+    }
+
+    /// Puts the congestion controller on `t`, for a connection whose packets start at
+    /// `mtu` bytes.
+    ///
+    /// quinn sends nothing while a whole packet does not fit in the congestion window,
+    /// and the loss-based controllers start with a window made for 1200-byte packets
+    /// (12,000 bytes): a loopback connection that starts at 65,000-byte packets could
+    /// not even finish its handshake with them. Their initial window is RFC 9002's,
+    /// computed for the packets the connection starts with:
+    /// `min(10 × mtu, max(14720, 2 × mtu))`. BBR's (200 packets of 1200 bytes) is
+    /// larger than that at every packet size allowed here.
+    fn congestion_control(&self, t: &mut TransportConfig, mtu: u16) {
+        let mtu = u64::from(mtu);
+        let window = (10 * mtu).min(14_720.max(2 * mtu));
         match self.congestion {
             Congestion::Bbr => {
                 t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
             }
             Congestion::Cubic => {
-                t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default()))
+                let mut cubic = quinn::congestion::CubicConfig::default();
+                cubic.initial_window(window);
+                t.congestion_controller_factory(Arc::new(cubic))
             }
-            Congestion::Newreno => t.congestion_controller_factory(Arc::new(
-                quinn::congestion::NewRenoConfig::default(),
-            )),
+            Congestion::Newreno => {
+                let mut reno = quinn::congestion::NewRenoConfig::default();
+                reno.initial_window(window);
+                t.congestion_controller_factory(Arc::new(reno))
+            }
         };
-        Ok(t)
     }
 
     /// The settings of a connection we dial to `addr`, whose route allows UDP payloads
@@ -145,6 +167,7 @@ impl TransportOptions {
         t.mtu_discovery_config(Some(mtud));
         if canonical(addr).ip().is_loopback() {
             t.initial_mtu(payload);
+            self.congestion_control(&mut t, payload);
         }
         Ok(t)
     }
