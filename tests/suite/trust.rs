@@ -127,6 +127,22 @@ fn allow_rejects_unlisted_sender() {
 }
 
 /// `listen --allow FP` admits the sender whose persistent identity has that FP.
+/// `qp2p --json --identity ID_DIR send TICKET FILE` succeeds, and the listener
+/// stores the file from that identity (`fp`).
+fn send_as(t: &TestDir, l: &mut Listener, id_dir: &Path, fp: &str, file: &Path) {
+    let r = t.run(&[
+        "--json",
+        "--identity",
+        path_str(id_dir),
+        "send",
+        l.ticket.as_str(),
+        path_str(file),
+    ]);
+    r.assert_code(0);
+    let recv = l.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(recv["peer_fingerprint"], fp, "{recv}");
+}
+
 #[test]
 fn allow_admits_listed_identity() {
     let t = TestDir::new();
@@ -136,17 +152,7 @@ fn allow_admits_listed_identity() {
     let fp = t.id(&["--identity", path_str(&id_dir)]);
     let other = t.stranger_fingerprint();
     let mut l = t.listen(&out, &["--allow", other.as_str(), "--allow", fp.as_str()]);
-    let r = t.run(&[
-        "--json",
-        "--identity",
-        path_str(&id_dir),
-        "send",
-        l.ticket.as_str(),
-        path_str(&file),
-    ]);
-    r.assert_code(0);
-    let recv = l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["peer_fingerprint"], fp.as_str(), "{recv}");
+    send_as(&t, &mut l, &id_dir, &fp, &file);
     assert_eq!(fs::read(out.join("f.txt")).unwrap(), b"for you");
 }
 
@@ -169,17 +175,7 @@ fn allow_file_admits_listed_and_rejects_others() {
     let r = t.send(&[l.ticket.as_str(), path_str(&file)]);
     assert_rejected(&r, &mut l, &out);
 
-    let r = t.run(&[
-        "--json",
-        "--identity",
-        path_str(&id_dir),
-        "send",
-        l.ticket.as_str(),
-        path_str(&file),
-    ]);
-    r.assert_code(0);
-    let recv = l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["peer_fingerprint"], fp.as_str(), "{recv}");
+    send_as(&t, &mut l, &id_dir, &fp, &file);
     assert_eq!(list_files(&out), vec![PathBuf::from("f.txt")]);
 }
 
@@ -370,16 +366,6 @@ fn old_p256_identity_directory_talks_to_new_identities() {
     let out = t.mkdir("work/new-listens");
     let file = t.write("src/g.txt", b"from the old one");
     let mut l = t.listen(&out, &["--allow", fp.as_str()]);
-    let r = t.run(&[
-        "--json",
-        "--identity",
-        path_str(&dir),
-        "send",
-        l.ticket.as_str(),
-        path_str(&file),
-    ]);
-    r.assert_code(0);
-    let recv = l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["peer_fingerprint"], fp.as_str(), "{recv}");
+    send_as(&t, &mut l, &dir, &fp, &file);
     assert_eq!(fs::read(out.join("g.txt")).unwrap(), b"from the old one");
 }
