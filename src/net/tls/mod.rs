@@ -1761,7 +1761,7 @@ mod tests {
 
     /// A 2048-bit RSA key (made with `openssl genpkey`), for RSA identities: ring cannot
     /// make RSA keys.
-    const RSA_KEY: &str = include_str!("../../tests/data/rsa-2048-test-key.pem");
+    const RSA_KEY: &str = include_str!("../../../tests/data/rsa-2048-test-key.pem");
 
     /// A self-signed identity for a key of any type, as qp2p makes it.
     fn identity_of(key: rcgen::KeyPair) -> Identity {
