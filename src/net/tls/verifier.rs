@@ -167,7 +167,7 @@ impl TrustRules {
         self.check_fingerprinted(fp, end_entity, intermediates, now, side, algorithms)
     }
 
-    /// [`check`](Self::check) for a certificate whose fingerprint is known.
+    /// `check` (kept for tests) for a certificate whose fingerprint is known.
     fn check_fingerprinted(
         &self,
         fp: Fingerprint,
