@@ -48,7 +48,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
         'qp2p;listen' {
             [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one)')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Directory files are stored in')
-            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Exit after N messages have been stored [default: run until stopped]')
+            [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Take exactly N messages (from any senders), then exit; one more is refused at once [default: run until stopped]')
             [CompletionResult]::new('--allow', '--allow', [CompletionResultType]::ParameterName, 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]')
             [CompletionResult]::new('--allow-file', '--allow-file', [CompletionResultType]::ParameterName, 'Admit only senders whose fingerprint is in FILE (one per line, # comments) [default: admit anyone]')
             [CompletionResult]::new('--max-size', '--max-size', [CompletionResultType]::ParameterName, 'Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit]')
@@ -70,7 +70,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
             [CompletionResult]::new('--cert', '--cert', [CompletionResultType]::ParameterName, 'Use this certificate (PEM; leaf first, then any intermediates), issued by a CA for the key in --key, as identity [default: the identity directory''s cert.pem]')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]')
             [CompletionResult]::new('--stdout', '--stdout', [CompletionResultType]::ParameterName, 'Write payloads to stdout, one whole message after another')
-            [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'Exit after one message has been stored')
+            [CompletionResult]::new('--once', '--once', [CompletionResultType]::ParameterName, 'Take one `send` run, then exit: every message of the first sender''s connection (a whole directory), until it closes; with --stdout, exactly one message. Others are refused at once')
             [CompletionResult]::new('--overwrite', '--overwrite', [CompletionResultType]::ParameterName, 'Replace existing files instead of storing under a new name (name.1.ext)')
             [CompletionResult]::new('--upnp', '--upnp', [CompletionResultType]::ParameterName, 'Map the listening port on the UPnP gateway for the whole run (renewed before the lease ends, removed on exit); without a gateway, a warning')
             [CompletionResult]::new('--no-probe', '--no-probe', [CompletionResultType]::ParameterName, 'Do not answer reachability probes (`qp2p upnp-check --probe`)')

@@ -44,7 +44,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
         &'qp2p;listen'= {
             cand --bind 'Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one)'
             cand --out 'Directory files are stored in'
-            cand --count 'Exit after N messages have been stored [default: run until stopped]'
+            cand --count 'Take exactly N messages (from any senders), then exit; one more is refused at once [default: run until stopped]'
             cand --allow 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]'
             cand --allow-file 'Admit only senders whose fingerprint is in FILE (one per line, # comments) [default: admit anyone]'
             cand --max-size 'Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit]'
@@ -66,7 +66,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
             cand --cert 'Use this certificate (PEM; leaf first, then any intermediates), issued by a CA for the key in --key, as identity [default: the identity directory''s cert.pem]'
             cand --key 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]'
             cand --stdout 'Write payloads to stdout, one whole message after another'
-            cand --once 'Exit after one message has been stored'
+            cand --once 'Take one `send` run, then exit: every message of the first sender''s connection (a whole directory), until it closes; with --stdout, exactly one message. Others are refused at once'
             cand --overwrite 'Replace existing files instead of storing under a new name (name.1.ext)'
             cand --upnp 'Map the listening port on the UPnP gateway for the whole run (renewed before the lease ends, removed on exit); without a gateway, a warning'
             cand --no-probe 'Do not answer reachability probes (`qp2p upnp-check --probe`)'

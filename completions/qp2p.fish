@@ -44,7 +44,7 @@ complete -c qp2p -n "__fish_qp2p_needs_command" -f -a "man" -d 'Print the manual
 complete -c qp2p -n "__fish_qp2p_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l bind -d 'Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one)' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l out -d 'Directory files are stored in' -r -F
-complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l count -d 'Exit after N messages have been stored [default: run until stopped]' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l count -d 'Take exactly N messages (from any senders), then exit; one more is refused at once [default: run until stopped]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow -d 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow-file -d 'Admit only senders whose fingerprint is in FILE (one per line, # comments) [default: admit anyone]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l max-size -d 'Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit]' -r
@@ -68,7 +68,7 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l identity -d 'Identi
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l cert -d 'Use this certificate (PEM; leaf first, then any intermediates), issued by a CA for the key in --key, as identity [default: the identity directory\'s cert.pem]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l key -d 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l stdout -d 'Write payloads to stdout, one whole message after another'
-complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l once -d 'Exit after one message has been stored'
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l once -d 'Take one `send` run, then exit: every message of the first sender\'s connection (a whole directory), until it closes; with --stdout, exactly one message. Others are refused at once'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l overwrite -d 'Replace existing files instead of storing under a new name (name.1.ext)'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l upnp -d 'Map the listening port on the UPnP gateway for the whole run (renewed before the lease ends, removed on exit); without a gateway, a warning'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l no-probe -d 'Do not answer reachability probes (`qp2p upnp-check --probe`)'

@@ -104,6 +104,8 @@ pub fn coded(exit: Exit, message: impl Into<String>) -> anyhow::Error {
 fn of_connect(e: &ConnectError) -> Exit {
     match e {
         ConnectError::IdentityRejected(_) => Exit::Identity,
+        // Connected, then told no: the transfer failed, not the connecting.
+        ConnectError::Closed { .. } => Exit::Transfer,
         _ => Exit::Connect,
     }
 }

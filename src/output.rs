@@ -8,7 +8,7 @@
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -70,6 +70,14 @@ impl Output {
         }
     }
 
+    /// A note for a person at a terminal (not an event): on stderr unless quiet or
+    /// `--json`.
+    pub fn note(&self, message: &str) {
+        if !self.quiet && !self.json {
+            line_to_stderr(message);
+        }
+    }
+
     /// A warning: on stderr unless quiet, and as a `warning` event with `--json`.
     pub fn warn(&self, message: &str) {
         if self.json {
@@ -114,8 +122,27 @@ impl Output {
                     .unwrap_or_else(|_| ProgressStyle::default_spinner()),
             ),
         };
+        // Dropped unfinished (Ctrl-C), it clears itself instead of freezing on screen.
+        let bar = bar.with_finish(ProgressFinish::AndClear);
         bar.set_message(label.to_string());
         bar.enable_steady_tick(Duration::from_millis(200));
+        bar
+    }
+
+    /// A spinner saying what we wait for ("connecting to ADDR, attempt 2"), hidden when
+    /// bars are off; it clears itself when dropped.
+    pub fn spinner(&self, what: String) -> ProgressBar {
+        if !self.bars {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr())
+            .with_style(
+                ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+                    .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+            )
+            .with_finish(ProgressFinish::AndClear)
+            .with_message(what);
+        bar.enable_steady_tick(Duration::from_millis(100));
         bar
     }
 }

@@ -28,6 +28,8 @@ mod probe;
 mod race;
 #[path = "suite/safety.rs"]
 mod safety;
+#[path = "suite/session.rs"]
+mod session;
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/transfer.rs"]

@@ -24,7 +24,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -82,10 +82,13 @@ pub struct Args {
     /// Write payloads to stdout, one whole message after another.
     #[arg(long)]
     pub stdout: bool,
-    /// Exit after one message has been stored.
+    /// Take one `send` run, then exit: every message of the first sender's connection
+    /// (a whole directory), until it closes; with --stdout, exactly one message.
+    /// Others are refused at once.
     #[arg(long, conflicts_with = "count")]
     pub once: bool,
-    /// Exit after N messages have been stored [default: run until stopped].
+    /// Take exactly N messages (from any senders), then exit; one more is refused at
+    /// once [default: run until stopped].
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Admit only senders with this fingerprint (repeatable) [default: admit anyone].
@@ -180,8 +183,11 @@ struct State {
     header_timeout: Duration,
     handshake_timeout: Duration,
     seen: Mutex<Seen>,
-    stored: AtomicU64,
-    target: Option<u64>,
+    quota: Mutex<Quota>,
+    /// Why the run failed although it did not crash: a message that broke off after
+    /// some of it reached stdout, or the `--once` sender gone before it was done.
+    /// Ends the listener with exit 5.
+    failure: Mutex<Option<String>>,
     done: CancellationToken,
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
@@ -190,6 +196,67 @@ struct State {
     header_timeouts: Mutex<Throttle>,
     ctx: Context,
     probe: ProbeService,
+}
+
+/// Which messages the listener still takes: `--once` and `--count`.
+///
+/// A slot is taken when a message's header arrives and given back if the message is
+/// not stored (failed, or a duplicate), so `--count N` stores exactly N messages and
+/// refuses the one after with [`ErrorCode::NotAccepting`], which a sender does not
+/// retry.
+#[derive(Debug, Default)]
+struct Quota {
+    /// `--once` into DIR: the connection (quinn's stable id) whose messages make the
+    /// one `send` run; claimed by the first message.
+    once: bool,
+    session: Option<usize>,
+    /// `--count N` (and `--once --stdout`: one): messages stored or being received.
+    limit: Option<u64>,
+    taken: u64,
+    stored: u64,
+}
+
+impl Quota {
+    fn take(&mut self, conn: usize) -> Result<(), ErrorCode> {
+        if self.once {
+            match self.session {
+                None => self.session = Some(conn),
+                Some(id) if id == conn => {}
+                Some(_) => return Err(ErrorCode::NotAccepting),
+            }
+        }
+        if let Some(limit) = self.limit {
+            if self.taken >= limit {
+                return Err(ErrorCode::NotAccepting);
+            }
+            self.taken += 1;
+        }
+        Ok(())
+    }
+
+    /// The message was not stored: its slot is free again.
+    fn give_back(&mut self) {
+        self.taken = self.taken.saturating_sub(1);
+    }
+
+    /// The message was stored; true when that was the last one wanted.
+    fn stored(&mut self) -> bool {
+        self.stored += 1;
+        self.limit.is_some_and(|limit| self.stored >= limit)
+    }
+}
+
+impl State {
+    /// Ends the run with exit 5 and `why` (the first failure wins).
+    fn fail(&self, why: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert(why);
+        self.done.cancel();
+    }
+
+    fn quota(&self) -> std::sync::MutexGuard<'_, Quota> {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// Listens until stopped, or until `--once`/`--count` is reached.
@@ -259,8 +326,16 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         header_timeout: args.header_timeout,
         handshake_timeout: args.handshake_timeout,
         seen: Mutex::default(),
-        stored: AtomicU64::new(0),
-        target: if args.once { Some(1) } else { args.count },
+        quota: Mutex::new(Quota {
+            once: args.once && !args.stdout,
+            limit: match (args.once, args.stdout) {
+                // Stdout cannot tell one message from the next: one only.
+                (true, true) => Some(1),
+                _ => args.count,
+            },
+            ..Quota::default()
+        }),
+        failure: Mutex::default(),
         done: CancellationToken::new(),
         stdout_closed: Default::default(),
         bad_headers: Mutex::default(),
@@ -268,8 +343,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ctx: ctx.clone(),
         probe,
     });
-    if state.target == Some(0) {
-        return Ok(());
+    if args.count == Some(0) {
+        return Err(coded(Exit::Usage, "--count must be at least 1"));
     }
     let upnp = match args.upnp {
         true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
@@ -323,18 +398,27 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         // connection once told, so wait for that, briefly.
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.quinn().wait_idle()).await;
     }
-    let reason: &[u8] = if state.done.is_cancelled() {
-        b"done"
-    } else {
-        b"shutting down"
+    let failure = state
+        .failure
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    // A sender told DONE does not retry: this listener takes no more messages.
+    let (code, reason): (_, &[u8]) = match (&failure, ctx.shutdown.is_cancelled()) {
+        (_, true) => (framing::close::SHUTDOWN, b"shutting down"),
+        (Some(_), false) => (framing::close::SHUTDOWN, b"stopped after a failed message"),
+        (None, false) => (framing::close::DONE, b"done: takes no more messages"),
     };
     endpoint
-        .shutdown(framing::close::SHUTDOWN, reason, Duration::from_secs(1))
+        .shutdown(code, reason, Duration::from_secs(1))
         .await;
     if let Some(upnp) = upnp {
         upnp.stop().await;
     }
-    Ok(())
+    match failure {
+        Some(why) if !ctx.shutdown.is_cancelled() => Err(coded(Exit::Transfer, why)),
+        _ => Ok(()),
+    }
 }
 
 /// The trust rules from `--allow` and `--allow-file`.
@@ -458,6 +542,7 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
     let peer = canonical(conn.remote_address());
     let peer_fp = Fingerprint::of_peer(&conn);
     debug!(fingerprint = ?peer_fp, "connected");
+    let mut streams = tokio::task::JoinSet::new();
     loop {
         let (send, recv) = tokio::select! {
             bi = conn.accept_bi() => match bi {
@@ -468,6 +553,7 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
                 Ok(r) => (None, r),
                 Err(e) => { debug!(reason = %e, "connection closed"); break; }
             },
+            Some(_) = streams.join_next(), if !streams.is_empty() => continue,
             _ = state.done.cancelled() => {
                 if state.stdout_closed.load(Ordering::SeqCst) {
                     // Dropping the connection closes it at once, discarding the
@@ -478,17 +564,48 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
             }
         };
         let state = state.clone();
-        tokio::spawn(
-            async move { serve_stream(send, recv, peer, peer_fp, state).await }.in_current_span(),
+        let conn_id = conn.stable_id();
+        streams.spawn(
+            async move { serve_stream(send, recv, (peer, peer_fp, conn_id), state).await }
+                .in_current_span(),
         );
+    }
+    if state.quota().session == Some(conn.stable_id()) {
+        // `--once`: this sender's run is over when its connection is. Its messages
+        // finish (or fail) first, so their reports come before the end.
+        while streams.join_next().await.is_some() {}
+        end_session(&conn, &state);
+    } else {
+        // The rest are detached: each ends on its own when the connection does.
+        streams.detach_all();
+    }
+}
+
+/// `--once`: the sender's connection closed. It said it was done (exit 0), or it went
+/// away mid-run (interrupted, lost): exit 5 with its reason.
+fn end_session(conn: &quinn::Connection, state: &State) {
+    match conn.close_reason() {
+        Some(quinn::ConnectionError::ApplicationClosed(c))
+            if c.error_code == framing::close::DONE =>
+        {
+            state.done.cancel()
+        }
+        Some(quinn::ConnectionError::LocallyClosed) | None => state.done.cancel(),
+        Some(e) => {
+            let stored = state.quota().stored;
+            state.fail(format!(
+                "the sender's run ended before it was done: {} ({stored} message{} stored)",
+                transfer::describe_lost(&e),
+                if stored == 1 { "" } else { "s" }
+            ))
+        }
     }
 }
 
 async fn serve_stream(
     mut send: Option<quinn::SendStream>,
     mut recv: quinn::RecvStream,
-    peer: SocketAddr,
-    peer_fp: Option<Fingerprint>,
+    (peer, peer_fp, conn_id): (SocketAddr, Option<Fingerprint>, usize),
     state: Arc<State>,
 ) {
     let deadline = state.header_timeout;
@@ -535,10 +652,23 @@ async fn serve_stream(
         }
         return;
     }
+    let taken = match state.done.is_cancelled() {
+        true => Err(ErrorCode::NotAccepting),
+        false => state.quota().take(conn_id),
+    };
+    if let Err(code) = taken {
+        // Told at once, with a code the sender does not retry.
+        info!(%peer, name = %header.name.escape_debug(), "message refused: {}", code.describe());
+        transfer::refuse(&mut recv, send.as_mut(), code);
+        return;
+    }
     let started = Instant::now();
     let name = header.name.clone();
     let result = receive(&header, first, &mut send, &mut recv, &state).await;
     let seconds = started.elapsed().as_secs_f64();
+    if !matches!(result, Ok((_, false))) {
+        state.quota().give_back();
+    }
     match result {
         Ok((stored, duplicate)) => {
             let stream = if send.is_some() { "bi" } else { "uni" };
@@ -551,18 +681,16 @@ async fn serve_stream(
                 stream,
                 seconds,
             );
-            if !duplicate {
-                let n = state.stored.fetch_add(1, Ordering::SeqCst) + 1;
-                if state.target.is_some_and(|t| n >= t) {
-                    state.done.cancel();
-                }
+            if !duplicate && state.quota().stored() {
+                state.done.cancel();
             }
         }
         Err(e) => {
             if let Some(code) = e.code() {
                 transfer::refuse(&mut recv, send.as_mut(), code);
             }
-            warn!(name = %name, cause = %e, "message not stored");
+            // One line per failure: the event below (the cause in detail at debug).
+            debug!(name = %name.escape_debug(), cause = ?e, "message not stored");
             if matches!(state.sink, Sink::Stdout(_))
                 && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
             {
@@ -581,7 +709,13 @@ async fn serve_stream(
                     "error": e.to_string(),
                     "message_id": header.id.to_string(),
                 }),
-                || format!("failed to receive {name:?} from {peer}: {e}"),
+                || {
+                    let kept = match state.sink {
+                        Sink::Dir(_) => "; nothing stored",
+                        Sink::Stdout(_) => "",
+                    };
+                    format!("failed to receive {name:?} from {peer}: {e}{kept}")
+                },
             );
         }
     }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::send::{all_failed, close, collect, deliver};
+use super::send::{all_failed, close, collect, deliver, Link};
 use super::{parse_duration, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::endpoint::canonical;
@@ -93,7 +93,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         o = race(&endpoint, &candidates, &backoff, args.timeout) => o,
         _ = ctx.shutdown.cancelled() => {
-            close(&endpoint, &ctx).await;
+            close(&endpoint, None, &ctx).await;
             return Ok(());
         }
     };
@@ -112,7 +112,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         );
     }
     let Some(winner) = outcome.winner else {
-        close(&endpoint, &ctx).await;
+        close(&endpoint, None, &ctx).await;
         return Err(all_failed(&candidates, outcome.losers));
     };
     let chosen = &candidates[winner.index];
@@ -135,23 +135,22 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         },
     );
 
-    let result = if items.is_empty() {
+    if items.is_empty() {
         winner.conn.close(framing::close::DONE, b"done");
+        close(&endpoint, None, &ctx).await;
         Ok(())
     } else {
         let pool = Pool::new(endpoint.clone());
         pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
-        deliver(
-            &pool,
-            &backoff,
-            chosen.addr,
-            &chosen.rules,
-            Mode::Bidi,
-            items,
-            &ctx,
-        )
-        .await
-    };
-    close(&endpoint, &ctx).await;
-    result
+        let link = Link {
+            pool: &pool,
+            backoff: &backoff,
+            addr: chosen.addr,
+            rules: &chosen.rules,
+            mode: Mode::Bidi,
+        };
+        let result = deliver(&link, items, &ctx).await;
+        close(&endpoint, Some(&pool), &ctx).await;
+        result
+    }
 }

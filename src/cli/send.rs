@@ -16,8 +16,9 @@ use crate::error::{coded, exit_code, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing::{self, Header, Kind, MessageId};
 use crate::net::race::{race, Candidate, Fate};
+use crate::net::retry::{rounded, Attempt, Retry, Retryable};
 use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
-use crate::net::{ConnectError, Endpoint, Fingerprint, Pool, Target, TrustRules};
+use crate::net::{Backoff, ConnectError, Endpoint, Fingerprint, Pool, Target, TrustRules};
 use crate::output::{human_bytes, human_rate};
 
 /// Send files, directories or stdin to a listener.
@@ -153,10 +154,17 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                 addr
             }
         };
-        deliver(&pool, &backoff, addr, &rules, mode, items, &ctx).await
+        let link = Link {
+            pool: &pool,
+            backoff: &backoff,
+            addr,
+            rules: &rules,
+            mode,
+        };
+        deliver(&link, items, &ctx).await
     }
     .await;
-    close(&endpoint, &ctx).await;
+    close(&endpoint, Some(&pool), &ctx).await;
     result
 }
 
@@ -191,20 +199,32 @@ pub(crate) fn all_failed(candidates: &[Candidate], losers: Vec<(usize, Fate)>) -
     )
 }
 
-/// Sends every item over the pooled connection to `addr`, one message each; goes on
-/// after a failed message, stops after a failed connection. Returns the first error.
+/// Where messages go and how: the listener's address, the rules it must pass, the
+/// pool and back-off that reach it, the stream mode.
+pub(crate) struct Link<'a> {
+    pub pool: &'a Pool,
+    pub backoff: &'a Backoff,
+    pub addr: SocketAddr,
+    pub rules: &'a TrustRules,
+    pub mode: Mode,
+}
+
+/// Sends every item over the pooled connection to `link.addr`, one message each; goes
+/// on after a failed message, stops after a failed connection or a listener that takes
+/// no more. Returns the first error. Interrupted (Ctrl-C), it says what was sent and
+/// what not, and returns: the caller closes the connections with a reason.
 pub(crate) async fn deliver(
-    pool: &Pool,
-    backoff: &crate::net::Backoff,
-    addr: SocketAddr,
-    rules: &TrustRules,
-    mode: Mode,
+    link: &Link<'_>,
     items: Vec<Item>,
     ctx: &Context,
 ) -> anyhow::Result<()> {
+    let sendable = |item: &Item| !matches!(item, Item::Unreadable { .. });
+    let total = items.iter().filter(|i| sendable(i)).count();
+    let mut sent = 0usize;
     let mut warned = false;
     let mut first_error: Option<anyhow::Error> = None;
-    for item in items {
+    let mut items = items.into_iter();
+    while let Some(item) = items.next() {
         if let Item::Unreadable { error, .. } = item {
             let code = exit_code(&error);
             if first_error.is_none() {
@@ -214,24 +234,48 @@ pub(crate) async fn deliver(
             }
             continue;
         }
-        let sending = send_item(pool, backoff, addr, rules, mode, &item, ctx, &mut warned);
+        let sending = send_item(link, &item, ctx, &mut warned);
         let result = tokio::select! {
             r = sending => r,
-            _ = ctx.shutdown.cancelled() => break,
+            _ = ctx.shutdown.cancelled() => {
+                // The dropped send reset its stream: the listener discards the part it
+                // got and says "sender interrupted" once our close arrives.
+                let rest = items.filter(sendable).count();
+                ctx.out.event(
+                    json!({"event": "interrupted", "name": item.name(), "sent": sent,
+                           "not_sent": rest + 1}),
+                    || format!(
+                        "interrupted: {} not sent (the listener discards what it got); \
+                         {sent} of {total} sent, {} not sent",
+                        item.name(),
+                        rest + 1
+                    ),
+                );
+                return Ok(());
+            }
         };
-        if let Err(e) = result {
-            let e = e.context(format!("sending {}", item.name()));
-            let code = exit_code(&e);
-            // Without a connection or with the wrong peer, nothing else can go either.
-            let fatal = matches!(code, Exit::Connect | Exit::Identity);
-            if first_error.is_none() {
-                first_error = Some(e);
-            } else {
-                ctx.out.error(&format!("{e:#}"), code.code());
-            }
-            if fatal {
-                break;
-            }
+        let Err(e) = result else {
+            sent += 1;
+            continue;
+        };
+        let e = e.context(format!("sending {}", item.name()));
+        let code = exit_code(&e);
+        // Without a connection, with the wrong peer, or told that no more is taken,
+        // nothing else can go either.
+        let last = matches!(code, Exit::Connect | Exit::Identity) || is_final(&e);
+        let rest = if last {
+            items.by_ref().filter(sendable).count()
+        } else {
+            0
+        };
+        let e = match rest {
+            0 => e,
+            n => coded(code, format!("{e:#}; {n} more not sent")),
+        };
+        if first_error.is_none() {
+            first_error = Some(e);
+        } else {
+            ctx.out.error(&format!("{e:#}"), code.code());
         }
     }
     match first_error {
@@ -240,16 +284,51 @@ pub(crate) async fn deliver(
     }
 }
 
+/// Whether the listener said it takes nothing more: it refused with
+/// [`ErrorCode::NotAccepting`](framing::ErrorCode::NotAccepting) or closed the
+/// connection on purpose (done, or stopped).
+fn is_final(e: &anyhow::Error) -> bool {
+    e.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<SendError>(),
+            Some(SendError::Refused(code)) if *code == framing::ErrorCode::NotAccepting.varint()
+        ) || matches!(
+            cause.downcast_ref::<SendError>(),
+            Some(SendError::Connection(ConnectError::Closed { .. }))
+        ) || matches!(
+            cause.downcast_ref::<ConnectError>(),
+            Some(ConnectError::Closed { .. })
+        )
+    })
+}
+
 /// Closes every connection: the acks proved delivery, so tell the peer and go without
 /// waiting out a drain period it does not need (3 PTOs, 80 ms on loopback). A few
 /// milliseconds let the close frame leave; if it is lost the peer's idle timeout
 /// cleans up, and nothing is lost either way.
-pub(crate) async fn close(endpoint: &Endpoint, ctx: &Context) {
+///
+/// Interrupted, the streams were reset just now and what they had sent may still fill
+/// the congestion window; quinn-proto 0.11.19 sends no CONNECTION_CLOSE past a full
+/// window (quinn-rs/quinn#2785), and the listener would wait out its idle timeout
+/// before it knew. The peer's acks drain the window within a round trip plus its ack
+/// delay, so the close waits that long first (at most a second).
+pub(crate) async fn close(endpoint: &Endpoint, pool: Option<&Pool>, ctx: &Context) {
     let (code, reason): (_, &[u8]) = if ctx.shutdown.is_cancelled() {
         (framing::close::SHUTDOWN, b"interrupted")
     } else {
         (framing::close::DONE, b"done")
     };
+    if ctx.shutdown.is_cancelled() {
+        let drain = pool
+            .map(|pool| pool.live())
+            .unwrap_or_default()
+            .iter()
+            .map(|conn| conn.rtt() * 2 + std::time::Duration::from_millis(25))
+            .max();
+        if let Some(drain) = drain {
+            tokio::time::sleep(drain.min(std::time::Duration::from_secs(1))).await;
+        }
+    }
     endpoint
         .shutdown(code, reason, std::time::Duration::from_millis(5))
         .await;
@@ -376,13 +455,31 @@ struct Done {
     peer: Option<Fingerprint>,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The pooled connection to the link's listener; while it is being dialed, a spinner
+/// says so (and which attempt this is).
+async fn connect(
+    link: &Link<'_>,
+    attempt: Attempt,
+    ctx: &Context,
+) -> Result<crate::net::pool::Pooled, ConnectError> {
+    let addr = link.addr;
+    let get = attempt.within(link.pool.get(addr, link.rules), |timeout| {
+        ConnectError::Timeout { addr, timeout }
+    });
+    tokio::pin!(get);
+    if let Some(ready) = futures_util::FutureExt::now_or_never(&mut get) {
+        return ready;
+    }
+    let what = match attempt.number {
+        0 => format!("connecting to {}", canonical(addr)),
+        n => format!("connecting to {}, attempt {}", canonical(addr), n + 1),
+    };
+    let _spinner = ctx.out.spinner(what);
+    get.await
+}
+
 async fn send_item(
-    pool: &Pool,
-    backoff: &crate::net::Backoff,
-    addr: SocketAddr,
-    rules: &TrustRules,
-    mode: Mode,
+    link: &Link<'_>,
     item: &Item,
     ctx: &Context,
     warned: &mut bool,
@@ -397,12 +494,20 @@ async fn send_item(
         },
         name: item.name().to_string(),
     };
-    let bar = ctx.out.progress(header.length, item.name());
-    let progress = {
-        let bar = bar.clone();
-        move |n: u64| bar.inc(n)
-    };
     let started = Instant::now();
+    // Between attempts: what failed and when the next try is.
+    let waiting = std::sync::Mutex::new(None::<indicatif::ProgressBar>);
+    let on_retry = |retry: Retry<'_, SendError>| {
+        let what = format!(
+            "{}: attempt {} failed ({}); next try in {}",
+            item.name(),
+            retry.failed,
+            retry.cause,
+            rounded(retry.delay)
+        );
+        *waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx.out.spinner(what));
+    };
+    let stop_waiting = || waiting.lock().unwrap_or_else(|p| p.into_inner()).take();
 
     let (result, retries) = match item {
         // `deliver` reports these without sending; here only for completeness.
@@ -410,53 +515,64 @@ async fn send_item(
             return Err(coded(exit_code(error), format!("{error:#}")))
         }
         Item::File { path, .. } => {
-            backoff
-                .run(|attempt| {
-                    let bar = bar.clone();
-                    let header = &header;
-                    let progress = &progress;
-                    async move {
-                        bar.set_position(0);
-                        let pooled = attempt
-                            .within(pool.get(addr, rules), |timeout| ConnectError::Timeout {
-                                addr,
-                                timeout,
-                            })
-                            .await?;
-                        let file = std::fs::File::open(path).map_err(|e| {
-                            SendError::Source(std::io::Error::new(
-                                e.kind(),
-                                format!("cannot open {}: {e}", path.display()),
-                            ))
-                        })?;
-                        tracing::debug!(
-                            attempt = attempt.number,
-                            reused = pooled.reused,
-                            "sending"
-                        );
-                        finish(pool, &pooled, header, Source::File(file), mode, progress).await
-                    }
-                })
+            link.backoff
+                .run_observed(
+                    |attempt| {
+                        let header = &header;
+                        async move {
+                            stop_waiting();
+                            let pooled = connect(link, attempt, ctx).await?;
+                            let file = std::fs::File::open(path).map_err(|e| {
+                                SendError::Source(std::io::Error::new(
+                                    e.kind(),
+                                    format!("cannot open {}: {e}", path.display()),
+                                ))
+                            })?;
+                            tracing::debug!(
+                                attempt = attempt.number,
+                                reused = pooled.reused,
+                                "sending"
+                            );
+                            let bar = ctx.out.progress(header.length, &header.name);
+                            let progress = |n: u64| bar.inc(n);
+                            finish(link, &pooled, header, Source::File(file), &progress).await
+                        }
+                    },
+                    on_retry,
+                )
                 .await
         }
         Item::Stdin { .. } => {
-            let (pooled, retries) = backoff
-                .run(|attempt| {
-                    attempt.within(pool.get(addr, rules), |timeout| ConnectError::Timeout {
-                        addr,
-                        timeout,
-                    })
-                })
+            let (pooled, retries) = link
+                .backoff
+                .run_observed(
+                    |attempt| {
+                        stop_waiting();
+                        connect(link, attempt, ctx)
+                    },
+                    |retry| {
+                        on_retry(Retry {
+                            failed: retry.failed,
+                            delay: retry.delay,
+                            cause: &SendError::Connection(retry.cause.clone()),
+                        })
+                    },
+                )
                 .await;
-            let pooled = pooled.map_err(SendError::Connection)?;
+            stop_waiting();
+            let pooled = pooled
+                .map_err(|e| gave_up(link.addr, started, retries, SendError::Connection(e)))?;
+            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+                ctx.out.note("reading stdin, Ctrl-D to end");
+            }
+            let bar = ctx.out.progress(header.length, &header.name);
+            let progress = |n: u64| bar.inc(n);
             let stdin = Source::pipe(std::io::stdin());
-            let result = finish(pool, &pooled, &header, stdin, mode, &progress)
+            let result = finish(link, &pooled, &header, stdin, &progress)
                 .await
                 .map_err(|e| match e {
                     // Some of stdin may be gone: it cannot be sent again.
-                    SendError::Connection(c)
-                        if !matches!(c, crate::net::ConnectError::IdentityRejected(_)) =>
-                    {
+                    SendError::Connection(c) if c.is_retryable() => {
                         SendError::Source(std::io::Error::other(format!(
                             "{c}; stdin cannot be replayed, the transfer is lost"
                         )))
@@ -466,10 +582,11 @@ async fn send_item(
             (result, retries)
         }
     };
-    bar.finish_and_clear();
-    let done = result?;
+    stop_waiting();
+    let done = result.map_err(|e| gave_up(link.addr, started, retries, e))?;
     let seconds = started.elapsed().as_secs_f64();
-    if !*warned && !rules.authenticates() {
+    let addr = link.addr;
+    if !*warned && !link.rules.authenticates() {
         *warned = true;
         if let Some(fp) = done.peer {
             ctx.out.warn(&format!(
@@ -494,7 +611,7 @@ async fn send_item(
             "reused_connection": done.reused,
             "duplicate": done.sent.duplicate,
             "message_id": id.to_string(),
-            "stream": if mode == Mode::Uni { "uni" } else { "bi" },
+            "stream": if link.mode == Mode::Uni { "uni" } else { "bi" },
         }),
         || {
             format!(
@@ -520,18 +637,33 @@ async fn send_item(
     Ok(())
 }
 
+/// A connection failure that was still worth retrying when the budget ran out becomes
+/// "no answer from ADDR after 30s, 12 attempts": the whole wait, not the last slice.
+fn gave_up(addr: SocketAddr, started: Instant, retries: u32, e: SendError) -> SendError {
+    match e {
+        SendError::Connection(last) if last.is_retryable() => {
+            SendError::Connection(ConnectError::GaveUp {
+                addr: canonical(addr),
+                after: started.elapsed(),
+                attempts: retries + 1,
+                last: Box::new(last),
+            })
+        }
+        e => e,
+    }
+}
+
 /// Sends on a pooled connection; on a failure worth retrying, evicts that connection so
 /// the next attempt dials a fresh one.
 async fn finish(
-    pool: &Pool,
+    link: &Link<'_>,
     pooled: &crate::net::pool::Pooled,
     header: &Header,
     source: Source,
-    mode: Mode,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Done, SendError> {
     let peer = Fingerprint::of_peer(&pooled.conn);
-    match send_message(&pooled.conn, header, source, mode, progress).await {
+    match send_message(&pooled.conn, header, source, link.mode, progress).await {
         Ok(sent) => Ok(Done {
             sent,
             reused: pooled.reused,
@@ -539,7 +671,7 @@ async fn finish(
         }),
         Err(e) => {
             if matches!(e, SendError::Connection(_)) {
-                pool.evict(&pooled.conn);
+                link.pool.evict(&pooled.conn);
                 pooled.conn.close(framing::close::CANCELLED, b"retrying");
             }
             Err(e)

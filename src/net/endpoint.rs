@@ -236,7 +236,7 @@ pub enum EndpointError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectError {
     /// No handshake within the connect timeout (often: nothing listening).
-    #[error("no answer from {addr} within {}", humantime::format_duration(*timeout))]
+    #[error("no answer from {addr} within {}", super::retry::rounded(*timeout))]
     Timeout {
         /// The peer.
         addr: SocketAddr,
@@ -250,6 +250,28 @@ pub enum ConnectError {
     /// another protocol).
     #[error("refused by peer: {0}")]
     Refused(String),
+    /// Every attempt within the retry budget failed; `last` says how the last one did.
+    #[error("{}", describe_gave_up(*addr, *after, *attempts, last))]
+    GaveUp {
+        /// The peer.
+        addr: SocketAddr,
+        /// How long the attempts took in all.
+        after: Duration,
+        /// How many attempts were made.
+        attempts: u32,
+        /// The last attempt's error.
+        last: Box<ConnectError>,
+    },
+    /// The peer closed the connection on purpose, with one of our close codes
+    /// (`framing::close`): it stopped (Ctrl-C) or takes no more messages. Final: the
+    /// peer said so, retrying would meet the same answer.
+    #[error("{}", describe_close(*.code, .reason))]
+    Closed {
+        /// The close code (`framing::close`).
+        code: quinn::VarInt,
+        /// The peer's reason, as it sent it (may hold anything: escape before showing).
+        reason: String,
+    },
     /// The connection failed for a transient reason.
     #[error("connection failed: {0}")]
     Lost(ConnectionError),
@@ -326,15 +348,47 @@ pub fn classify(e: ConnectionError) -> ConnectError {
         ConnectionError::TransportError(t) => ConnectError::Refused(t.to_string()),
         ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason).into_owned();
-            if c.error_code == super::framing::close::SHUTDOWN {
-                // A peer going away is worth trying again (it may come back).
-                ConnectError::Lost(e)
+            use super::framing::close;
+            if c.error_code == close::SHUTDOWN || c.error_code == close::DONE {
+                ConnectError::Closed {
+                    code: c.error_code,
+                    reason,
+                }
             } else {
                 ConnectError::Refused(reason)
             }
         }
         ConnectionError::VersionMismatch => ConnectError::Refused(e.to_string()),
         _ => ConnectError::Lost(e),
+    }
+}
+
+fn describe_gave_up(
+    addr: SocketAddr,
+    after: Duration,
+    attempts: u32,
+    last: &ConnectError,
+) -> String {
+    let tries = if attempts == 1 { "attempt" } else { "attempts" };
+    let after = super::retry::rounded(after);
+    match last {
+        ConnectError::Timeout { .. } => {
+            format!("no answer from {addr} after {after}, {attempts} {tries}")
+        }
+        last => format!("could not connect to {addr} after {after}, {attempts} {tries}: {last}"),
+    }
+}
+
+/// What a peer's close means, in words: the reason it gave is quoted, escaped.
+fn describe_close(code: quinn::VarInt, reason: &str) -> String {
+    use super::framing::close;
+    let reason = reason.escape_debug();
+    if code == close::DONE {
+        format!("the peer takes no more messages (it closed the connection: {reason})")
+    } else if code == close::SHUTDOWN {
+        format!("the peer stopped ({reason})")
+    } else {
+        format!("the peer closed the connection with code {code} ({reason})")
     }
 }
 

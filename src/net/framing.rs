@@ -431,6 +431,10 @@ pub enum ErrorCode {
     /// The receiver's disk has less free space than the message needs (refused before
     /// the payload when its length is declared, or the disk filled up during it).
     NoSpace = 0x0c,
+    /// The receiver takes no more messages: `listen --once` is serving another sender,
+    /// or `--count`/`--once` is reached, or it is stopping. Final: a sender does not
+    /// retry.
+    NotAccepting = 0x0d,
 }
 
 impl ErrorCode {
@@ -455,6 +459,7 @@ impl ErrorCode {
             0x0a => HeaderTimeout,
             0x0b => Duplicate,
             0x0c => NoSpace,
+            0x0d => NotAccepting,
             _ => return None,
         })
     }
@@ -475,6 +480,7 @@ impl ErrorCode {
             HeaderTimeout => "header did not arrive in time",
             Duplicate => "message already stored",
             NoSpace => "not enough space on the receiver's disk",
+            NotAccepting => "the listener takes no more messages",
         }
     }
 }
@@ -482,9 +488,11 @@ impl ErrorCode {
 /// Connection close codes.
 pub mod close {
     use quinn::VarInt;
-    /// Work done; nothing wrong.
+    /// Work done; nothing wrong. From a listener: it takes no more messages
+    /// (`--once`/`--count` reached), so a sender does not retry.
     pub const DONE: VarInt = VarInt::from_u32(0);
-    /// The process is shutting down (Ctrl-C, SIGTERM, `--once` reached).
+    /// The process is stopping (Ctrl-C, SIGTERM); the reason says which side and why.
+    /// Final: the peer does not retry against it.
     pub const SHUTDOWN: VarInt = VarInt::from_u32(1);
     /// Lost a race-connect, or otherwise not needed.
     pub const CANCELLED: VarInt = VarInt::from_u32(2);
@@ -588,7 +596,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=0x0c {
+        for code in 1..=0x0d {
             let c = ErrorCode::from_varint(VarInt::from_u32(code)).unwrap();
             assert_eq!(c.varint().into_inner(), code as u64);
         }

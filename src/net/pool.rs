@@ -173,6 +173,18 @@ impl Pool {
         );
     }
 
+    /// The connections that are open now (dials still in flight are not).
+    pub fn live(&self) -> Vec<quinn::Connection> {
+        let slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .values()
+            .filter_map(|slot| match slot.dial.peek() {
+                Some(Ok(conn)) if conn.close_reason().is_none() => Some(conn.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Number of slots (live or dialing connections).
     pub fn len(&self) -> usize {
         self.slots.lock().unwrap_or_else(|p| p.into_inner()).len()
@@ -188,12 +200,24 @@ impl Pool {
 fn usable(dial: &Dial) -> bool {
     match dial.peek() {
         None => true,
-        Some(Ok(conn)) => conn.close_reason().is_none(),
+        Some(Ok(conn)) => conn
+            .close_reason()
+            .is_none_or(|why| closed_on_purpose(&why)),
         Some(Err(_)) => false,
     }
 }
 
-/// Removes the slot when its connection closes.
+/// The peer closed the connection with one of our final close codes (it is done, or
+/// stopping): the next caller must hear that, not dial a peer that said goodbye.
+fn closed_on_purpose(why: &quinn::ConnectionError) -> bool {
+    matches!(
+        super::endpoint::classify(why.clone()),
+        ConnectError::Closed { .. }
+    )
+}
+
+/// Removes the slot when its connection closes, unless the peer closed it on purpose:
+/// that slot stays until a caller has been told (`get` evicts it then).
 fn watch(
     slots: Weak<Mutex<HashMap<Key, Slot>>>,
     key: Key,
@@ -201,7 +225,9 @@ fn watch(
     conn: quinn::Connection,
 ) {
     tokio::spawn(async move {
-        conn.closed().await;
+        if closed_on_purpose(&conn.closed().await) {
+            return;
+        }
         if let Some(slots) = slots.upgrade() {
             remove_generation(&slots, &key, generation);
         }
@@ -260,6 +286,29 @@ mod tests {
             1
         );
         assert_eq!(server.quinn().open_connections(), 1);
+    }
+
+    /// A listener that closed the connection on purpose (its `--count` reached) is not
+    /// dialed again: the next caller hears why, at once.
+    #[tokio::test]
+    async fn a_peer_that_said_goodbye_is_not_redialed() {
+        let (server, addr) = server();
+        let pool = client();
+        let a = pool.get(addr, &TrustRules::any()).await.unwrap().conn;
+        // Closed before the handshake is confirmed, an application close travels as a
+        // bare transport APPLICATION_ERROR without code or reason (RFC 9000 10.2.3).
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        server
+            .quinn()
+            .close(crate::net::framing::close::DONE, b"takes no more");
+        a.closed().await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let again = pool.get(addr, &TrustRules::any()).await;
+        assert!(
+            matches!(&again, Err(ConnectError::Closed { reason, .. }) if reason == "takes no more"),
+            "{:?}",
+            again.map(|p| p.reused)
+        );
     }
 
     #[tokio::test]

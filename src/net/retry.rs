@@ -81,7 +81,22 @@ impl Backoff {
     /// retries it took.
     ///
     /// Every retry is logged at info with its delay and cause.
-    pub async fn run<T, E, F, Fut>(&self, mut op: F) -> (Result<T, E>, u32)
+    pub async fn run<T, E, F, Fut>(&self, op: F) -> (Result<T, E>, u32)
+    where
+        E: Retryable + std::fmt::Display,
+        F: FnMut(Attempt) -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        self.run_observed(op, |_| {}).await
+    }
+
+    /// [`run`](Self::run), telling `on_retry` before each wait (a progress display:
+    /// "attempt 3, next try in 1.2s").
+    pub async fn run_observed<T, E, F, Fut>(
+        &self,
+        mut op: F,
+        mut on_retry: impl FnMut(Retry<'_, E>),
+    ) -> (Result<T, E>, u32)
     where
         E: Retryable + std::fmt::Display,
         F: FnMut(Attempt) -> Fut,
@@ -109,14 +124,30 @@ impl Backoff {
             }
             tracing::info!(
                 cause = %err,
-                delay = %humantime::format_duration(round_ms(delay)),
+                delay = %rounded(delay),
                 retry = retries + 1,
                 "retrying"
             );
+            on_retry(Retry {
+                failed: retries + 1,
+                delay,
+                cause: &err,
+            });
             tokio::time::sleep(delay).await;
             retries += 1;
         }
     }
+}
+
+/// A failed attempt about to be retried.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry<'a, E> {
+    /// How many attempts have failed so far (1 after the first).
+    pub failed: u32,
+    /// The wait before the next attempt.
+    pub delay: Duration,
+    /// Why the last attempt failed.
+    pub cause: &'a E,
 }
 
 /// One attempt of a retried operation.
@@ -148,8 +179,16 @@ impl Attempt {
     }
 }
 
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
+/// A duration as a person reads it: whole milliseconds below 10 s (`21ms`, `2449ms`),
+/// whole seconds from there (`30s`, `2m 5s`); never `21ms 887us 605ns`.
+pub fn rounded(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms < 10_000 {
+        format!("{ms}ms")
+    } else {
+        let secs = (d.as_secs_f64()).round() as u64;
+        humantime::format_duration(Duration::from_secs(secs)).to_string()
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +206,21 @@ mod tests {
     impl std::fmt::Display for E {
         fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
             write!(f, "e({})", self.0)
+        }
+    }
+
+    #[test]
+    fn durations_shown_to_people_are_rounded() {
+        let cases = [
+            (Duration::from_nanos(21_887_605), "21ms"),
+            (Duration::from_millis(999), "999ms"),
+            (Duration::from_millis(2_449), "2449ms"),
+            (Duration::from_millis(9_940), "9940ms"),
+            (Duration::from_millis(29_600), "30s"),
+            (Duration::from_millis(125_400), "2m 5s"),
+        ];
+        for (d, shown) in cases {
+            assert_eq!(rounded(d), shown, "{d:?}");
         }
     }
 

@@ -91,10 +91,41 @@ impl Retryable for SendError {
     fn is_retryable(&self) -> bool {
         match self {
             SendError::Connection(e) => e.is_retryable(),
-            // A receiver shutting down may be restarted: worth another attempt.
-            SendError::Refused(code) => *code == ErrorCode::ShuttingDown.varint(),
+            // A receiver that said no (full, stopping, takes no more) means it: a retry
+            // would meet the same answer, and the user should hear it at once.
             _ => false,
         }
+    }
+}
+
+fn describe_reset(code: VarInt) -> String {
+    if code == ErrorCode::Cancelled.varint() {
+        "the sender cancelled the message".into()
+    } else {
+        format!("the sender reset the stream ({})", describe_code(code))
+    }
+}
+
+/// Why a connection ended, from the receiving side: the sender's own words when it
+/// closed it (Ctrl-C: "sender interrupted"), ours when we did.
+pub fn describe_lost(e: &quinn::ConnectionError) -> String {
+    use quinn::ConnectionError as C;
+    match e {
+        C::ApplicationClosed(c) if c.error_code == framing::close::SHUTDOWN => {
+            let reason = String::from_utf8_lossy(&c.reason);
+            if reason == "interrupted" {
+                "sender interrupted".into()
+            } else {
+                format!("the sender stopped ({})", reason.escape_debug())
+            }
+        }
+        C::ApplicationClosed(c) => format!(
+            "the sender closed the connection ({})",
+            String::from_utf8_lossy(&c.reason).escape_debug()
+        ),
+        C::LocallyClosed => "we are shutting down".into(),
+        C::TimedOut => "connection lost: no answer from the sender within the idle timeout".into(),
+        e => format!("connection lost: {e}"),
     }
 }
 
@@ -456,10 +487,10 @@ pub enum RecvError {
     #[error("{}{}", .0.describe(), if .1.is_empty() { String::new() } else { format!(": {}", .1) })]
     Refuse(ErrorCode, String),
     /// The sender reset the stream (gave up).
-    #[error("sender cancelled the message ({})", describe_code(*.0))]
+    #[error("{}", describe_reset(*.0))]
     Cancelled(VarInt),
     /// The connection failed.
-    #[error("connection lost: {0}")]
+    #[error("{}", describe_lost(.0))]
     Lost(quinn::ConnectionError),
     /// The payload could not be written.
     #[error("could not store: {0}")]

@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::util::{
-    assert_report, list_files, path_str, random_bytes, sha256, sha256_file, Proc, TestDir,
-    EVENT_TIMEOUT, MIB, RUN_TIMEOUT, START_TIMEOUT,
+    assert_report, list_files, path_str, random_bytes, sha256, sha256_file, TestDir, EVENT_TIMEOUT,
+    MIB, RUN_TIMEOUT,
 };
 
 /// Sends one random file of `size` bytes over a ticket and checks both reports and
@@ -111,40 +111,7 @@ fn every_congestion_controller_delivers_on_loopback() {
 #[test]
 fn stdin_to_stdout() {
     let t = TestDir::new();
-    let mut cmd = t.cmd();
-    cmd.args([
-        "--ephemeral",
-        "listen",
-        "--bind",
-        "127.0.0.1:0",
-        "--once",
-        "--stdout",
-    ]);
-    let listener = Proc::spawn(cmd);
-    // Without --json the listener says where it is on stderr, as text.
-    let mut addr = None;
-    let mut ticket = None;
-    let deadline = std::time::Instant::now() + START_TIMEOUT;
-    while addr.is_none() || ticket.is_none() {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let Some(line) = listener.next_stderr_line(left) else {
-            panic!(
-                "no 'listening on' and 'ticket' lines on stderr\n{}",
-                listener.stderr_text()
-            );
-        };
-        if let Some(rest) = line.trim().strip_prefix("listening on ") {
-            addr = rest.split_whitespace().next().map(str::to_string);
-        }
-        if let Some(rest) = line.trim().strip_prefix("ticket ") {
-            ticket = rest.split_whitespace().next().map(str::to_string);
-        }
-    }
-    let (addr, ticket) = (addr.unwrap(), ticket.unwrap());
-    assert!(
-        ticket.ends_with(&format!("@{addr}")),
-        "ticket {ticket} for {addr}"
-    );
+    let (listener, ticket) = t.listen_stdout(&["--once"]);
 
     let data = random_bytes(3 * MIB);
     let mut sender = t.spawn_send(&[ticket.as_str(), "-"], Stdio::piped());

@@ -161,6 +161,40 @@ impl TestDir {
         self.listen_args(&args)
     }
 
+    /// Starts `qp2p --ephemeral listen --bind 127.0.0.1:0 --stdout EXTRA` (no `--json`:
+    /// stdout carries payload) and reads its address and ticket off stderr.
+    pub fn listen_stdout(&self, extra: &[&str]) -> (Proc, String) {
+        let mut cmd = self.cmd();
+        cmd.args(["--ephemeral", "listen", "--bind", "127.0.0.1:0", "--stdout"]);
+        cmd.args(extra);
+        let listener = Proc::spawn(cmd);
+        // Without --json the listener says where it is on stderr, as text.
+        let mut addr = None;
+        let mut ticket = None;
+        let deadline = Instant::now() + START_TIMEOUT;
+        while addr.is_none() || ticket.is_none() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Some(line) = listener.next_stderr_line(left) else {
+                panic!(
+                    "no 'listening on' and 'ticket' lines on stderr\n{}",
+                    listener.stderr_text()
+                );
+            };
+            if let Some(rest) = line.trim().strip_prefix("listening on ") {
+                addr = rest.split_whitespace().next().map(str::to_string);
+            }
+            if let Some(rest) = line.trim().strip_prefix("ticket ") {
+                ticket = rest.split_whitespace().next().map(str::to_string);
+            }
+        }
+        let (addr, ticket) = (addr.unwrap(), ticket.unwrap());
+        assert!(
+            ticket.ends_with(&format!("@{addr}")),
+            "ticket {ticket} for {addr}"
+        );
+        (listener, ticket)
+    }
+
     /// Starts `qp2p ARGS`, which must be a `--json listen`, and waits for `listening`.
     pub fn listen_args<S: AsRef<OsStr>>(&self, args: &[S]) -> Listener {
         let mut cmd = self.cmd();

@@ -9,6 +9,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -22,6 +23,31 @@ use crate::net::transfer::{self, hex, receive_payload, RecvError};
 use crate::net::Fingerprint;
 use crate::output::{human_bytes, human_rate};
 use crate::store::sanitize;
+
+/// Stdout, counting what was written: a message that fails after a byte reached it
+/// ends the listener.
+struct Counted<W> {
+    inner: W,
+    written: Arc<AtomicU64>,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
 
 /// How many message ids are remembered for duplicate detection.
 const RECENT_IDS: usize = 4096;
@@ -140,15 +166,33 @@ pub(super) async fn receive(
         (Sink::Stdout(lock), _) => {
             // One message at a time on stdout, never interleaved.
             let _turn = lock.lock().await;
-            let got = receive_payload(
-                recv,
-                header,
-                first,
-                std::io::stdout(),
-                state.limits,
-                &progress,
-            )
-            .await?;
+            if state.done.is_cancelled() {
+                // A message before this one broke off on stdout, or the run is over.
+                return Err(RecvError::Refuse(ErrorCode::NotAccepting, String::new()));
+            }
+            let written = Arc::new(AtomicU64::new(0));
+            let stdout = Counted {
+                inner: std::io::stdout(),
+                written: written.clone(),
+            };
+            let got = receive_payload(recv, header, first, stdout, state.limits, &progress).await;
+            let got = match got {
+                Ok(got) => got,
+                Err(e) => {
+                    let n = written.load(Ordering::SeqCst);
+                    let reader_gone = matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe);
+                    if n > 0 && !reader_gone {
+                        // Stdout cannot take bytes back: whoever reads it (`| tar x`)
+                        // must not see a next message appended, nor an exit 0.
+                        state.fail(format!(
+                            "{:?} broke off after {n} bytes of it went to stdout ({e}); \
+                             what stdout received is incomplete",
+                            header.name
+                        ));
+                    }
+                    return Err(e);
+                }
+            };
             Stored {
                 bytes: got.bytes,
                 sha256: got.sha256,
