@@ -236,7 +236,7 @@ pub enum EndpointError {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum ConnectError {
     /// No handshake within the connect timeout (often: nothing listening).
-    #[error("no answer from {addr} within {}", humantime::format_duration(*timeout))]
+    #[error("no answer from {addr} within {}", crate::output::human_duration(*timeout))]
     Timeout {
         /// The peer.
         addr: SocketAddr,

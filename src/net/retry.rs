@@ -109,7 +109,7 @@ impl Backoff {
             }
             tracing::info!(
                 cause = %err,
-                delay = %humantime::format_duration(round_ms(delay)),
+                delay = %crate::output::human_duration(delay),
                 retry = retries + 1,
                 "retrying"
             );
@@ -146,10 +146,6 @@ impl Attempt {
             Err(_) => Err(timeout(left)),
         }
     }
-}
-
-fn round_ms(d: Duration) -> Duration {
-    Duration::from_millis(d.as_millis() as u64)
 }
 
 #[cfg(test)]
