@@ -46,7 +46,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
             break
         }
         'qp2p;listen' {
-            [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one)')
+            [CompletionResult]::new('--bind', '--bind', [CompletionResultType]::ParameterName, 'Address and UDP port to listen on: IP:PORT, `[v6]:PORT`, a host name, `:PORT` (all addresses), an address without a port (port 7447); `[::]` is dual-stack, port 0 picks a free one')
             [CompletionResult]::new('--out', '--out', [CompletionResultType]::ParameterName, 'Directory files are stored in')
             [CompletionResult]::new('--count', '--count', [CompletionResultType]::ParameterName, 'Take exactly N messages (from any senders), then exit; one more is refused at once [default: run until stopped]')
             [CompletionResult]::new('--allow', '--allow', [CompletionResultType]::ParameterName, 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]')

@@ -42,7 +42,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
             cand help 'Print this message or the help of the given subcommand(s)'
         }
         &'qp2p;listen'= {
-            cand --bind 'Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one)'
+            cand --bind 'Address and UDP port to listen on: IP:PORT, `[v6]:PORT`, a host name, `:PORT` (all addresses), an address without a port (port 7447); `[::]` is dual-stack, port 0 picks a free one'
             cand --out 'Directory files are stored in'
             cand --count 'Take exactly N messages (from any senders), then exit; one more is refused at once [default: run until stopped]'
             cand --allow 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]'

@@ -42,7 +42,7 @@ complete -c qp2p -n "__fish_qp2p_needs_command" -f -a "id" -d 'Print this host\'
 complete -c qp2p -n "__fish_qp2p_needs_command" -f -a "completions" -d 'Print a shell completion script'
 complete -c qp2p -n "__fish_qp2p_needs_command" -f -a "man" -d 'Print the manual page (roff), or write every page into a directory'
 complete -c qp2p -n "__fish_qp2p_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l bind -d 'Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one)' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l bind -d 'Address and UDP port to listen on: IP:PORT, `[v6]:PORT`, a host name, `:PORT` (all addresses), an address without a port (port 7447); `[::]` is dual-stack, port 0 picks a free one' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l out -d 'Directory files are stored in' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l count -d 'Take exactly N messages (from any senders), then exit; one more is refused at once [default: run until stopped]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow -d 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]' -r

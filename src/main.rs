@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Parser;
 use qp2p::cli::{self, Cli, Command, Context};
 use qp2p::error::{exit_code, Exit};
-use qp2p::output::Output;
+use qp2p::output::{error_text, Output};
 use tokio_util::sync::CancellationToken;
 
 fn main() -> ExitCode {
@@ -22,9 +22,14 @@ fn main() -> ExitCode {
             };
             let json = std::env::args().any(|a| a == "--json");
             if json && code == Exit::Usage {
-                let first = e.to_string();
-                let line = first.lines().next().unwrap_or("usage error");
-                Output::new(true, true).error(line.trim_start_matches("error: "), code.code());
+                // clap's whole message: what is wrong, the usage line, the hint.
+                let whole = e.to_string();
+                let message = whole.trim().trim_start_matches("error: ");
+                // The stderr line is clap's own, printed whole below.
+                Output::new(true, true).event(
+                    serde_json::json!({"event": "error", "message": message, "exit_code": code.code()}),
+                    String::new,
+                );
                 let _ = e.print();
             } else {
                 let _ = e.print();
@@ -71,14 +76,20 @@ fn main() -> ExitCode {
     // Streams still draining must not hold the process.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     let exit = match signal.load(Ordering::SeqCst) {
-        2 => Exit::Interrupted,
-        15 => Exit::Terminated,
+        2 => {
+            out.note("stopped (Ctrl-C)");
+            Exit::Interrupted
+        }
+        15 => {
+            out.note("stopped (SIGTERM)");
+            Exit::Terminated
+        }
         _ => match result {
             Ok(()) => Exit::Success,
             Err(e) => {
                 let exit = exit_code(&e);
                 if exit != Exit::Success {
-                    out.error(&format!("{e:#}"), exit.code());
+                    out.error(&error_text(&e), exit.code());
                 }
                 exit
             }

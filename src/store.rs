@@ -159,6 +159,21 @@ impl Store {
         })
     }
 
+    /// Whether a file can be created in the root: an invisible temporary file is
+    /// opened and dropped, as a message would be (a read-only filesystem, a directory
+    /// without write permission, a full inode table fail here, at start, instead of at
+    /// every message).
+    pub fn check_writable(&self) -> io::Result<()> {
+        match open_tmpfile(&self.root) {
+            Ok(_) => Ok(()),
+            Err(e) if tmpfile_unsupported(&e) => {
+                let (_, path) = open_named_temp(&self.root, OsStr::new("probe"))?;
+                std::fs::remove_file(path)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// The root directory.
     pub fn root(&self) -> &Path {
         &self.root

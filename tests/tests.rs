@@ -38,5 +38,7 @@ mod transfer;
 mod trust;
 #[path = "suite/upnp.rs"]
 mod upnp;
+#[path = "suite/ux.rs"]
+mod ux;
 #[path = "suite/wire.rs"]
 mod wire;

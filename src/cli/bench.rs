@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
-use super::{parse_duration, parse_size, Context, TransportArgs, TrustArgs};
+use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::bench;
 use crate::net::endpoint::canonical;
@@ -72,7 +72,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
     /// Upper bound on each run.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = super::parse_nonzero_duration)]
     pub duration: Duration,
     /// Streams for throughput, messages and handshakes in flight [default: 1 stream, 32
     /// in flight; new connections 8 at once with --peer, since a listener admits 16 per

@@ -22,8 +22,9 @@
 //! `admission` holds the connection limits and the log throttle, `receive` the path of
 //! one message into the store and its report.
 
+use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -36,18 +37,19 @@ use tracing::{debug, info, warn, Instrument};
 use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
-use crate::net::endpoint::canonical;
+use crate::net::endpoint::{canonical, EndpointError};
 use crate::net::framing::{self, ErrorCode, Kind, ReadError};
 use crate::net::probe::ProbeService;
 use crate::net::transfer::{self, Limits, RecvError};
 use crate::net::upnp::MAX_LEASE;
 use crate::net::{Endpoint, Fingerprint, TransportOptions, TrustRules};
+use crate::output::{human_duration, shown};
 use crate::store::Store;
 
 mod admission;
 mod receive;
-use admission::{allow, Admission, Throttle};
-use receive::{receive, report_received, Seen};
+use admission::{allow, refusal, Admission, Throttle};
+use receive::{receive, report_received, who, Seen};
 
 /// Receive files (or a stream) from senders.
 ///
@@ -62,11 +64,14 @@ use receive::{receive, report_received, Seen};
     "qp2p --json listen --bind 127.0.0.1:0 --count 3   # scripts: JSON, any free port",
 ]))]
 pub struct Args {
-    /// Address and UDP port to listen on (`[::]` is dual-stack; port 0 picks a free one).
+    /// Address and UDP port to listen on: IP:PORT, `[v6]:PORT`, a host name, `:PORT`
+    /// (all addresses), an address without a port (port 7447); `[::]` is dual-stack, port
+    /// 0 picks a free one.
     #[arg(
         long,
         value_name = "ADDR",
         default_value = "[::]:7447",
+        value_parser = crate::net::addr::parse_bind,
         env = "QP2P_BIND",
         hide_env_values = true
     )]
@@ -89,7 +94,7 @@ pub struct Args {
     pub once: bool,
     /// Take exactly N messages (from any senders), then exit; one more is refused at
     /// once [default: run until stopped].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub count: Option<u64>,
     /// Admit only senders with this fingerprint (repeatable) [default: admit anyone].
     #[arg(long, value_name = "FP")]
@@ -285,16 +290,14 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         max_streams: args.max_streams,
         ..args.transport.options()
     };
-    let endpoint = Endpoint::bind(args.bind, identity, options, Some(rules))?;
+    let endpoint =
+        Endpoint::bind(args.bind, identity, options, Some(rules)).map_err(bind_failed)?;
     let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
-    let sink =
-        if args.stdout {
-            Sink::Stdout(Arc::default())
-        } else {
-            Sink::Dir(Store::new(&args.out, args.overwrite).with_context(|| {
-                format!("cannot use {} as output directory", args.out.display())
-            })?)
-        };
+    let sink = if args.stdout {
+        Sink::Stdout(Arc::default())
+    } else {
+        Sink::Dir(output_dir(&args.out, args.overwrite)?)
+    };
     let shown = display_addr(bound);
     let ticket = ticket(&fingerprint, shown);
     ctx.out.event(
@@ -316,6 +319,10 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             )
         },
     );
+    if ctx.out.quiet() && !ctx.json && args.bind.port() == 0 {
+        // -q hides reports, but a port picked by the system must still be told.
+        crate::output::line_to_stderr(&format!("listening on {bound}"));
+    }
 
     let state = Arc::new(State {
         sink,
@@ -343,9 +350,6 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ctx: ctx.clone(),
         probe,
     });
-    if args.count == Some(0) {
-        return Err(coded(Exit::Usage, "--count must be at least 1"));
-    }
     let upnp = match args.upnp {
         true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
         false => None,
@@ -454,6 +458,48 @@ fn allow_rules(args: &Args) -> anyhow::Result<TrustRules> {
     })
 }
 
+/// The error for a socket that cannot be bound, with what to do when the port is taken.
+fn bind_failed(e: EndpointError) -> anyhow::Error {
+    match &e {
+        EndpointError::Bind { addr, source } if source.kind() == ErrorKind::AddrInUse => coded(
+            Exit::Other,
+            format!(
+                "could not bind {addr}: {source}: another process uses UDP port {port}; \
+                     pick another with --bind ADDR:PORT, or :0 for any free port",
+                port = addr.port()
+            ),
+        ),
+        _ => e.into(),
+    }
+}
+
+/// The store for `--out DIR`, checked now rather than at the first message: DIR must be
+/// a directory (or creatable) and writable. A file is a usage error; a directory that
+/// cannot be written (read-only filesystem, permissions) is exit 1.
+fn output_dir(dir: &Path, overwrite: bool) -> anyhow::Result<Store> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(coded(
+            Exit::Usage,
+            format!(
+                "--out {}: is a file, not a directory; give a directory to store into",
+                dir.display()
+            ),
+        ));
+    }
+    let store = Store::new(dir, overwrite)
+        .with_context(|| format!("cannot use {} as output directory", dir.display()))?;
+    store.check_writable().map_err(|e| {
+        coded(
+            Exit::Other,
+            format!(
+                "cannot write into {}: {e}; give a writable directory with --out DIR",
+                store.root().display()
+            ),
+        )
+    })?;
+    Ok(store)
+}
+
 /// The address to put in the ticket: the bound one, or for a wildcard bind the first
 /// non-loopback address of this host (loopback if there is none).
 fn display_addr(bound: SocketAddr) -> SocketAddr {
@@ -513,6 +559,7 @@ fn local_addresses() -> Vec<IpAddr> {
 }
 
 async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
+    let remote = canonical(incoming.remote_address());
     let handshake = async {
         match incoming.accept() {
             Ok(connecting) => connecting.await,
@@ -523,7 +570,7 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
     let Ok(handshake) = tokio::time::timeout(state.handshake_timeout, handshake).await else {
         warn!(
             "handshake not completed within {}; connection dropped",
-            humantime::format_duration(state.handshake_timeout)
+            human_duration(state.handshake_timeout)
         );
         return;
     };
@@ -532,9 +579,12 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
         Err(e) => {
             // Our refusals (a sender not on the allow list) are worth a warning; a peer
             // that gave up (a lost race, Ctrl-C) is normal.
-            match e {
-                quinn::ConnectionError::TransportError(_) => warn!(cause = %e, "handshake failed"),
-                _ => info!(cause = %e, "handshake abandoned"),
+            match &e {
+                quinn::ConnectionError::TransportError(te) => match refusal(&te.reason) {
+                    Some((reason, fp)) => report_refused(&state, remote, &reason, fp),
+                    None => warn!(cause = %shown(&e.to_string()), "handshake failed"),
+                },
+                _ => info!(cause = %shown(&e.to_string()), "handshake abandoned"),
             }
             return;
         }
@@ -547,11 +597,11 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
         let (send, recv) = tokio::select! {
             bi = conn.accept_bi() => match bi {
                 Ok((s, r)) => (Some(s), r),
-                Err(e) => { debug!(reason = %e, "connection closed"); break; }
+                Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
             },
             uni = conn.accept_uni() => match uni {
                 Ok(r) => (None, r),
-                Err(e) => { debug!(reason = %e, "connection closed"); break; }
+                Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => continue,
             _ = state.done.cancelled() => {
@@ -609,33 +659,34 @@ async fn serve_stream(
     state: Arc<State>,
 ) {
     let deadline = state.header_timeout;
-    let (header, first) =
-        match tokio::time::timeout(deadline, framing::read_header(&mut recv)).await {
-            Ok(Ok(read)) => read,
-            Ok(Err(ReadError::Frame(e))) => {
-                if let Some(more) = allow(&state.bad_headers) {
-                    warn!(%peer, cause = %e, more, "bad stream header; resetting the stream");
-                }
-                transfer::refuse(&mut recv, send.as_mut(), e.code());
-                return;
+    let (header, first) = match tokio::time::timeout(deadline, framing::read_header(&mut recv))
+        .await
+    {
+        Ok(Ok(read)) => read,
+        Ok(Err(ReadError::Frame(e))) => {
+            if let Some(more) = allow(&state.bad_headers) {
+                warn!(%peer, cause = %shown(&e.to_string()), more, "bad stream header; resetting the stream");
             }
-            Ok(Err(ReadError::Stream(e))) => {
-                debug!(cause = %e, "stream ended before its header");
-                return;
+            transfer::refuse(&mut recv, send.as_mut(), e.code());
+            return;
+        }
+        Ok(Err(ReadError::Stream(e))) => {
+            debug!(cause = %e, "stream ended before its header");
+            return;
+        }
+        Err(_) => {
+            if let Some(more) = allow(&state.header_timeouts) {
+                warn!(
+                    %peer,
+                    more,
+                    "no header within {}; resetting the stream",
+                    human_duration(deadline)
+                );
             }
-            Err(_) => {
-                if let Some(more) = allow(&state.header_timeouts) {
-                    warn!(
-                        %peer,
-                        more,
-                        "no header within {}; resetting the stream",
-                        humantime::format_duration(deadline)
-                    );
-                }
-                transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
-                return;
-            }
-        };
+            transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
+            return;
+        }
+    };
     if header.kind == Kind::Probe {
         return state
             .probe
@@ -689,8 +740,7 @@ async fn serve_stream(
             if let Some(code) = e.code() {
                 transfer::refuse(&mut recv, send.as_mut(), code);
             }
-            // One line per failure: the event below (the cause in detail at debug).
-            debug!(name = %name.escape_debug(), cause = ?e, "message not stored");
+            debug!(name = %shown(&name), cause = ?e, "message not stored");
             if matches!(state.sink, Sink::Stdout(_))
                 && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
             {
@@ -714,9 +764,32 @@ async fn serve_stream(
                         Sink::Dir(_) => "; nothing stored",
                         Sink::Stdout(_) => "",
                     };
-                    format!("failed to receive {name:?} from {peer}: {e}{kept}")
+                    format!(
+                        "failed to receive \"{}\" from {}: {}{kept}",
+                        shown(&name),
+                        who(peer, peer_fp),
+                        shown(&e.to_string())
+                    )
                 },
             );
         }
+    }
+}
+
+/// A sender refused in the handshake (not on `--allow`, or `--ca` refused its
+/// certificate): a `refused` event, and a warning line that says why in words.
+fn report_refused(state: &State, peer: SocketAddr, reason: &str, fp: Option<Fingerprint>) {
+    let reason = shown(reason).to_string();
+    warn!(%peer, "sender refused: {reason}");
+    if state.ctx.json {
+        state.ctx.out.event(
+            json!({
+                "event": "refused",
+                "peer": peer.to_string(),
+                "peer_fingerprint": fp.map(|f| f.to_string()),
+                "reason": reason,
+            }),
+            String::new,
+        );
     }
 }

@@ -131,7 +131,7 @@ pub struct TransportArgs {
         long,
         value_name = "DUR",
         default_value = "30s",
-        value_parser = parse_duration,
+        value_parser = parse_nonzero_duration,
         env = "QP2P_IDLE_TIMEOUT",
         hide_env_values = true
     )]
@@ -151,7 +151,7 @@ pub struct TransportArgs {
         long,
         value_name = "DUR",
         default_value = "2s",
-        value_parser = parse_duration,
+        value_parser = parse_nonzero_duration,
         env = "QP2P_CONNECT_TIMEOUT",
         hide_env_values = true
     )]
@@ -171,7 +171,7 @@ pub struct TransportArgs {
         long,
         value_name = "DUR",
         default_value = "500ms",
-        value_parser = parse_duration,
+        value_parser = parse_nonzero_duration,
         env = "QP2P_RETRY_INITIAL",
         hide_env_values = true
     )]
@@ -181,7 +181,7 @@ pub struct TransportArgs {
         long,
         value_name = "DUR",
         default_value = "15s",
-        value_parser = parse_duration,
+        value_parser = parse_nonzero_duration,
         env = "QP2P_RETRY_MAX",
         hide_env_values = true
     )]
@@ -334,7 +334,21 @@ impl Context {
     pub fn identity(&self) -> anyhow::Result<Arc<Identity>> {
         let identity = match (&self.identity_files, &self.identity_dir) {
             (Some((cert, key)), _) => Identity::from_files(cert, key)?,
-            (None, Some(dir)) => Identity::load_or_create(dir)?,
+            (None, Some(dir)) => {
+                let new = matches!(
+                    std::fs::symlink_metadata(dir.join("key.pem")),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound
+                );
+                let identity = Identity::load_or_create(dir)?;
+                if new {
+                    self.out.note(&format!(
+                        "created a new identity in {} (fingerprint {})",
+                        dir.display(),
+                        identity.fingerprint
+                    ));
+                }
+                identity
+            }
             (None, None) => Identity::ephemeral()?,
         };
         if let Some(problem) = identity.info.validity_problem(std::time::SystemTime::now()) {
@@ -362,6 +376,15 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         return Ok(Duration::ZERO);
     }
     humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 500ms, 30s, 2m)"))
+}
+
+/// Parses a duration that must be longer than zero (a timeout of 0 would fail
+/// everything before it started).
+pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
+    match parse_duration(s)? {
+        d if d.is_zero() => Err("must be longer than 0 (examples: 500ms, 30s, 2m)".into()),
+        d => Ok(d),
+    }
 }
 
 /// Parses a size: plain bytes, or with a unit (`64KiB`, `1MiB`, `1GiB`, `10MB`).
@@ -419,6 +442,25 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
         assert!(parse_duration("soon").is_err());
+    }
+
+    /// Zero timeouts are refused before anything connects.
+    #[test]
+    fn zero_timeouts_are_usage_errors() {
+        assert!(parse_nonzero_duration("0").is_err());
+        assert!(parse_nonzero_duration("0s").is_err());
+        assert_eq!(parse_nonzero_duration("2s"), Ok(Duration::from_secs(2)));
+        for flag in [
+            "--connect-timeout",
+            "--idle-timeout",
+            "--retry-initial",
+            "--retry-max",
+        ] {
+            let parsed = Cli::try_parse_from(["qp2p", "send", flag, "0", "127.0.0.1"]);
+            assert!(parsed.is_err(), "{flag} 0 accepted");
+        }
+        let parsed = Cli::try_parse_from(["qp2p", "listen", "--count", "0"]);
+        assert!(parsed.is_err(), "--count 0 accepted");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::send::{all_failed, close, collect, deliver, Link};
-use super::{parse_duration, Context, TransportArgs, TrustArgs};
+use super::{Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing;
@@ -43,7 +43,7 @@ pub struct Args {
     #[arg(long, value_name = "FP")]
     pub expect: Option<Fingerprint>,
     /// Give up the whole race after this long [default: the retry budget].
-    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = super::parse_nonzero_duration)]
     pub timeout: Option<Duration>,
     /// Trust options.
     #[command(flatten)]
@@ -129,7 +129,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         }),
         || {
             format!(
-                "winner {addr} in {handshake_ms:.1} ms, fingerprint {}",
+                "winner {addr} in {}, fingerprint {}",
+                crate::output::human_duration(winner.handshake),
                 fingerprint.map(|f| f.to_string()).unwrap_or_default()
             )
         },

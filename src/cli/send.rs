@@ -5,7 +5,9 @@
 //! receiver's duplicate check makes that exactly-once on disk. Stdin cannot be replayed,
 //! so for it only connecting is retried.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -19,7 +21,7 @@ use crate::net::race::{race, Candidate, Fate};
 use crate::net::retry::{rounded, Attempt, Retry, Retryable};
 use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
 use crate::net::{Backoff, ConnectError, Endpoint, Fingerprint, Pool, Target, TrustRules};
-use crate::output::{human_bytes, human_rate};
+use crate::output::{human_bytes, human_duration, human_rate};
 
 /// Send files, directories or stdin to a listener.
 ///
@@ -69,21 +71,23 @@ pub(crate) enum Item {
         name: String,
         len: u64,
     },
+    /// Stdin, or a pipe given as a path (`<(cmd)`, a FIFO): unknown length, read once.
     Stdin {
         name: String,
+        /// The pipe's path; `None` for stdin itself.
+        path: Option<PathBuf>,
     },
     /// A PATH or directory entry that cannot be sent (unreadable, vanished, not a
     /// regular file): reported in its turn while the others still go.
-    Unreadable {
-        name: String,
-        error: anyhow::Error,
-    },
+    Unreadable { name: String, error: anyhow::Error },
 }
 
 impl Item {
     fn name(&self) -> &str {
         match self {
-            Item::File { name, .. } | Item::Stdin { name } | Item::Unreadable { name, .. } => name,
+            Item::File { name, .. } | Item::Stdin { name, .. } | Item::Unreadable { name, .. } => {
+                name
+            }
         }
     }
 
@@ -116,6 +120,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     // Every rule given must hold: the pin and, with --ca, the CA.
     let rules = args.trust.rules()?.with_pin(expect);
     let items = collect(&args.paths, args.name.as_deref(), &ctx)?;
+    let from_stdin = items
+        .iter()
+        .any(|item| matches!(item, Item::Stdin { path: None, .. }));
+    if from_stdin && std::io::stdin().is_terminal() && !ctx.json {
+        ctx.out.note("reading stdin, Ctrl-D to end");
+    }
     if items.is_empty() {
         return Err(coded(
             Exit::Usage,
@@ -222,16 +232,11 @@ pub(crate) async fn deliver(
     let total = items.iter().filter(|i| sendable(i)).count();
     let mut sent = 0usize;
     let mut warned = false;
-    let mut first_error: Option<anyhow::Error> = None;
+    let mut errors: Vec<anyhow::Error> = Vec::new();
     let mut items = items.into_iter();
     while let Some(item) = items.next() {
         if let Item::Unreadable { error, .. } = item {
-            let code = exit_code(&error);
-            if first_error.is_none() {
-                first_error = Some(error);
-            } else {
-                ctx.out.error(&format!("{error:#}"), code.code());
-            }
+            errors.push(error);
             continue;
         }
         let sending = send_item(link, &item, ctx, &mut warned);
@@ -258,29 +263,31 @@ pub(crate) async fn deliver(
             sent += 1;
             continue;
         };
-        let e = e.context(format!("sending {}", item.name()));
+        let e = e.context(format!("sending {}", described(&item)));
         let code = exit_code(&e);
         // Without a connection, with the wrong peer, or told that no more is taken,
         // nothing else can go either.
-        let last = matches!(code, Exit::Connect | Exit::Identity) || is_final(&e);
-        let rest = if last {
-            items.by_ref().filter(sendable).count()
-        } else {
-            0
-        };
-        let e = match rest {
-            0 => e,
-            n => coded(code, format!("{e:#}; {n} more not sent")),
-        };
-        if first_error.is_none() {
-            first_error = Some(e);
-        } else {
-            ctx.out.error(&format!("{e:#}"), code.code());
+        if matches!(code, Exit::Connect | Exit::Identity) || is_final(&e) {
+            let rest = items.by_ref().filter(sendable).count();
+            errors.push(match rest {
+                0 => e,
+                n => coded(
+                    code,
+                    format!("{}; {n} more not sent", crate::output::error_text(&e)),
+                ),
+            });
+            break;
         }
+        errors.push(e);
     }
-    match first_error {
-        Some(e) => Err(e),
-        None => Ok(()),
+    in_order(errors, ctx)
+}
+
+/// An item as errors name it: a file with its size, so a size refusal shows it.
+fn described(item: &Item) -> String {
+    match item {
+        Item::File { name, len, .. } => format!("{name} ({})", human_bytes(*len)),
+        item => item.name().to_string(),
     }
 }
 
@@ -300,6 +307,23 @@ fn is_final(e: &anyhow::Error) -> bool {
             Some(ConnectError::Closed { .. })
         )
     })
+}
+
+/// Reports failures in command-line order: all but the last here, the last returned
+/// for `main` to report; the exit code is the first failure's.
+fn in_order(mut errors: Vec<anyhow::Error>, ctx: &Context) -> anyhow::Result<()> {
+    let Some(last) = errors.pop() else {
+        return Ok(());
+    };
+    let first = errors.first().map_or_else(|| exit_code(&last), exit_code);
+    for e in &errors {
+        ctx.out
+            .error(&crate::output::error_text(e), exit_code(e).code());
+    }
+    if errors.is_empty() {
+        return Err(last);
+    }
+    Err(coded(first, crate::output::error_text(&last)))
 }
 
 /// Closes every connection: the acks proved delivery, so tell the peer and go without
@@ -341,9 +365,23 @@ pub(crate) fn collect(
     name: Option<&str>,
     ctx: &Context,
 ) -> anyhow::Result<Vec<Item>> {
+    if let Some(name) = name {
+        if crate::store::sanitize(name).is_none() {
+            return Err(coded(
+                Exit::Usage,
+                format!(
+                    "--name \"{}\" leaves no file name to store under (empty, `.` or `..`)",
+                    crate::output::shown(name)
+                ),
+            ));
+        }
+    }
     let stdin_name = || name.unwrap_or("stdin").to_string();
     if paths.is_empty() {
-        return Ok(vec![Item::Stdin { name: stdin_name() }]);
+        return Ok(vec![Item::Stdin {
+            name: stdin_name(),
+            path: None,
+        }]);
     }
     if name.is_some() && paths.len() > 1 {
         return Err(coded(Exit::Usage, "--name needs a single PATH"));
@@ -354,7 +392,10 @@ pub(crate) fn collect(
     let mut items = Vec::new();
     for path in paths {
         if path.as_os_str() == "-" {
-            items.push(Item::Stdin { name: stdin_name() });
+            items.push(Item::Stdin {
+                name: stdin_name(),
+                path: None,
+            });
             continue;
         }
         let meta = match std::fs::metadata(path) {
@@ -368,21 +409,33 @@ pub(crate) fn collect(
             if name.is_some() {
                 return Err(coded(Exit::Usage, "--name cannot rename a directory"));
             }
-            let base = path
-                .canonicalize()
-                .ok()
-                .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
-                .unwrap_or_default();
+            // The name given (a symlink keeps its own name); `.` and `..` say nothing,
+            // so for them the directory's real name.
+            let base = match path.components().next_back() {
+                Some(std::path::Component::Normal(given)) => given.to_string_lossy().into_owned(),
+                _ => path
+                    .canonicalize()
+                    .ok()
+                    .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+                    .unwrap_or_default(),
+            };
             walk(path, &base, &mut items, ctx);
+        } else if meta.file_type().is_fifo() {
+            // `<(cmd)` or a FIFO: sent like stdin, of unknown length and read once. It is
+            // opened only when its turn comes (a FIFO blocks until a writer comes).
+            let name = match name {
+                Some(name) => name.to_string(),
+                None => pipe_name(path),
+            };
+            items.push(Item::Stdin {
+                name,
+                path: Some(path.clone()),
+            });
         } else if !meta.is_file() {
-            // A FIFO would block until a writer comes, and its length is no length.
             items.push(Item::unreadable(
                 path,
-                format!(
-                    "not a regular file (FIFOs, sockets and devices are not sent; to send \
-                     what a pipe carries, give it as stdin: qp2p send ADDR - < {})",
-                    path.display()
-                ),
+                "not a regular file (sockets and devices are not sent; a pipe or FIFO is, \
+                 like stdin)",
             ));
         } else {
             let file_name = path
@@ -397,6 +450,19 @@ pub(crate) fn collect(
         }
     }
     Ok(items)
+}
+
+/// The name a pipe given as a path is sent under: a FIFO's own name, `stdin` for the
+/// numbered descriptors of `<(cmd)` (`/dev/fd/63`), which mean nothing to the receiver.
+fn pipe_name(path: &Path) -> String {
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let descriptor = path
+        .parent()
+        .is_some_and(|dir| dir.ends_with("fd") || dir.ends_with("fdinfo"));
+    match file_name {
+        Some(n) if !(descriptor && n.bytes().all(|b| b.is_ascii_digit())) => n,
+        _ => "stdin".into(),
+    }
 }
 
 /// Adds the files under `dir`, sorted, named `prefix/relative/path`. Symlinks to
@@ -542,7 +608,7 @@ async fn send_item(
                 )
                 .await
         }
-        Item::Stdin { .. } => {
+        Item::Stdin { path, .. } => {
             let (pooled, retries) = link
                 .backoff
                 .run_observed(
@@ -562,12 +628,26 @@ async fn send_item(
             stop_waiting();
             let pooled = pooled
                 .map_err(|e| gave_up(link.addr, started, retries, SendError::Connection(e)))?;
-            if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-                ctx.out.note("reading stdin, Ctrl-D to end");
-            }
+            let stdin = match path {
+                None => Source::pipe(std::io::stdin()),
+                Some(path) => {
+                    // A FIFO's open waits for its writer: not on the runtime's thread.
+                    let open = path.clone();
+                    let file = tokio::task::spawn_blocking(move || std::fs::File::open(open))
+                        .await
+                        .map_err(std::io::Error::other)
+                        .and_then(|r| r)
+                        .map_err(|e| {
+                            SendError::Source(std::io::Error::new(
+                                e.kind(),
+                                format!("cannot open {}: {e}", path.display()),
+                            ))
+                        })?;
+                    Source::pipe(file)
+                }
+            };
             let bar = ctx.out.progress(header.length, &header.name);
             let progress = |n: u64| bar.inc(n);
-            let stdin = Source::pipe(std::io::stdin());
             let result = finish(link, &pooled, &header, stdin, &progress)
                 .await
                 .map_err(|e| match e {
@@ -615,10 +695,10 @@ async fn send_item(
         }),
         || {
             format!(
-                "sent {} ({} in {:.2}s, {}){}{} sha256 {}",
+                "sent {} ({} in {}, {}){}{} sha256 {}",
                 item.name(),
                 human_bytes(done.sent.bytes),
-                seconds,
+                human_duration(started.elapsed()),
                 human_rate(done.sent.bytes, seconds),
                 if retries > 0 {
                     format!(", {retries} retries")

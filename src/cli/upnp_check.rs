@@ -70,7 +70,7 @@ pub struct Args {
     #[arg(long)]
     pub keep: bool,
     /// How long to search for the gateway, and to wait for each probe.
-    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DUR", default_value = "10s", value_parser = super::parse_nonzero_duration)]
     pub timeout: Duration,
     /// Transport options.
     #[command(flatten)]
@@ -223,13 +223,13 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                 "UDP {shown_external} -> {} was already mapped before this run (left as it \
                  is), lease {} left",
                 mapping.local,
-                humantime::format_duration(mapping.lease()),
+                crate::output::human_duration(mapping.lease()),
             )
         } else {
             format!(
                 "UDP {shown_external} -> {} added, lease {}",
                 mapping.local,
-                humantime::format_duration(mapping.lease()),
+                crate::output::human_duration(mapping.lease()),
             )
         },
         json!({
@@ -293,7 +293,7 @@ async fn cleanup(
             &format!(
                 "kept UDP port {port} as asked (--keep); it ends with its lease in {}, or remove \
                  it now with `upnpc -d {port} UDP`",
-                humantime::format_duration(mapping.lease())
+                crate::output::human_duration(mapping.lease())
             ),
             json!({"removed": false, "kept": true}),
         );
@@ -491,7 +491,7 @@ async fn probe_one(
             return Verdict::failed(format!(
                 "cannot reach the prober {}: no answer within {}",
                 shown(target),
-                humantime::format_duration(limit)
+                crate::output::human_duration(limit)
             ))
         }
     };
@@ -663,8 +663,8 @@ fn report(out: &Output, fingerprint: Fingerprint, bound: SocketAddr, event: Keep
                     let mut text = format!(
                         "UPnP: mapped UDP {shown} -> {} (lease {}, renewed every {}) on {gateway}",
                         mapping.local,
-                        humantime::format_duration(mapping.lease()),
-                        humantime::format_duration(mapping.renew_after()),
+                        crate::output::human_duration(mapping.lease()),
+                        crate::output::human_duration(mapping.renew_after()),
                     );
                     if let Some(ticket) = &ticket {
                         text.push_str(&format!(
@@ -689,7 +689,7 @@ fn report(out: &Output, fingerprint: Fingerprint, bound: SocketAddr, event: Keep
         }
         KeeperEvent::Unavailable { error, retry_in } => out.warn(&format!(
             "UPnP: {error}; listening without a port mapping (trying again in {})",
-            humantime::format_duration(retry_in)
+            crate::output::human_duration(retry_in)
         )),
         KeeperEvent::Lost { error } => out.warn(&format!(
             "UPnP: renewing the mapping failed: {error}; searching for the gateway again"
@@ -711,7 +711,7 @@ fn report(out: &Output, fingerprint: Fingerprint, bound: SocketAddr, event: Keep
             "UPnP: could not remove the mapping of UDP port {}: {error}; it ends with its \
              lease in at most {}",
             mapping.external_port,
-            humantime::format_duration(mapping.lease())
+            crate::output::human_duration(mapping.lease())
         )),
     }
 }

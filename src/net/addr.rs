@@ -147,6 +147,46 @@ impl fmt::Display for Target {
     }
 }
 
+/// Parses a listening address as `listen --bind` takes it, like `send`'s addresses:
+/// `IP:PORT`, `[v6]:PORT`, an IP or host name without a port (port [`DEFAULT_PORT`]),
+/// `NAME:PORT` (the name resolved, its first address taken), and `:PORT` for every
+/// address (`[::]`, dual-stack). Port 0 picks a free port.
+pub fn parse_bind(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(addr) = s.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = |e: AddrError| format!("{e} (examples: [::]:7447, 0.0.0.0:7447, :0, localhost)");
+    if let Some(port) = s.strip_prefix(':') {
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad(AddrError::BadPort(s.to_string())))?;
+        return Ok(SocketAddr::new(
+            std::net::Ipv6Addr::UNSPECIFIED.into(),
+            port,
+        ));
+    }
+    // Port 0 is a fine port to bind (any free one), not to dial.
+    let (rest, any_port) = match s.strip_suffix(":0") {
+        Some(rest) if !rest.is_empty() && !rest.ends_with(':') => (rest, true),
+        _ => (s, false),
+    };
+    let (host, port) = split_host_port(rest).map_err(bad)?;
+    let port = if any_port { 0 } else { port };
+    match host {
+        Host::Ip(ip) => Ok(SocketAddr::new(ip, port)),
+        Host::Name(name) => {
+            use std::net::ToSocketAddrs;
+            let mut addrs = (name.as_str(), port)
+                .to_socket_addrs()
+                .map_err(|e| format!("cannot resolve {name}: {e}"))?;
+            addrs
+                .next()
+                .ok_or_else(|| format!("cannot resolve {name}: it has no address"))
+        }
+    }
+}
+
 /// The ticket for a peer at `addr` with fingerprint `fp`.
 pub fn ticket(fp: &Fingerprint, addr: SocketAddr) -> String {
     format!("{fp}@{addr}")
@@ -169,6 +209,26 @@ mod tests {
         assert_eq!(t("::1").host, Host::Ip("::1".parse().unwrap()));
         assert_eq!(t("localhost:80").host, Host::Name("localhost".into()));
         assert_eq!(t("example.org").port, DEFAULT_PORT);
+    }
+
+    /// `listen --bind` takes addresses as `send` does: a host without a port is port
+    /// 7447, names are resolved, `:PORT` is every address.
+    #[test]
+    fn bind_addresses_take_the_forms_send_takes() {
+        let b = |s: &str| parse_bind(s).unwrap_or_else(|e| panic!("{s}: {e}"));
+        assert_eq!(b("127.0.0.1:0"), "127.0.0.1:0".parse().unwrap());
+        assert_eq!(b("[::]:7447"), "[::]:7447".parse().unwrap());
+        assert_eq!(b("127.0.0.1"), "127.0.0.1:7447".parse().unwrap());
+        assert_eq!(b("[::1]"), "[::1]:7447".parse().unwrap());
+        assert_eq!(b(":0"), "[::]:0".parse().unwrap());
+        assert_eq!(b(":9000"), "[::]:9000".parse().unwrap());
+        assert!(b("localhost").ip().is_loopback());
+        assert_eq!(b("localhost").port(), DEFAULT_PORT);
+        assert_eq!(b("localhost:0").port(), 0);
+        assert_eq!(b("localhost:9000").port(), 9000);
+        assert!(parse_bind("a b").is_err());
+        assert!(parse_bind(":x").is_err());
+        assert!(parse_bind("127.0.0.1:99999").is_err());
     }
 
     #[test]

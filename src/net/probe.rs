@@ -268,7 +268,7 @@ pub enum ProbeError {
     #[error("the peer refused the probe: {0}")]
     Refused(String),
     /// No answer in time.
-    #[error("no answer within {}", humantime::format_duration(*.0))]
+    #[error("no answer within {}", super::retry::rounded(*.0))]
     Timeout(Duration),
     /// The stream or connection failed.
     #[error("probe stream failed: {0}")]

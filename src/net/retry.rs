@@ -179,16 +179,34 @@ impl Attempt {
     }
 }
 
-/// A duration as a person reads it: whole milliseconds below 10 s (`21ms`, `2449ms`),
-/// whole seconds from there (`30s`, `2m 5s`); never `21ms 887us 605ns`.
+/// A duration as a person reads it, rounded: whole milliseconds below 10 s (`21ms`,
+/// `2449ms`), then whole seconds (`30s`), minutes (`2m 5s`), hours (`1h 30m`) and days
+/// (`7d`), two units at most; never `21ms 887us 605ns`.
 pub fn rounded(d: Duration) -> String {
     let ms = d.as_millis();
     if ms < 10_000 {
-        format!("{ms}ms")
-    } else {
-        let secs = (d.as_secs_f64()).round() as u64;
-        humantime::format_duration(Duration::from_secs(secs)).to_string()
+        // The nearest millisecond; a nonzero duration is at least 1ms.
+        let ms = (d.as_micros() + 500) / 1000;
+        return format!("{}ms", if ms == 0 && !d.is_zero() { 1 } else { ms });
     }
+    let secs = (ms + 500) / 1000;
+    if secs < 60 {
+        return format!("{secs}s");
+    }
+    let parts = [
+        (secs / 86_400, "d"),
+        (secs / 3600 % 24, "h"),
+        (secs / 60 % 60, "m"),
+        (secs % 60, "s"),
+    ];
+    let shown: Vec<String> = parts
+        .iter()
+        .skip_while(|(n, _)| *n == 0)
+        .take(2)
+        .filter(|(n, _)| *n > 0)
+        .map(|(n, unit)| format!("{n}{unit}"))
+        .collect();
+    shown.join(" ")
 }
 
 #[cfg(test)]
@@ -212,12 +230,17 @@ mod tests {
     #[test]
     fn durations_shown_to_people_are_rounded() {
         let cases = [
-            (Duration::from_nanos(21_887_605), "21ms"),
-            (Duration::from_millis(999), "999ms"),
+            (Duration::ZERO, "0ms"),
+            (Duration::from_nanos(21_887_605), "22ms"),
+            (Duration::from_micros(300), "1ms"),
             (Duration::from_millis(2_449), "2449ms"),
-            (Duration::from_millis(9_940), "9940ms"),
+            (Duration::from_millis(9_999), "9999ms"),
+            (Duration::from_millis(10_400), "10s"),
             (Duration::from_millis(29_600), "30s"),
-            (Duration::from_millis(125_400), "2m 5s"),
+            (Duration::from_secs(125), "2m 5s"),
+            (Duration::from_secs(120), "2m"),
+            (Duration::from_secs(5400), "1h 30m"),
+            (Duration::from_secs(7 * 86_400), "7d"),
         ];
         for (d, shown) in cases {
             assert_eq!(rounded(d), shown, "{d:?}");

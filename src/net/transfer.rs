@@ -527,7 +527,11 @@ impl Limits {
         match (header.length, self.max_size) {
             (Some(len), Some(max)) if len > max => Err(RecvError::Refuse(
                 ErrorCode::TooLarge,
-                format!("{len} bytes declared, limit {max}"),
+                format!(
+                    "{} declared, limit {}",
+                    crate::output::human_bytes(len),
+                    crate::output::human_bytes(max)
+                ),
             )),
             _ => Ok(()),
         }
@@ -617,7 +621,7 @@ pub async fn receive_payload<W: Write + Send + 'static>(
             if total > max {
                 break Err(RecvError::Refuse(
                     ErrorCode::TooLarge,
-                    format!("over the limit of {max} bytes"),
+                    format!("over the limit of {}", crate::output::human_bytes(max)),
                 ));
             }
         }

@@ -66,7 +66,7 @@ const MAX_ENTRIES: u32 = 256;
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum UpnpError {
     /// No Internet Gateway Device answered the search.
-    #[error("no UPnP gateway found within {}: {detail}", humantime::format_duration(*timeout))]
+    #[error("no UPnP gateway found within {}: {detail}", super::retry::rounded(*timeout))]
     NoGateway {
         /// How long we searched.
         timeout: Duration,

@@ -99,6 +99,16 @@ fn hostile_name(name: &str, expect: Expect) -> Option<PathBuf> {
             );
             None
         }
+        // A name that cleans to nothing is refused by the sender itself, before it
+        // connects (issue 14); the listener's own refusal of such names is covered
+        // by the sanitizer's tests.
+        Some(2) if expect == Expect::Refused => {
+            r.assert_json_error(2);
+            let msg = r.events.last().unwrap()["message"].as_str().unwrap_or("");
+            assert!(msg.contains("--name"), "{r}");
+            assert_eq!(list_files(&out), Vec::<PathBuf>::new());
+            None
+        }
         _ => panic!("sending as {name:?} must exit 0 or 5\n{r}"),
     };
 

@@ -19,6 +19,8 @@ use std::time::{Duration, Instant};
 
 use tracing::warn;
 
+use crate::net::Fingerprint;
+
 /// Connections being served, in all and per source address.
 #[derive(Debug)]
 pub(super) struct Admission {
@@ -120,6 +122,31 @@ impl Drop for Slot {
     }
 }
 
+/// Why our handshake refused a sender, in words, and its fingerprint when the reason
+/// names it; `None` when the handshake failed for another reason. `reason` is the text
+/// of the TLS error quinn reports (`invalid peer certificate: Other(OtherError(peer
+/// fingerprint … is not trusted))`), whose rustls wrapping is dropped here.
+pub(super) fn refusal(reason: &str) -> Option<(String, Option<Fingerprint>)> {
+    let (_, why) = reason.split_once("invalid peer certificate: ")?;
+    let mut why = why.trim();
+    while let Some(inner) = why
+        .strip_prefix("Other(")
+        .or_else(|| why.strip_prefix("OtherError("))
+        .and_then(|w| w.strip_suffix(')'))
+    {
+        why = inner;
+    }
+    let fp = why
+        .strip_prefix("peer fingerprint ")
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|fp| fp.parse().ok());
+    let why = match fp {
+        Some(_) => format!("{why} (not on --allow)"),
+        None => why.to_string(),
+    };
+    Some((why, fp))
+}
+
 /// [`Throttle::allow`] under its lock; `more` in a warning is how many like it were
 /// held back since the last one.
 pub(super) fn allow(throttle: &Mutex<Throttle>) -> Option<u64> {
@@ -141,6 +168,25 @@ mod tests {
         t.last = Some(Instant::now() - WARNING_EVERY);
         assert_eq!(t.allow(), Some(3));
         assert_eq!(t.allow(), None);
+    }
+
+    /// The `--allow` refusal in words, not `Other(OtherError(…))`.
+    #[test]
+    fn allow_refusals_are_told_in_words() {
+        let fp = "h3kto7a7sb5pxerg3jfyw66q72rc2mphwhewvh2s5gcloib3k3hq";
+        let reason = format!(
+            "the cryptographic handshake failed: error 46: invalid peer certificate: \
+             Other(OtherError(peer fingerprint {fp} is not trusted))"
+        );
+        let (why, seen) = refusal(&reason).expect("a refusal");
+        assert_eq!(
+            why,
+            format!("peer fingerprint {fp} is not trusted (not on --allow)")
+        );
+        assert_eq!(seen.map(|f| f.to_string()).as_deref(), Some(fp));
+        let (why, seen) = refusal("error 48: invalid peer certificate: UnknownIssuer").unwrap();
+        assert_eq!((why.as_str(), seen), ("UnknownIssuer", None));
+        assert!(refusal("timed out").is_none());
     }
 
     #[test]

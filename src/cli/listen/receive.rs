@@ -21,7 +21,7 @@ use super::{Sink, State};
 use crate::net::framing::{Ack, AckStatus, ErrorCode, Header, MessageId};
 use crate::net::transfer::{self, hex, receive_payload, RecvError};
 use crate::net::Fingerprint;
-use crate::output::{human_bytes, human_rate};
+use crate::output::{human_bytes, human_duration, human_rate, short_fingerprint, shown};
 use crate::store::sanitize;
 
 /// Stdout, counting what was written: a message that fails after a byte reached it
@@ -250,10 +250,12 @@ pub(super) fn report_received(
                 None => String::new(),
             };
             format!(
-                "received {}{dest} ({} in {seconds:.2}s, {}) from {peer}{} sha256 {sha}",
-                header.name,
+                "received {}{dest} ({} in {}, {}) from {}{} sha256 {sha}",
+                shown(&header.name),
                 human_bytes(stored.bytes),
+                human_duration(Duration::from_secs_f64(seconds)),
                 human_rate(stored.bytes, seconds),
+                who(peer, peer_fp),
                 if duplicate {
                     ", duplicate: not stored again"
                 } else {
@@ -262,4 +264,13 @@ pub(super) fn report_received(
             )
         },
     );
+}
+
+/// A sender in a human line: its address, and its fingerprint in short form (a sender
+/// is known by its key, an address may change or be shared).
+pub(super) fn who(peer: SocketAddr, fp: Option<Fingerprint>) -> String {
+    match fp {
+        Some(fp) => format!("{peer} ({})", short_fingerprint(&fp)),
+        None => peer.to_string(),
+    }
 }
