@@ -89,6 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
         'qp2p;send' {
             [CompletionResult]::new('--expect', '--expect', [CompletionResultType]::ParameterName, 'Refuse the listener unless its fingerprint is FP [default: the ticket''s fingerprint; none for a bare address]')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name the receiver stores the data under (one PATH or stdin only) [default: the file''s name, "stdin" for stdin]')
+            [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Send TEXT (at most 64 KiB) for the person at the listener to read: shown there, not stored [default: send files or stdin]')
             [CompletionResult]::new('--ca', '--ca', [CompletionResultType]::ParameterName, 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a connection after this long without a packet from the peer')
             [CompletionResult]::new('--keep-alive', '--keep-alive', [CompletionResultType]::ParameterName, 'Send a keep-alive after this long without traffic (0 = never)')
@@ -101,6 +102,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
             [CompletionResult]::new('--cert', '--cert', [CompletionResultType]::ParameterName, 'Use this certificate (PEM; leaf first, then any intermediates), issued by a CA for the key in --key, as identity [default: the identity directory''s cert.pem]')
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]')
             [CompletionResult]::new('--uni', '--uni', [CompletionResultType]::ParameterName, 'Use a unidirectional stream: done when the transport delivered the data, without the receiver''s ack of bytes and hash')
+            [CompletionResult]::new('--skip-same', '--skip-same', [CompletionResultType]::ParameterName, 'Skip a file the listener already holds with the same content under the same name (each file is hashed before it is sent) [default: the listener stores another copy as name.1.ext]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per line on stdout for every event (errors included)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print errors only')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print errors only')

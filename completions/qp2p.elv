@@ -84,6 +84,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
         &'qp2p;send'= {
             cand --expect 'Refuse the listener unless its fingerprint is FP [default: the ticket''s fingerprint; none for a bare address]'
             cand --name 'Name the receiver stores the data under (one PATH or stdin only) [default: the file''s name, "stdin" for stdin]'
+            cand --text 'Send TEXT (at most 64 KiB) for the person at the listener to read: shown there, not stored [default: send files or stdin]'
             cand --ca 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]'
             cand --idle-timeout 'Close a connection after this long without a packet from the peer'
             cand --keep-alive 'Send a keep-alive after this long without traffic (0 = never)'
@@ -96,6 +97,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
             cand --cert 'Use this certificate (PEM; leaf first, then any intermediates), issued by a CA for the key in --key, as identity [default: the identity directory''s cert.pem]'
             cand --key 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]'
             cand --uni 'Use a unidirectional stream: done when the transport delivered the data, without the receiver''s ack of bytes and hash'
+            cand --skip-same 'Skip a file the listener already holds with the same content under the same name (each file is hashed before it is sent) [default: the listener stores another copy as name.1.ext]'
             cand --json 'Print one JSON object per line on stdout for every event (errors included)'
             cand -q 'Print errors only'
             cand --quiet 'Print errors only'

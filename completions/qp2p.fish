@@ -80,6 +80,7 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -s h -l help -d 'Print
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l expect -d 'Refuse the listener unless its fingerprint is FP [default: the ticket\'s fingerprint; none for a bare address]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l name -d 'Name the receiver stores the data under (one PATH or stdin only) [default: the file\'s name, "stdin" for stdin]' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l text -d 'Send TEXT (at most 64 KiB) for the person at the listener to read: shown there, not stored [default: send files or stdin]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l ca -d 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l idle-timeout -d 'Close a connection after this long without a packet from the peer' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l keep-alive -d 'Send a keep-alive after this long without traffic (0 = never)' -r
@@ -94,6 +95,7 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l identity -d 'Identity
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l cert -d 'Use this certificate (PEM; leaf first, then any intermediates), issued by a CA for the key in --key, as identity [default: the identity directory\'s cert.pem]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l key -d 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l uni -d 'Use a unidirectional stream: done when the transport delivered the data, without the receiver\'s ack of bytes and hash'
+complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l skip-same -d 'Skip a file the listener already holds with the same content under the same name (each file is hashed before it is sent) [default: the listener stores another copy as name.1.ext]'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l json -d 'Print one JSON object per line on stdout for every event (errors included)'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -s q -l quiet -d 'Print errors only'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -s v -l verbose -d 'More logs on stderr (-v info, -vv debug, -vvv trace; RUST_LOG also works)'

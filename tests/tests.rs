@@ -6,6 +6,8 @@
 
 mod util;
 
+#[path = "suite/answers.rs"]
+mod answers;
 #[path = "suite/bench.rs"]
 mod bench;
 #[path = "suite/bench_faults.rs"]

@@ -38,7 +38,7 @@ use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::{canonical, EndpointError};
-use crate::net::framing::{self, ErrorCode, Kind, ReadError};
+use crate::net::framing::{self, AckStatus, ErrorCode, Kind, ReadError};
 use crate::net::probe::ProbeService;
 use crate::net::transfer::{self, Limits, RecvError};
 use crate::net::upnp::MAX_LEASE;
@@ -49,7 +49,7 @@ use crate::store::Store;
 mod admission;
 mod receive;
 use admission::{allow, refusal, Admission, Throttle};
-use receive::{receive, report_received, who, Seen};
+use receive::{receive, report_received, report_text, who, Seen};
 
 /// Receive files (or a stream) from senders.
 ///
@@ -717,22 +717,28 @@ async fn serve_stream(
     let name = header.name.clone();
     let result = receive(&header, first, &mut send, &mut recv, &state).await;
     let seconds = started.elapsed().as_secs_f64();
-    if !matches!(result, Ok((_, false))) {
+    if !matches!(result, Ok((_, AckStatus::Stored, _))) {
         state.quota().give_back();
     }
     match result {
-        Ok((stored, duplicate)) => {
+        Ok((_, status, Some(text))) => {
+            report_text(&state, &header, &text, (peer, peer_fp));
+            if status == AckStatus::Stored && state.quota().stored() {
+                state.done.cancel();
+            }
+        }
+        Ok((stored, status, None)) => {
             let stream = if send.is_some() { "bi" } else { "uni" };
             report_received(
                 &state,
                 &header,
                 &stored,
-                duplicate,
+                status,
                 (peer, peer_fp),
                 stream,
                 seconds,
             );
-            if !duplicate && state.quota().stored() {
+            if status == AckStatus::Stored && state.quota().stored() {
                 state.done.cancel();
             }
         }

@@ -149,6 +149,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             addr: chosen.addr,
             rules: &chosen.rules,
             mode: Mode::Bidi,
+            skip_same: false,
         };
         let result = deliver(&link, items, &ctx).await;
         close(&endpoint, Some(&pool), &ctx).await;

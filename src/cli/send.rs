@@ -21,7 +21,7 @@ use crate::net::race::{race, Candidate, Fate};
 use crate::net::retry::{rounded, Attempt, Retry, Retryable};
 use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
 use crate::net::{Backoff, ConnectError, Endpoint, Fingerprint, Pool, Target, TrustRules};
-use crate::output::{human_bytes, human_duration, human_rate};
+use crate::output::{human_bytes, human_duration, human_rate, shown};
 
 /// Send files, directories or stdin to a listener.
 ///
@@ -55,6 +55,15 @@ pub struct Args {
     /// the receiver's ack of bytes and hash.
     #[arg(long)]
     pub uni: bool,
+    /// Skip a file the listener already holds with the same content under the same
+    /// name (each file is hashed before it is sent) [default: the listener stores
+    /// another copy as name.1.ext].
+    #[arg(long, conflicts_with = "uni")]
+    pub skip_same: bool,
+    /// Send TEXT (at most 64 KiB) for the person at the listener to read: shown there,
+    /// not stored [default: send files or stdin].
+    #[arg(long, value_name = "TEXT", conflicts_with_all = ["paths", "name"])]
+    pub text: Option<String>,
     /// Trust options.
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -80,6 +89,8 @@ pub(crate) enum Item {
     /// A PATH or directory entry that cannot be sent (unreadable, vanished, not a
     /// regular file): reported in its turn while the others still go.
     Unreadable { name: String, error: anyhow::Error },
+    /// `--text`: shown at the listener, not stored.
+    Text { text: String },
 }
 
 impl Item {
@@ -88,6 +99,7 @@ impl Item {
             Item::File { name, .. } | Item::Stdin { name, .. } | Item::Unreadable { name, .. } => {
                 name
             }
+            Item::Text { .. } => "text",
         }
     }
 
@@ -119,7 +131,20 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     };
     // Every rule given must hold: the pin and, with --ca, the CA.
     let rules = args.trust.rules()?.with_pin(expect);
-    let items = collect(&args.paths, args.name.as_deref(), &ctx)?;
+    let items = match &args.text {
+        Some(text) if text.len() as u64 > framing::MAX_TEXT_LEN => {
+            return Err(coded(
+                Exit::Usage,
+                format!(
+                    "--text takes at most {} ({} given); send a longer text as a file",
+                    human_bytes(framing::MAX_TEXT_LEN),
+                    human_bytes(text.len() as u64)
+                ),
+            ))
+        }
+        Some(text) => vec![Item::Text { text: text.clone() }],
+        None => collect(&args.paths, args.name.as_deref(), &ctx)?,
+    };
     let from_stdin = items
         .iter()
         .any(|item| matches!(item, Item::Stdin { path: None, .. }));
@@ -170,6 +195,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             addr,
             rules: &rules,
             mode,
+            skip_same: args.skip_same,
         };
         deliver(&link, items, &ctx).await
     }
@@ -217,6 +243,9 @@ pub(crate) struct Link<'a> {
     pub addr: SocketAddr,
     pub rules: &'a TrustRules,
     pub mode: Mode,
+    /// `--skip-same`: files go with their digest, and are not sent again where the
+    /// listener holds that content under the name.
+    pub skip_same: bool,
 }
 
 /// Sends every item over the pooled connection to `link.addr`, one message each; goes
@@ -551,16 +580,28 @@ async fn send_item(
     warned: &mut bool,
 ) -> anyhow::Result<()> {
     let id = MessageId::random();
+    let started = Instant::now();
+    let skip_same = match item {
+        Item::File { path, .. } if link.skip_same => Some(content_digest(path).await?),
+        _ => None,
+    };
     let header = Header {
-        kind: Kind::Message,
+        kind: match item {
+            Item::Text { .. } => Kind::Text,
+            _ => Kind::Message,
+        },
         id,
         length: match item {
             Item::File { len, .. } => Some(*len),
+            Item::Text { text } => Some(text.len() as u64),
             Item::Stdin { .. } | Item::Unreadable { .. } => None,
         },
-        name: item.name().to_string(),
+        name: match item {
+            Item::Text { .. } => String::new(),
+            item => item.name().to_string(),
+        },
+        skip_same,
     };
-    let started = Instant::now();
     // Between attempts: what failed and when the next try is.
     let waiting = std::sync::Mutex::new(None::<indicatif::ProgressBar>);
     let on_retry = |retry: Retry<'_, SendError>| {
@@ -579,6 +620,23 @@ async fn send_item(
         // `deliver` reports these without sending; here only for completeness.
         Item::Unreadable { error, .. } => {
             return Err(coded(exit_code(error), format!("{error:#}")))
+        }
+        Item::Text { text } => {
+            link.backoff
+                .run_observed(
+                    |attempt| {
+                        let header = &header;
+                        async move {
+                            stop_waiting();
+                            let pooled = connect(link, attempt, ctx).await?;
+                            let text =
+                                Source::pipe(std::io::Cursor::new(text.clone().into_bytes()));
+                            finish(link, &pooled, header, text, &|_| {}).await
+                        }
+                    },
+                    on_retry,
+                )
+                .await
         }
         Item::File { path, .. } => {
             link.backoff
@@ -689,13 +747,19 @@ async fn send_item(
             "seconds": seconds,
             "retries": retries,
             "reused_connection": done.reused,
-            "duplicate": done.sent.duplicate,
+            "duplicate": done.sent.duplicate || done.sent.present,
+            "already_present": done.sent.present,
+            "stored_as": done.sent.stored_as,
             "message_id": id.to_string(),
             "stream": if link.mode == Mode::Uni { "uni" } else { "bi" },
         }),
         || {
+            let stored_as = match &done.sent.stored_as {
+                Some(name) if name != item.name() => format!(", stored as {}", shown(name)),
+                _ => String::new(),
+            };
             format!(
-                "sent {} ({} in {}, {}){}{} sha256 {}",
+                "sent {} ({} in {}, {}){}{}{stored_as} sha256 {}",
                 item.name(),
                 human_bytes(done.sent.bytes),
                 human_duration(started.elapsed()),
@@ -705,7 +769,9 @@ async fn send_item(
                 } else {
                     String::new()
                 },
-                if done.sent.duplicate {
+                if done.sent.present {
+                    ", same content already there: not sent again"
+                } else if done.sent.duplicate {
                     ", already there"
                 } else {
                     ""
@@ -715,6 +781,22 @@ async fn send_item(
         },
     );
     Ok(())
+}
+
+/// `--skip-same`: the SHA-256 of a file, read on a blocking thread before it is sent.
+async fn content_digest(path: &Path) -> anyhow::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    let path = path.to_path_buf();
+    let shown_path = path.display().to_string();
+    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+        let mut hasher = sha2::Sha256::new();
+        std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
+        Ok(hasher.finalize().into())
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|r| r)
+    .map_err(|e| coded(Exit::Transfer, format!("cannot read {shown_path}: {e}")))
 }
 
 /// A connection failure that was still worth retrying when the budget ran out becomes

@@ -141,7 +141,7 @@ async fn ack(send: &mut Option<SendStream>, bytes: u64, sha256: [u8; 32]) -> Res
             bytes,
             sha256,
         };
-        transfer::send_ack(send, &ack)
+        transfer::send_ack(send, &ack, None)
             .await
             .map_err(|_| RecvError::Lost(quinn::ConnectionError::LocallyClosed))?;
     }
@@ -160,6 +160,7 @@ pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Resu
         id: MessageId::random(),
         length: Some(total),
         name: String::new(),
+        skip_same: None,
     };
     if hashed {
         let source = transfer::Source::pipe(PatternReader::new(total));
@@ -174,7 +175,7 @@ pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Resu
     send.write_chunk(Bytes::from(header.encode())).await?;
     write_pattern(&mut send, total).await?;
     let _ = send.finish();
-    let ack = framing::read_ack(&mut recv).await?;
+    let (ack, _) = framing::read_ack(&mut recv).await?;
     if ack.bytes != total {
         return Err(SendError::Integrity {
             sent: total,
@@ -208,6 +209,7 @@ pub async fn request(
         id: MessageId::random(),
         length: Some(request.max(8) as u64),
         name: String::new(),
+        skip_same: None,
     };
     let mut out = header.encode();
     out.extend_from_slice(&response.to_be_bytes());

@@ -52,7 +52,13 @@ pub enum Kind {
     DiscardHashed,
     /// Benchmark round trip: answered with as many bytes as the request asks for.
     Request,
+    /// A short text for the person at the listener (`send --text`): shown, not
+    /// stored; at most [`MAX_TEXT_LEN`] bytes of UTF-8.
+    Text,
 }
+
+/// The longest text a [`Kind::Text`] message carries.
+pub const MAX_TEXT_LEN: u64 = 64 * 1024;
 
 impl Kind {
     fn to_byte(self) -> u8 {
@@ -62,6 +68,7 @@ impl Kind {
             Kind::Discard => 3,
             Kind::DiscardHashed => 4,
             Kind::Request => 5,
+            Kind::Text => 6,
         }
     }
 
@@ -72,6 +79,7 @@ impl Kind {
             3 => Some(Kind::Discard),
             4 => Some(Kind::DiscardHashed),
             5 => Some(Kind::Request),
+            6 => Some(Kind::Text),
             _ => None,
         }
     }
@@ -105,7 +113,16 @@ pub struct Header {
     pub length: Option<u64>,
     /// The name the sender proposes; the receiver never uses it unchecked.
     pub name: String,
+    /// `send --skip-same`: the SHA-256 of the whole payload, sent ahead so that a
+    /// receiver already holding that content under the name answers
+    /// [`AckStatus::Present`] instead of taking it again. An extension field after the
+    /// name, which version 1 receivers without it ignore.
+    pub skip_same: Option<[u8; 32]>,
 }
+
+/// Extension field types in the header body after the name (type u8, length u16,
+/// value); a receiver skips types it does not know.
+const EXT_SKIP_SAME: u8 = 1;
 
 /// Why a header or ack could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -155,15 +172,22 @@ impl Header {
     /// Names longer than [`MAX_NAME_LEN`] are the caller's error: they are cut at a
     /// character boundary so the header stays within bounds.
     pub fn encode(&self) -> Vec<u8> {
+        let mut ext = Vec::new();
+        if let Some(digest) = &self.skip_same {
+            ext.push(EXT_SKIP_SAME);
+            ext.extend_from_slice(&(digest.len() as u16).to_be_bytes());
+            ext.extend_from_slice(digest);
+        }
+        let max_name = MAX_NAME_LEN - ext.len();
         let mut name = self.name.as_str();
-        while name.len() > MAX_NAME_LEN {
-            let mut cut = MAX_NAME_LEN;
+        while name.len() > max_name {
+            let mut cut = max_name;
             while !name.is_char_boundary(cut) {
                 cut -= 1;
             }
             name = &name[..cut];
         }
-        let body_len = BODY_FIXED_LEN + name.len();
+        let body_len = BODY_FIXED_LEN + name.len() + ext.len();
         let mut out = Vec::with_capacity(PREFIX_LEN + body_len);
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
@@ -178,6 +202,7 @@ impl Header {
         out.extend_from_slice(&self.length.unwrap_or(0).to_be_bytes());
         out.extend_from_slice(&(name.len() as u16).to_be_bytes());
         out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&ext);
         out
     }
 
@@ -218,11 +243,25 @@ impl Header {
             .get(BODY_FIXED_LEN..BODY_FIXED_LEN + name_len)
             .ok_or(FrameError::Truncated)?;
         let name = std::str::from_utf8(name).map_err(|_| FrameError::BadName)?;
+        let mut skip_same = None;
+        let mut ext = &body[BODY_FIXED_LEN + name_len..];
+        while !ext.is_empty() {
+            let [kind, a, b, rest @ ..] = ext else {
+                return Err(FrameError::Truncated);
+            };
+            let len = u16::from_be_bytes([*a, *b]) as usize;
+            let value = rest.get(..len).ok_or(FrameError::Truncated)?;
+            if *kind == EXT_SKIP_SAME {
+                skip_same = Some(value.try_into().map_err(|_| FrameError::Truncated)?);
+            }
+            ext = &rest[len..];
+        }
         Ok(Self {
             kind,
             id: MessageId(id),
             length: (flags & FLAG_LENGTH_KNOWN != 0).then(|| u64::from_be_bytes(len)),
             name: name.to_string(),
+            skip_same,
         })
     }
 
@@ -341,6 +380,9 @@ pub enum AckStatus {
     Stored,
     /// Stored before under the same message id; not stored again.
     Duplicate,
+    /// `--skip-same`: the receiver already holds this content under the name; the
+    /// payload was not taken.
+    Present,
 }
 
 /// The receiver's answer on a bidirectional stream.
@@ -363,6 +405,7 @@ impl Ack {
         out[5] = match self.status {
             AckStatus::Stored => 0,
             AckStatus::Duplicate => 1,
+            AckStatus::Present => 2,
         };
         out[6..14].copy_from_slice(&self.bytes.to_be_bytes());
         out[14..].copy_from_slice(&self.sha256);
@@ -381,6 +424,7 @@ impl Ack {
         let status = match buf[5] {
             0 => AckStatus::Stored,
             1 => AckStatus::Duplicate,
+            2 => AckStatus::Present,
             _ => return Err(FrameError::BadAck),
         };
         let mut bytes = [0u8; 8];
@@ -395,11 +439,44 @@ impl Ack {
     }
 }
 
-/// Reads the ack that ends a bidirectional stream.
-pub async fn read_ack(recv: &mut quinn::RecvStream) -> Result<Ack, ReadError> {
+/// Reads the ack that ends a bidirectional stream, and the name the receiver stored
+/// the message under when it says (the ack's trailer: u16 length, UTF-8, relative to
+/// its directory; absent from receivers before it, and for stdout).
+pub async fn read_ack(recv: &mut quinn::RecvStream) -> Result<(Ack, Option<String>), ReadError> {
     let mut buf = [0u8; ACK_LEN];
     read_exact(recv, &mut buf).await?;
-    Ok(Ack::decode(&buf)?)
+    let ack = Ack::decode(&buf)?;
+    let rest = read_rest(recv, Bytes::new(), 2 + MAX_NAME_LEN)
+        .await
+        .map_err(|e| match e {
+            quinn::ReadToEndError::TooLong => ReadError::Frame(FrameError::BadAck),
+            quinn::ReadToEndError::Read(e) => ReadError::Stream(e),
+        })?;
+    let rest: Vec<u8> = rest.concat();
+    Ok((ack, decode_stored_as(&rest)?))
+}
+
+/// The ack's trailer: the name the message was stored under.
+pub fn encode_stored_as(name: &str) -> Vec<u8> {
+    let name = &name.as_bytes()[..name.len().min(MAX_NAME_LEN)];
+    let mut out = Vec::with_capacity(2 + name.len());
+    out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    out.extend_from_slice(name);
+    out
+}
+
+/// Decodes the ack's trailer; nothing (an older receiver) and a zero length are `None`.
+pub fn decode_stored_as(rest: &[u8]) -> Result<Option<String>, FrameError> {
+    let [a, b, name @ ..] = rest else {
+        return match rest.is_empty() {
+            true => Ok(None),
+            false => Err(FrameError::BadAck),
+        };
+    };
+    let len = u16::from_be_bytes([*a, *b]) as usize;
+    let name = name.get(..len).ok_or(FrameError::BadAck)?;
+    let name = std::str::from_utf8(name).map_err(|_| FrameError::BadAck)?;
+    Ok((!name.is_empty()).then(|| name.to_string()))
 }
 
 /// Application error codes carried by stream resets and stops (PROTOCOL.md).
@@ -510,6 +587,7 @@ mod tests {
             id: MessageId([7; 16]),
             length,
             name: name.to_string(),
+            skip_same: None,
         }
     }
 
@@ -578,6 +656,46 @@ mod tests {
         let mut kind = header("a", None).encode();
         kind[5] = 99;
         assert_eq!(Header::decode(&kind), Err(FrameError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn the_skip_same_extension_round_trips_and_old_receivers_skip_it() {
+        let mut h = header("a/b.txt", Some(3));
+        h.skip_same = Some([5; 32]);
+        let bytes = h.encode();
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+        // What a version 1 receiver without the extension reads: the name, then
+        // bytes it ignores.
+        assert_eq!(&bytes[35..42], b"a/b.txt");
+        assert_eq!(&bytes[42..45], &[1, 0, 32]);
+        // An unknown extension is skipped; a truncated one is an error.
+        let mut unknown = header("n", None).encode();
+        unknown.extend_from_slice(&[9, 0, 2, 7, 7]);
+        let body = (unknown.len() - PREFIX_LEN) as u16;
+        unknown[6..8].copy_from_slice(&body.to_be_bytes());
+        assert_eq!(Header::decode(&unknown).unwrap(), header("n", None));
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 1);
+        let body = (cut.len() - PREFIX_LEN) as u16;
+        cut[6..8].copy_from_slice(&body.to_be_bytes());
+        assert_eq!(Header::decode(&cut), Err(FrameError::Truncated));
+        // A long name leaves room for the extension.
+        let mut long = header(&"x".repeat(MAX_NAME_LEN), None);
+        long.skip_same = Some([1; 32]);
+        let decoded = Header::decode(&long.encode()).unwrap();
+        assert_eq!(decoded.skip_same, Some([1; 32]));
+    }
+
+    #[test]
+    fn the_stored_name_trailer_round_trips() {
+        assert_eq!(decode_stored_as(&[]), Ok(None));
+        assert_eq!(
+            decode_stored_as(&encode_stored_as("d/big.1.bin")),
+            Ok(Some("d/big.1.bin".to_string()))
+        );
+        assert_eq!(decode_stored_as(&encode_stored_as("")), Ok(None));
+        assert_eq!(decode_stored_as(&[0, 5, b'a']), Err(FrameError::BadAck));
+        assert_eq!(decode_stored_as(&[1]), Err(FrameError::BadAck));
     }
 
     #[test]

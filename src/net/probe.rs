@@ -177,6 +177,7 @@ impl Request {
             id: MessageId::random(),
             length: Some(body.len() as u64),
             name: String::new(),
+            skip_same: None,
         }
         .encode();
         out.extend_from_slice(&body);

@@ -48,7 +48,7 @@ pub enum Mode {
 }
 
 /// What the sender knows after a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     /// Bytes of payload read from the source.
     pub bytes: u64,
@@ -56,6 +56,12 @@ pub struct Sent {
     pub sha256: [u8; 32],
     /// The receiver had stored this message id before.
     pub duplicate: bool,
+    /// The receiver already held this content under the name (`--skip-same`): the
+    /// payload was not sent.
+    pub present: bool,
+    /// The name the receiver stored it under (`big.1.bin` when `big.bin` was taken),
+    /// relative to its directory, when it says (not for stdout, nor `--uni`).
+    pub stored_as: Option<String>,
 }
 
 /// Why sending a message failed.
@@ -248,17 +254,16 @@ async fn send_on(
     }
     let Some(mut recv) = recv else {
         // Unidirectional: done when the peer's transport acknowledged every byte.
+        let unacked = |duplicate| Sent {
+            bytes: sent,
+            sha256,
+            duplicate,
+            present: false,
+            stored_as: None,
+        };
         return match send.stopped().await {
-            Ok(None) => Ok(Sent {
-                bytes: sent,
-                sha256,
-                duplicate: false,
-            }),
-            Ok(Some(code)) if code == ErrorCode::Duplicate.varint() => Ok(Sent {
-                bytes: sent,
-                sha256,
-                duplicate: true,
-            }),
+            Ok(None) => Ok(unacked(false)),
+            Ok(Some(code)) if code == ErrorCode::Duplicate.varint() => Ok(unacked(true)),
             Ok(Some(code)) => Err(SendError::Refused(code)),
             Err(quinn::StoppedError::ConnectionLost(e)) => Err(SendError::Connection(classify(e))),
             Err(quinn::StoppedError::ZeroRttRejected) => Err(SendError::Connection(classify(
@@ -266,7 +271,7 @@ async fn send_on(
             ))),
         };
     };
-    let ack = framing::read_ack(&mut recv).await?;
+    let (ack, stored_as) = framing::read_ack(&mut recv).await?;
     if ack.bytes != sent || ack.sha256 != sha256 {
         return Err(SendError::Integrity {
             sent,
@@ -279,6 +284,8 @@ async fn send_on(
         bytes: sent,
         sha256,
         duplicate: ack.status == AckStatus::Duplicate,
+        present: ack.status == AckStatus::Present,
+        stored_as,
     })
 }
 
@@ -747,9 +754,18 @@ fn write_all_vectored<W: Write>(sink: &mut W, chunks: &[Bytes]) -> std::io::Resu
     Ok(())
 }
 
-/// Answers a bidirectional stream with an ack and finishes it.
-pub async fn send_ack(send: &mut SendStream, ack: &Ack) -> Result<(), WriteError> {
-    send.write_all(&ack.encode()).await?;
+/// Answers a bidirectional stream with an ack (and the name the message is stored
+/// under, when there is one) and finishes it.
+pub async fn send_ack(
+    send: &mut SendStream,
+    ack: &Ack,
+    stored_as: Option<&str>,
+) -> Result<(), WriteError> {
+    let mut answer = ack.encode().to_vec();
+    if let Some(name) = stored_as {
+        answer.extend_from_slice(&framing::encode_stored_as(name));
+    }
+    send.write_all(&answer).await?;
     let _ = send.finish();
     Ok(())
 }

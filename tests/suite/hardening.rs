@@ -95,6 +95,7 @@ fn header(name: &str, length: Option<u64>) -> Header {
         id: MessageId::random(),
         length,
         name: name.to_string(),
+        skip_same: None,
     }
 }
 

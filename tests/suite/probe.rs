@@ -45,6 +45,7 @@ fn probe_stream(length: Option<u64>, body: &[u8]) -> Vec<u8> {
         id: MessageId::random(),
         length,
         name: String::new(),
+        skip_same: None,
     }
     .encode();
     bytes.extend_from_slice(body);

@@ -27,6 +27,7 @@ fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
         id,
         length: Some(data.len() as u64),
         name: name.to_string(),
+        skip_same: None,
     };
     (header, Source::pipe(std::io::Cursor::new(data.to_vec())))
 }
@@ -102,7 +103,7 @@ fn a_message_in_pieces_lands_whole() {
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             send.finish().unwrap();
-            let ack = framing::read_ack(&mut recv).await.expect("an ack");
+            let (ack, _) = framing::read_ack(&mut recv).await.expect("an ack");
             assert_eq!(ack.bytes, size as u64);
             assert_eq!(hex(&ack.sha256), sha256(&data));
         }
@@ -179,6 +180,7 @@ fn a_lying_length_fails_the_message_only() {
                 id: MessageId::random(),
                 length: Some(declared),
                 name: "liar.bin".into(),
+                skip_same: None,
             };
             let mut bytes = header.encode();
             bytes.extend_from_slice(&random_bytes(actual));
