@@ -687,6 +687,8 @@ fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
             });
         }
     }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 
@@ -1336,6 +1338,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     #[test]
     fn persistent_identity_is_stable_and_private() {
         let dir = tempfile::tempdir().unwrap();
@@ -1351,6 +1354,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    #[cfg(unix)]
     #[test]
     fn key_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -1362,6 +1366,7 @@ mod tests {
         assert!(matches!(err, TlsError::KeyPermissions { .. }), "{err}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn corrupt_key_is_reported_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
@@ -1656,10 +1661,14 @@ mod tests {
 
     /// Writes `text` to `name` in `dir` with `mode`.
     fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+        #[cfg(unix)]
         use std::os::unix::fs::PermissionsExt;
         let path = dir.join(name);
         std::fs::write(&path, text).unwrap();
+        #[cfg(unix)]
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        #[cfg(not(unix))]
+        let _ = mode;
         path
     }
 
@@ -1705,6 +1714,7 @@ mod tests {
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_key_file_readable_by_others_is_refused_for_cert_and_key() {
         let dir = tempfile::tempdir().unwrap();
