@@ -9,6 +9,13 @@
 //! filesystem takes (cut to [`MAX_COMPONENT`] bytes, extension kept), a tree deep
 //! enough to exhaust the receiver (refused past [`MAX_DEPTH`]). A name with nothing
 //! left is refused.
+//!
+//! On Windows a few more names are not what they seem (`windows_safe`): `CON`, `NUL`,
+//! `COM1` and the other device names (with any extension) open a device, a `:` opens
+//! an alternate data stream of another file, `<>"|?*` are refused by the filesystem,
+//! and a trailing dot or space is silently dropped (so `a.txt.` would land as, and
+//! collide with, `a.txt`). There they are replaced by `_`, trimmed, or prefixed with
+//! `_`; elsewhere these are ordinary names and are kept.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Component, Path, PathBuf};
@@ -38,6 +45,8 @@ pub fn sanitize(name: &str) -> Option<PathBuf> {
             })
             .collect();
         let cleaned = truncate_component(&cleaned);
+        #[cfg(windows)]
+        let cleaned = windows_safe(cleaned);
         // A component made only of dots is `.` or `..` in disguise after truncation.
         if cleaned.chars().all(|c| c == '.') {
             continue;
@@ -79,6 +88,47 @@ fn truncate_component(s: &str) -> String {
         cut -= 1;
     }
     format!("{}{}", &s[..cut], ext)
+}
+
+/// Makes a component (already cleaned and cut) a plain file name on Windows: no
+/// character Windows refuses or reads as a stream, no trailing dot or space, not a
+/// device name. Applying it twice changes nothing more.
+#[cfg(any(windows, test))]
+fn windows_safe(component: String) -> String {
+    let trim = |s: &str| s.trim_end_matches(['.', ' ']).to_string();
+    let replaced: String = component
+        .chars()
+        .map(|c| if "<>:\"|?*".contains(c) { '_' } else { c })
+        .collect();
+    let mut out = trim(&replaced);
+    if is_windows_device(&out) {
+        out.insert(0, '_');
+        if out.len() > MAX_COMPONENT {
+            out = trim(&truncate_component(&out));
+        }
+    }
+    out
+}
+
+/// Whether Windows reads `name` as a device: `CON`, `PRN`, `AUX`, `NUL`, `COM0`–`COM9`,
+/// `LPT0`–`LPT9` (also with superscript digits), `CONIN$`, `CONOUT$`, in any case and
+/// with any extension.
+#[cfg(any(windows, test))]
+fn is_windows_device(name: &str) -> bool {
+    let stem = name.split('.').next().unwrap_or("").trim_end_matches(' ');
+    let upper = stem.to_ascii_uppercase();
+    if matches!(
+        upper.as_str(),
+        "CON" | "PRN" | "AUX" | "NUL" | "CONIN$" | "CONOUT$"
+    ) {
+        return true;
+    }
+    let mut chars = upper.chars();
+    let prefix: String = chars.by_ref().take(3).collect();
+    let digit = chars.next();
+    (prefix == "COM" || prefix == "LPT")
+        && chars.next().is_none()
+        && matches!(digit, Some('0'..='9' | '¹' | '²' | '³'))
 }
 
 /// The `n`th alternative to a taken file name: `name.n.ext`, or `name.n`.
@@ -146,6 +196,31 @@ mod tests {
     fn too_deep_trees_are_refused() {
         assert!(sanitize(&"d/".repeat(MAX_DEPTH)).is_some());
         assert!(sanitize(&"d/".repeat(MAX_DEPTH + 1)).is_none());
+    }
+
+    /// What Windows would misread: device names, streams, refused characters, trailing
+    /// dots and spaces. Only applied on Windows; checked everywhere.
+    #[test]
+    fn windows_names_are_made_plain() {
+        let w = |s: &str| windows_safe(s.to_string());
+        assert_eq!(w("CON"), "_CON");
+        assert_eq!(w("nul.txt"), "_nul.txt");
+        assert_eq!(w("com1.tar.gz"), "_com1.tar.gz");
+        assert_eq!(w("LPT9"), "_LPT9");
+        assert_eq!(w("com²"), "_com²");
+        assert_eq!(w("aux ."), "_aux");
+        assert_eq!(w("console"), "console");
+        assert_eq!(w("com10"), "com10");
+        assert_eq!(w("report.txt:secret"), "report.txt_secret");
+        assert_eq!(w("a<b>c\"d|e?f*"), "a_b_c_d_e_f_");
+        assert_eq!(w("a.txt. . "), "a.txt");
+        assert_eq!(w("..."), "");
+        let long = format!("con.{}", "x".repeat(MAX_COMPONENT - 4));
+        assert_eq!(w(&long).len(), MAX_COMPONENT);
+        assert!(w(&long).starts_with("_con."));
+        for name in ["CON", "a.txt. ", "x:y", "nul.txt", &long] {
+            assert_eq!(w(&w(name)), w(name), "{name}");
+        }
     }
 
     #[test]
