@@ -124,6 +124,7 @@ fn init_tracing(verbose: u8, quiet: bool) {
 ///
 /// The handlers are registered before this returns (not in the spawned task), so a
 /// signal that arrives right after start-up is never lost to the default action.
+#[cfg(unix)]
 fn watch_signals(shutdown: CancellationToken, signal: Arc<AtomicU8>) {
     use tokio::signal::unix::{signal as on, SignalKind};
     let (Ok(mut int), Ok(mut term)) = (on(SignalKind::interrupt()), on(SignalKind::terminate()))
@@ -137,6 +138,21 @@ fn watch_signals(shutdown: CancellationToken, signal: Arc<AtomicU8>) {
             _ = term.recv() => 15,
         };
         signal.store(which, Ordering::SeqCst);
+        shutdown.cancel();
+    });
+}
+
+/// Ctrl-C cancels `shutdown` and exits 130, as SIGINT does on unix (Windows has no
+/// SIGTERM). Registered before this returns, as on unix.
+#[cfg(windows)]
+fn watch_signals(shutdown: CancellationToken, signal: Arc<AtomicU8>) {
+    let Ok(mut ctrl_c) = tokio::signal::windows::ctrl_c() else {
+        tracing::warn!("cannot install a Ctrl-C handler; Ctrl-C will stop qp2p abruptly");
+        return;
+    };
+    tokio::spawn(async move {
+        ctrl_c.recv().await;
+        signal.store(2, Ordering::SeqCst);
         shutdown.cancel();
     });
 }

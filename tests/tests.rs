@@ -4,6 +4,8 @@
 //! The test modules live in `suite/` rather than next to this file because cargo
 //! would build every `tests/*.rs` as a test binary of its own.
 
+// On Windows some helpers serve only the unix suites below.
+#[cfg_attr(not(unix), allow(dead_code))]
 mod util;
 
 #[path = "suite/answers.rs"]
@@ -20,8 +22,12 @@ mod failure;
 mod faults;
 #[path = "suite/generated.rs"]
 mod generated;
+// Linux resource limits, fifos, unreadable files, root: unix only.
+#[cfg(unix)]
 #[path = "suite/hardening.rs"]
 mod hardening;
+// Network namespaces (Linux, root).
+#[cfg(unix)]
 #[path = "suite/mtu.rs"]
 mod mtu;
 #[path = "suite/probe.rs"]
@@ -30,16 +36,23 @@ mod probe;
 mod race;
 #[path = "suite/safety.rs"]
 mod safety;
+// SIGINT and SIGTERM, FIFOs, symlinks.
+#[cfg(unix)]
 #[path = "suite/session.rs"]
 mod session;
+// SIGINT, SIGTERM and process groups.
+#[cfg(unix)]
 #[path = "suite/signals.rs"]
 mod signals;
 #[path = "suite/transfer.rs"]
 mod transfer;
 #[path = "suite/trust.rs"]
 mod trust;
+// Network namespaces (Linux, root).
+#[cfg(unix)]
 #[path = "suite/upnp.rs"]
 mod upnp;
+#[cfg(unix)]
 #[path = "suite/ux.rs"]
 mod ux;
 #[path = "suite/wire.rs"]

@@ -268,6 +268,7 @@ async fn serve(endpoint: Endpoint) {
 }
 
 /// Process CPU time (user + system) so far.
+#[cfg(unix)]
 fn cpu_time() -> Duration {
     // SAFETY: getrusage fills the struct we own.
     let usage = unsafe {
@@ -277,6 +278,35 @@ fn cpu_time() -> Duration {
     };
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Process CPU time (user + system) so far.
+#[cfg(windows)]
+fn cpu_time() -> Duration {
+    use windows_sys::Win32::Foundation::FILETIME;
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, GetProcessTimes};
+    let zero = FILETIME {
+        dwLowDateTime: 0,
+        dwHighDateTime: 0,
+    };
+    let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+    // SAFETY: the pseudo-handle of the current process needs no closing; the four
+    // FILETIMEs are ours for GetProcessTimes to fill.
+    let ok = unsafe {
+        GetProcessTimes(
+            GetCurrentProcess(),
+            &mut created,
+            &mut exited,
+            &mut kernel,
+            &mut user,
+        )
+    };
+    if ok == 0 {
+        return Duration::ZERO;
+    }
+    // FILETIMEs count 100 ns.
+    let ticks = |t: FILETIME| (u64::from(t.dwHighDateTime) << 32) | u64::from(t.dwLowDateTime);
+    Duration::from_nanos((ticks(kernel) + ticks(user)).saturating_mul(100))
 }
 
 fn spinner(ctx: &Context, what: &str) -> indicatif::ProgressBar {

@@ -130,6 +130,7 @@ fn csr(args: &Args, ctx: &Context, identity: &crate::net::Identity) -> anyhow::R
 }
 
 /// This host's name, for the request's common name.
+#[cfg(unix)]
 fn host_name() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: gethostname writes at most `buf.len()` bytes into the buffer we own.
@@ -139,4 +140,14 @@ fn host_name() -> String {
         Ok(name) if ok && !name.is_empty() => name.to_string(),
         _ => "qp2p peer".to_string(),
     }
+}
+
+/// This host's name, for the request's common name (Windows keeps it in the
+/// environment).
+#[cfg(not(unix))]
+fn host_name() -> String {
+    std::env::var("COMPUTERNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "qp2p peer".to_string())
 }

@@ -35,7 +35,7 @@
 //!   clamped to a third of the idle timeout.
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -146,7 +146,8 @@ impl TransportOptions {
     }
 
     /// The settings of a connection we dial to `addr`, whose route allows UDP payloads
-    /// of `payload` bytes at our end (see [`route_payload`]).
+    /// of `payload` bytes at our end (see [`route_payload`]; quinn's defaults where
+    /// that is not known).
     ///
     /// Fewer, larger packets are less work at both ends (`socket` keeps quinn's batches
     /// of them within what the kernel takes), so path MTU discovery searches up to what
@@ -159,10 +160,14 @@ impl TransportOptions {
     fn dial_config(
         &self,
         addr: SocketAddr,
-        payload: u16,
+        payload: Option<u16>,
     ) -> Result<TransportConfig, EndpointError> {
         let mut t = self.transport_config()?;
         let mut mtud = quinn::MtuDiscoveryConfig::default();
+        let Some(payload) = payload else {
+            t.mtu_discovery_config(Some(mtud));
+            return Ok(t);
+        };
         mtud.upper_bound(payload);
         t.mtu_discovery_config(Some(mtud));
         if canonical(addr).ip().is_loopback() {
@@ -176,40 +181,87 @@ impl TransportOptions {
 /// The largest UDP payload the route to `addr` allows at our end: the MTU of the
 /// interface it leaves by (the kernel's route lookup, no packet sent), less the IP and
 /// UDP headers, within 1200..=[`MAX_UDP_PAYLOAD`]. 1452 (Ethernet) when the kernel does
-/// not say.
-fn route_payload(addr: SocketAddr) -> u16 {
+/// not say. `None` where the platform has no way to ask (macOS): quinn's defaults then
+/// apply, a start at 1200 bytes and discovery up to 1452.
+#[cfg(any(target_os = "linux", target_os = "android", windows))]
+fn route_payload(addr: SocketAddr) -> Option<u16> {
     const ETHERNET: u16 = 1452;
     let addr = canonical(addr);
     let local: SocketAddr = match addr {
-        SocketAddr::V4(_) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        SocketAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
         SocketAddr::V6(_) => (Ipv6Addr::UNSPECIFIED, 0).into(),
     };
     let Ok(socket) = UdpSocket::bind(local) else {
-        return ETHERNET;
+        return Some(ETHERNET);
     };
     if socket.connect(addr).is_err() {
-        return ETHERNET;
+        return Some(ETHERNET);
     }
-    let (level, name, headers) = match addr {
-        SocketAddr::V4(_) => (libc::IPPROTO_IP, libc::IP_MTU, 20 + 8),
-        SocketAddr::V6(_) => (libc::IPPROTO_IPV6, libc::IPV6_MTU, 40 + 8),
+    let headers = if addr.is_ipv4() { 20 + 8 } else { 40 + 8 };
+    match route_mtu(&socket, addr.is_ipv4()) {
+        Some(mtu) if mtu > headers => {
+            Some((mtu - headers).clamp(1200, i32::from(MAX_UDP_PAYLOAD)) as u16)
+        }
+        _ => Some(ETHERNET),
+    }
+}
+
+/// No way to ask for the route's MTU here: quinn's defaults apply.
+#[cfg(not(any(target_os = "linux", target_os = "android", windows)))]
+fn route_payload(_addr: SocketAddr) -> Option<u16> {
+    None
+}
+
+/// The MTU the kernel knows for the route of the connected `socket` (`IP_MTU`,
+/// `IPV6_MTU`).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn route_mtu(socket: &UdpSocket, v4: bool) -> Option<i32> {
+    let (level, name) = if v4 {
+        (libc::IPPROTO_IP, libc::IP_MTU)
+    } else {
+        (libc::IPPROTO_IPV6, libc::IPV6_MTU)
     };
     let mut mtu: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
     // SAFETY: getsockopt writes at most `len` bytes into `mtu`, which we own.
     let rc = unsafe {
         libc::getsockopt(
-            std::os::fd::AsRawFd::as_raw_fd(&socket),
+            std::os::fd::AsRawFd::as_raw_fd(socket),
             level,
             name,
             (&mut mtu as *mut libc::c_int).cast(),
             &mut len,
         )
     };
-    if rc != 0 || mtu <= headers {
-        return ETHERNET;
-    }
-    (mtu - headers).clamp(1200, i32::from(MAX_UDP_PAYLOAD)) as u16
+    (rc == 0).then_some(mtu)
+}
+
+/// The MTU Windows knows for the path of the connected `socket` (`IP_MTU`,
+/// `IPV6_MTU`, Windows 10 1703 and later).
+#[cfg(windows)]
+fn route_mtu(socket: &UdpSocket, v4: bool) -> Option<i32> {
+    use windows_sys::Win32::Networking::WinSock::{
+        getsockopt, IPPROTO_IP, IPPROTO_IPV6, IPV6_MTU, IP_MTU, SOCKET,
+    };
+    let (level, name) = if v4 {
+        (IPPROTO_IP, IP_MTU)
+    } else {
+        (IPPROTO_IPV6, IPV6_MTU)
+    };
+    let mut mtu: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as i32;
+    // SAFETY: getsockopt writes at most `len` bytes into `mtu`, which we own; the
+    // socket is open for the whole call.
+    let rc = unsafe {
+        getsockopt(
+            std::os::windows::io::AsRawSocket::as_raw_socket(socket) as SOCKET,
+            level,
+            name,
+            (&mut mtu as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(mtu)
 }
 
 /// Failure to set up the endpoint.
@@ -684,18 +736,17 @@ mod tests {
     }
 
     /// The route to loopback allows 64 KiB datagrams, of either family.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     #[test]
     fn the_loopback_route_allows_the_largest_payload() {
-        assert_eq!(
-            route_payload("127.0.0.1:9".parse().unwrap()),
-            MAX_UDP_PAYLOAD
-        );
+        let largest = Some(MAX_UDP_PAYLOAD);
+        assert_eq!(route_payload("127.0.0.1:9".parse().unwrap()), largest);
         assert_eq!(
             route_payload("[::ffff:127.0.0.1]:9".parse().unwrap()),
-            MAX_UDP_PAYLOAD
+            largest
         );
         if std::net::UdpSocket::bind("[::1]:0").is_ok() {
-            assert_eq!(route_payload("[::1]:9".parse().unwrap()), MAX_UDP_PAYLOAD);
+            assert_eq!(route_payload("[::1]:9".parse().unwrap()), largest);
         }
     }
 

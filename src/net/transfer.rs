@@ -518,7 +518,11 @@ impl RecvError {
 
 /// Whether a write failed because the disk (or the user's quota) is full.
 pub fn is_out_of_space(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    // ENOSPC and EDQUOT on unix, ERROR_DISK_FULL and ERROR_DISK_QUOTA_EXCEEDED on Windows.
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Limits a receiver applies to one message.

@@ -4,7 +4,6 @@
 //! and key is a PEM file in the test's scratch directory.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -15,7 +14,7 @@ use rcgen::{
 };
 
 use crate::util::{
-    assert_fingerprint, list_files, path_str, Listener, Outcome, TestDir, EVENT_TIMEOUT,
+    assert_fingerprint, list_files, path_str, set_mode, Listener, Outcome, TestDir, EVENT_TIMEOUT,
 };
 
 /// A certificate authority made for one test.
@@ -100,7 +99,7 @@ impl Ca {
 
 fn write_key(t: &TestDir, rel: &str, pem: &str) -> PathBuf {
     let path = t.write(rel, pem.as_bytes());
-    fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).unwrap();
+    set_mode(&path, 0o600);
     path
 }
 
@@ -518,12 +517,13 @@ fn id_reports_kind_subject_and_expiry() {
 }
 
 /// A `--key` file that others can read is refused, as the identity directory's is.
+#[cfg(unix)]
 #[test]
 fn key_file_readable_by_others_is_refused() {
     let t = TestDir::new();
     let ca = Ca::new(&t, "Group CA");
     let me = ca.issue(&t, "alice", VALID);
-    fs::set_permissions(&me.key, fs::Permissions::from_mode(0o644)).unwrap();
+    set_mode(&me.key, 0o644);
     let mut args = me.args();
     args.extend(["--json".into(), "id".into()]);
     let r = t.run(&args);
@@ -643,7 +643,7 @@ fn an_x509_v1_certificate_is_refused_with_the_reason() {
         "v1/key.pem",
         &fs::read(data.join("x509-v1-key.pem")).unwrap(),
     );
-    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    set_mode(&key, 0o600);
     let r = t.run(&["--cert", path_str(&cert), "--key", path_str(&key), "id"]);
     assert_ne!(r.code, Some(0));
     r.assert_no_panic();

@@ -86,7 +86,9 @@ fn free_bytes(path: &Path) -> u64 {
     assert_eq!(rc, 0, "statvfs {}", path.display());
     // SAFETY: statvfs returned 0.
     let st = unsafe { st.assume_init() };
-    st.f_bavail * st.f_frsize
+    #[allow(clippy::unnecessary_cast)] // the field types differ between platforms
+    let free = st.f_bavail as u64 * st.f_frsize as u64;
+    free
 }
 
 fn header(name: &str, length: Option<u64>) -> Header {

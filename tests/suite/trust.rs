@@ -2,13 +2,12 @@
 //! the listener, persistent identities and `qp2p id`.
 
 use std::fs;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::util::{
-    assert_fingerprint, corrupt_fingerprint, list_files, path_str, Listener, Outcome, Proc,
-    TestDir, EVENT_TIMEOUT, RUN_TIMEOUT,
+    assert_fingerprint, corrupt_fingerprint, list_files, path_str, set_mode, Listener, Outcome,
+    Proc, TestDir, EVENT_TIMEOUT, RUN_TIMEOUT,
 };
 
 /// The sender was refused for identity reasons: exit 4 with a JSON error, nothing
@@ -181,6 +180,7 @@ fn allow_file_admits_listed_and_rejects_others() {
 
 /// The same identity directory always gives the same fingerprint, and its key is
 /// readable by the owner only.
+#[cfg(unix)]
 #[test]
 fn identity_is_stable_and_key_is_private() {
     let t = TestDir::new();
@@ -190,6 +190,7 @@ fn identity_is_stable_and_key_is_private() {
     assert_fingerprint(&first);
     assert_eq!(first, second, "fingerprint changed between runs");
     let key = id_dir.join("key.pem");
+    use std::os::unix::fs::PermissionsExt;
     let mode = fs::metadata(&key)
         .unwrap_or_else(|e| panic!("{}: {e}", key.display()))
         .permissions()
@@ -313,7 +314,7 @@ fn old_p256_identity_directory_talks_to_new_identities() {
     let t = TestDir::new();
     let dir = t.path().join("old-id");
     fs::create_dir_all(&dir).unwrap();
-    fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+    set_mode(&dir, 0o700);
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(vec!["qp2p".to_string()]).unwrap();
     params
@@ -322,7 +323,7 @@ fn old_p256_identity_directory_talks_to_new_identities() {
     let cert = params.self_signed(&key).unwrap();
     let key_path = dir.join("key.pem");
     fs::write(&key_path, key.serialize_pem()).unwrap();
-    fs::set_permissions(&key_path, fs::Permissions::from_mode(0o600)).unwrap();
+    set_mode(&key_path, 0o600);
     fs::write(dir.join("cert.pem"), cert.pem()).unwrap();
     let old = ["--identity", path_str(&dir)];
 

@@ -3,7 +3,8 @@
 //!
 //! - [`TestDir`] is a scratch directory per test, with a `HOME` of its own, and
 //!   builds every `qp2p` command with `RUST_LOG` and every `QP2P_*` variable removed
-//!   from the child's environment.
+//!   from the child's environment (but `QP2P_PORTABLE_STORE`, which CI sets to run the
+//!   suites through the store's portable way).
 //! - [`Proc`] is a running child whose stdout and stderr are drained on background
 //!   threads. It is killed (SIGKILL) and reaped on drop, also when a test panics, and
 //!   [`Proc::finish`] kills it when its time is up, so no test can hang.
@@ -15,6 +16,7 @@
 //! - [`netns`]: a router with NAT and miniupnpd between a `wan` and a `lan` network
 //!   namespace, for the UPnP tests (root only).
 
+#[cfg(unix)]
 pub mod netns;
 pub mod relay;
 
@@ -112,7 +114,9 @@ impl TestDir {
         let mut cmd = Command::new(BIN);
         cmd.env_remove("RUST_LOG");
         for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("QP2P_") {
+            let name = key.to_string_lossy();
+            // Kept: CI sets it to run whole suites through the portable store.
+            if name.starts_with("QP2P_") && name != "QP2P_PORTABLE_STORE" {
                 cmd.env_remove(key);
             }
         }
@@ -230,6 +234,32 @@ fn send_args<S: AsRef<OsStr>>(args: &[S]) -> Vec<std::ffi::OsString> {
 /// A path as `&str` (every path the tests make is UTF-8).
 pub fn path_str(path: &Path) -> &str {
     path.to_str().expect("test paths are UTF-8")
+}
+
+/// The signal that ended a process, if one did (unix only).
+#[cfg(unix)]
+fn signal_of(status: ExitStatus) -> Option<i32> {
+    use std::os::unix::process::ExitStatusExt;
+    status.signal()
+}
+
+/// The signal that ended a process, if one did (unix only).
+#[cfg(not(unix))]
+fn signal_of(_status: ExitStatus) -> Option<i32> {
+    None
+}
+
+/// Sets the permission bits of `path` (unix only; Windows has no such modes and qp2p
+/// checks none there).
+pub fn set_mode(path: &Path, mode: u32) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode))
+            .unwrap_or_else(|e| panic!("chmod {}: {e}", path.display()));
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
 }
 
 /// Asserts that `fp` looks like a fingerprint: 52 chars of lowercase RFC 4648 base32.
@@ -366,6 +396,7 @@ impl Proc {
     }
 
     /// Sends `signal` (e.g. `libc::SIGINT`) to the child.
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         // SAFETY: kill(2) on the pid of a child we have not reaped yet.
         unsafe {
@@ -432,10 +463,7 @@ impl Proc {
         Outcome {
             what: self.what.clone(),
             code: status.and_then(|s| s.code()),
-            signal: status.and_then(|s| {
-                use std::os::unix::process::ExitStatusExt;
-                s.signal()
-            }),
+            signal: status.and_then(signal_of),
             timed_out,
             elapsed,
             stdout,
@@ -684,6 +712,7 @@ impl Listener {
     }
 
     /// Sends `signal` to the listener.
+    #[cfg(unix)]
     pub fn signal(&self, signal: i32) {
         self.proc.signal(signal);
     }

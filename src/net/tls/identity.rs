@@ -380,6 +380,8 @@ fn check_key_permissions(path: &Path) -> Result<(), TlsError> {
             });
         }
     }
+    #[cfg(not(unix))]
+    let _ = path;
     Ok(())
 }
 
@@ -391,6 +393,7 @@ mod tests {
     use crate::net::tls::testing::{ca_rules, check_as, handshake, key, write, TestCa};
     use crate::net::tls::{client_config, server_config, Side, TrustRules};
 
+    #[cfg(unix)]
     #[test]
     fn persistent_identity_is_stable_and_private() {
         let dir = tempfile::tempdir().unwrap();
@@ -406,6 +409,7 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
     }
 
+    #[cfg(unix)]
     #[test]
     fn key_readable_by_others_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -417,6 +421,7 @@ mod tests {
         assert!(matches!(err, TlsError::KeyPermissions { .. }), "{err}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn corrupt_key_is_reported_not_replaced() {
         let dir = tempfile::tempdir().unwrap();
@@ -471,6 +476,7 @@ mod tests {
         assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_key_file_readable_by_others_is_refused_for_cert_and_key() {
         let dir = tempfile::tempdir().unwrap();

@@ -97,10 +97,14 @@ pub(super) fn ca_rules(ca: &TestCa) -> TrustRules {
 
 /// Writes `text` to `name` in `dir` with `mode`.
 pub(super) fn write(dir: &Path, name: &str, text: &str, mode: u32) -> PathBuf {
+    #[cfg(unix)]
     use std::os::unix::fs::PermissionsExt;
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
+    #[cfg(unix)]
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    #[cfg(not(unix))]
+    let _ = mode;
     path
 }
 
