@@ -17,9 +17,12 @@
 //! The binary (`src/main.rs`) only parses the command line, sets up logging, the
 //! runtime and signal handling, dispatches, and turns the result into an exit code.
 
+#[cfg(feature = "cli")]
 pub mod cli;
+#[cfg(feature = "cli")]
 pub mod error;
 pub mod fuzzing;
 pub mod net;
+#[cfg(feature = "cli")]
 pub mod output;
 pub mod store;

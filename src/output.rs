@@ -112,7 +112,7 @@ impl Output {
 
     /// A progress bar for `len` bytes (a spinner when unknown), hidden when bars are off.
     /// The label is shown escaped ([`shown`]) and cut to [`LABEL_WIDTH`] with an ellipsis
-    /// ([`ellipsize`]); rate and ETA are smoothed ([`Smoothed`]), and the ETA is `-`
+    /// ([`ellipsize`]); rate and ETA are smoothed (`Smoothed`), and the ETA is `-`
     /// until there is a rate.
     pub fn progress(&self, len: Option<u64>, label: &str) -> ProgressBar {
         if !self.bars {

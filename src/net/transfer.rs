@@ -482,6 +482,22 @@ fn read_source(
     hasher.finalize()
 }
 
+/// A size in the units people read (`4.88 KiB`), for error text; the same form as
+/// the command line's reports.
+pub fn size(n: u64) -> String {
+    const UNITS: [&str; 6] = ["KiB", "MiB", "GiB", "TiB", "PiB", "EiB"];
+    if n < 1024 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.2} {}", UNITS[unit])
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
@@ -538,11 +554,7 @@ impl Limits {
         match (header.length, self.max_size) {
             (Some(len), Some(max)) if len > max => Err(RecvError::Refuse(
                 ErrorCode::TooLarge,
-                format!(
-                    "{} declared, limit {}",
-                    crate::output::human_bytes(len),
-                    crate::output::human_bytes(max)
-                ),
+                format!("{} declared, limit {}", size(len), size(max)),
             )),
             _ => Ok(()),
         }
@@ -632,7 +644,7 @@ pub async fn receive_payload<W: Write + Send + 'static>(
             if total > max {
                 break Err(RecvError::Refuse(
                     ErrorCode::TooLarge,
-                    format!("over the limit of {}", crate::output::human_bytes(max)),
+                    format!("over the limit of {}", size(max)),
                 ));
             }
         }
