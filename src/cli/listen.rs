@@ -581,11 +581,11 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => continue,
             _ = state.done.cancelled() => {
-                if state.stdout_closed.load(Ordering::SeqCst) {
-                    // Dropping the connection closes it at once, discarding the
-                    // refusal queued for the sender; it closes once told.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
-                }
+                // Hold the connection until `run` closes the endpoint with the reason
+                // (or the sender closes it, once told): dropping the last handle would
+                // close it at once with code 0 and no reason, and discard a refusal
+                // still queued for the sender.
+                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
                 break;
             }
         };
