@@ -231,3 +231,37 @@ fn big_sparse_file(t: &TestDir) -> PathBuf {
         .unwrap();
     path
 }
+
+/// On a terminal, `send` says what it waits for while it connects and between
+/// attempts, instead of a frozen `0 B … ETA 0s` bar. Run under `script`, which gives
+/// the sender a terminal.
+#[test]
+fn a_terminal_is_told_about_connecting_and_retrying() {
+    let t = TestDir::new();
+    let file = t.write("src/f.txt", b"nobody home");
+    let addr = format!("127.0.0.1:{}", crate::util::free_udp_port());
+    let line = format!(
+        "{} --ephemeral send --retry-for 2s --connect-timeout 300ms {addr} {}",
+        crate::util::BIN,
+        path_str(&file)
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", line.as_str(), "/dev/null"]);
+    cmd.env("HOME", t.home())
+        .env("XDG_CONFIG_HOME", t.home().join("config"));
+    let r = crate::util::Proc::spawn(cmd).finish(Duration::from_secs(20));
+    let screen = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(screen.contains(&format!("connecting to {addr}")), "{r}");
+    assert!(
+        screen.contains("attempt 1 failed") && screen.contains("next try in"),
+        "{r}"
+    );
+    assert!(
+        screen.contains(&format!("connecting to {addr}, attempt 2")),
+        "{r}"
+    );
+    assert!(
+        !screen.contains("ETA"),
+        "no byte bar before a connection\n{r}"
+    );
+}
