@@ -16,6 +16,8 @@ mod ca;
 mod failure;
 #[path = "suite/faults.rs"]
 mod faults;
+#[path = "suite/flood.rs"]
+mod flood;
 #[path = "suite/generated.rs"]
 mod generated;
 #[path = "suite/hardening.rs"]
