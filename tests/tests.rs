@@ -20,6 +20,8 @@ mod ca;
 mod failure;
 #[path = "suite/faults.rs"]
 mod faults;
+#[path = "suite/flood.rs"]
+mod flood;
 #[path = "suite/generated.rs"]
 mod generated;
 // Linux resource limits, fifos, unreadable files, root: unix only.

@@ -48,7 +48,7 @@ use crate::store::Store;
 
 mod admission;
 mod receive;
-use admission::{allow, refusal, Admission, Throttle};
+use admission::{allow, refusal, Admission, Slot, Throttle, EVICTED};
 use receive::{receive, report_received, report_text, who, Seen};
 
 /// Receive files (or a stream) from senders.
@@ -390,8 +390,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         let state = state.clone();
         tokio::spawn(
             async move {
-                let _slot = slot;
-                serve_connection(incoming, state).await
+                let slot = slot;
+                serve_connection(incoming, state, &slot).await
             }
             .instrument(tracing::info_span!("conn", remote = %remote)),
         );
@@ -534,7 +534,7 @@ fn local_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
+async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>, slot: &Slot) {
     let remote = canonical(incoming.remote_address());
     let handshake = async {
         match incoming.accept() {
@@ -543,7 +543,14 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
         }
     };
     // Dropping the unfinished handshake closes the connection.
-    let Ok(handshake) = tokio::time::timeout(state.handshake_timeout, handshake).await else {
+    let handshake = tokio::select! {
+        done = tokio::time::timeout(state.handshake_timeout, handshake) => done,
+        _ = slot.evicted().cancelled() => {
+            debug!("handshake dropped to make room for another connection");
+            return;
+        }
+    };
+    let Ok(handshake) = handshake else {
         warn!(
             "handshake not completed within {}; connection dropped",
             human_duration(state.handshake_timeout)
@@ -580,6 +587,11 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
                 Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
             },
             Some(_) = streams.join_next(), if !streams.is_empty() => continue,
+            _ = slot.evicted().cancelled() => {
+                // Idle while a limit was full: its place went to a newcomer.
+                conn.close(framing::close::REFUSED, EVICTED);
+                break;
+            }
             _ = state.done.cancelled() => {
                 // Hold the connection until `run` closes the endpoint with the reason
                 // (or the sender closes it, once told): dropping the last handle would
@@ -591,9 +603,13 @@ async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
         };
         let state = state.clone();
         let conn_id = conn.stable_id();
+        let open = slot.stream();
         streams.spawn(
-            async move { serve_stream(send, recv, (peer, peer_fp, conn_id), state).await }
-                .in_current_span(),
+            async move {
+                let _open = open;
+                serve_stream(send, recv, (peer, peer_fp, conn_id), state).await
+            }
+            .in_current_span(),
         );
     }
     if state.quota().session == Some(conn.stable_id()) {

@@ -399,6 +399,11 @@ pub fn classify(e: ConnectionError) -> ConnectError {
             ConnectError::Refused(format!("{c}").trim().to_string())
         }
         ConnectionError::TransportError(t) => ConnectError::Refused(t.to_string()),
+        // Closed by a listener's limit to make room (it had no stream open): the same
+        // "busy", worth another attempt on a new connection.
+        ConnectionError::ApplicationClosed(c) if c.error_code == super::framing::close::REFUSED => {
+            ConnectError::Lost(e)
+        }
         ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason).into_owned();
             use super::framing::close;
