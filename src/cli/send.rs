@@ -7,7 +7,6 @@
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
-use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -449,7 +448,7 @@ pub(crate) fn collect(
                     .unwrap_or_default(),
             };
             walk(path, &base, &mut items, ctx);
-        } else if meta.file_type().is_fifo() {
+        } else if is_pipe(&meta) {
             // `<(cmd)` or a FIFO: sent like stdin, of unknown length and read once. It is
             // opened only when its turn comes (a FIFO blocks until a writer comes).
             let name = match name {
@@ -491,6 +490,20 @@ fn pipe_name(path: &Path) -> String {
     match file_name {
         Some(n) if !(descriptor && n.bytes().all(|b| b.is_ascii_digit())) => n,
         _ => "stdin".into(),
+    }
+}
+
+/// A FIFO (or a pipe given as a path: `<(cmd)` is `/dev/fd/N`); Windows has none that
+/// a path names.
+fn is_pipe(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::FileTypeExt::is_fifo(&meta.file_type())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        false
     }
 }
 
