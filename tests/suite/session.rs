@@ -265,3 +265,38 @@ fn a_terminal_is_told_about_connecting_and_retrying() {
         "no byte bar before a connection\n{r}"
     );
 }
+
+/// Stdin from a terminal: `send` says once that it reads stdin and how to end it, and
+/// what was typed arrives.
+#[test]
+fn stdin_from_a_terminal_says_how_to_end_it() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let mut l = t.listen(&out, &["--count", "1"]);
+    let line = format!("{} --ephemeral send {}", crate::util::BIN, l.ticket);
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", line.as_str(), "/dev/null"]);
+    cmd.env("HOME", t.home())
+        .env("XDG_CONFIG_HOME", t.home().join("config"));
+    cmd.stdin(Stdio::piped());
+    let mut typist = crate::util::Proc::spawn(cmd);
+    let mut keys = typist.take_stdin();
+    std::thread::sleep(Duration::from_millis(800));
+    keys.write_all(b"typed by hand\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    keys.write_all(b"\x04").unwrap();
+    let r = typist.finish(Duration::from_secs(20));
+    drop(keys);
+    let screen = String::from_utf8_lossy(&r.stdout).to_string();
+    assert_eq!(
+        screen.matches("reading stdin, Ctrl-D to end").count(),
+        1,
+        "{r}"
+    );
+    l.wait_for("received", Duration::from_secs(10));
+    assert_eq!(
+        std::fs::read(out.join("stdin")).unwrap(),
+        b"typed by hand\n",
+        "{r}"
+    );
+}
