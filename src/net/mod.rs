@@ -18,7 +18,7 @@
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
-//! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce |
+//! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce; its client half (`probe::client`) gives typed verdicts |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
 //! retry needs timeout vs refusal, exit codes need identity rejection vs lost
