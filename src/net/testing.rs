@@ -13,9 +13,9 @@ use super::framing::{self, Ack, AckStatus, Header};
 use super::tls::{Identity, TrustRules};
 use super::transfer::{receive_payload, send_ack, Limits};
 
-/// A listener on 127.0.0.1 that accepts any peer and keeps each connection until the
-/// peer closes it. Must be called inside a tokio runtime.
-pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
+/// An endpoint on 127.0.0.1 with a fresh identity that lets any peer in, and its
+/// address.
+fn bound_listener() -> (Endpoint, SocketAddr) {
     let id = Arc::new(Identity::ephemeral().unwrap());
     let ep = Endpoint::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -25,6 +25,13 @@ pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
     )
     .unwrap();
     let addr = ep.local_addr().unwrap();
+    (ep, addr)
+}
+
+/// A listener on 127.0.0.1 that accepts any peer and keeps each connection until the
+/// peer closes it. Must be called inside a tokio runtime.
+pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
+    let (ep, addr) = bound_listener();
     let accept = ep.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept.quinn().accept().await {
@@ -47,15 +54,7 @@ pub(crate) fn receiving_listener() -> (
     SocketAddr,
     mpsc::UnboundedReceiver<(Header, Vec<u8>)>,
 ) {
-    let id = Arc::new(Identity::ephemeral().unwrap());
-    let ep = Endpoint::bind(
-        "127.0.0.1:0".parse().unwrap(),
-        id,
-        TransportOptions::default(),
-        Some(TrustRules::any()),
-    )
-    .unwrap();
-    let addr = ep.local_addr().unwrap();
+    let (ep, addr) = bound_listener();
     let (tx, rx) = mpsc::unbounded_channel();
     let accept = ep.clone();
     tokio::spawn(async move {

@@ -111,29 +111,29 @@ impl Verdict {
 
     /// The address the prober saw us at, when it said.
     pub fn observed(&self) -> Option<SocketAddr> {
-        match self {
-            Verdict::Reachable { observed, .. }
-            | Verdict::NotYourAddress { observed, .. }
-            | Verdict::NotReached { observed, .. }
-            | Verdict::Busy { observed, .. }
-            | Verdict::Lost { observed, .. }
-            | Verdict::Confused { observed, .. } => Some(*observed),
-            Verdict::Failed { observed, .. } => *observed,
-            Verdict::NoConnection(_) | Verdict::NoAnswer(_) => None,
-        }
+        self.addresses().0
     }
 
     /// The address the prober was asked to connect back to, when it was.
     pub fn asked(&self) -> Option<SocketAddr> {
+        self.addresses().1
+    }
+
+    /// Where the prober saw us and where it was asked to connect back, when known.
+    fn addresses(&self) -> (Option<SocketAddr>, Option<SocketAddr>) {
         match self {
-            Verdict::Reachable { asked, .. }
-            | Verdict::NotYourAddress { asked, .. }
-            | Verdict::NotReached { asked, .. }
-            | Verdict::Busy { asked, .. }
-            | Verdict::Lost { asked, .. }
-            | Verdict::Confused { asked, .. } => Some(*asked),
-            Verdict::Failed { asked, .. } => *asked,
-            Verdict::NoConnection(_) | Verdict::NoAnswer(_) => None,
+            Verdict::Reachable {
+                observed, asked, ..
+            }
+            | Verdict::NotYourAddress { observed, asked }
+            | Verdict::NotReached { observed, asked }
+            | Verdict::Busy { observed, asked }
+            | Verdict::Lost { observed, asked }
+            | Verdict::Confused { observed, asked } => (Some(*observed), Some(*asked)),
+            Verdict::Failed {
+                observed, asked, ..
+            } => (*observed, *asked),
+            Verdict::NoConnection(_) | Verdict::NoAnswer(_) => (None, None),
         }
     }
 
