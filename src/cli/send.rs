@@ -13,8 +13,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::all_failed;
-use super::{Context, TransportArgs, TrustArgs};
+use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing;
