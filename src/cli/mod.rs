@@ -20,9 +20,10 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{coded, Exit};
-use crate::net::endpoint::Congestion;
+use crate::net::endpoint::{canonical, Congestion};
+use crate::net::race::{Candidate, Fate};
 use crate::net::tls::{CaTrust, TlsError};
-use crate::net::{Backoff, Identity, TransportOptions, TrustRules};
+use crate::net::{Backoff, ConnectError, Identity, TransportOptions, TrustRules};
 use crate::output::Output;
 
 pub mod bench;
@@ -418,6 +419,37 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         return Err(format!("size {s:?} out of range"));
     }
     Ok(bytes as u64)
+}
+
+/// The error when every raced address failed: exit 3 (or 4 if every one was an
+/// identity rejection), one reason per address.
+pub(crate) fn all_failed(candidates: &[Candidate], losers: Vec<(usize, Fate)>) -> anyhow::Error {
+    let mut identity = !losers.is_empty();
+    let reasons: Vec<String> = losers
+        .into_iter()
+        .map(|(i, fate)| {
+            let why = match fate {
+                Fate::Failed(e) => {
+                    identity &= matches!(e, ConnectError::IdentityRejected(_));
+                    e.to_string()
+                }
+                Fate::Cancelled => {
+                    identity = false;
+                    "cancelled".to_string()
+                }
+            };
+            format!("{}: {why}", canonical(candidates[i].addr))
+        })
+        .collect();
+    let exit = if identity {
+        Exit::Identity
+    } else {
+        Exit::Connect
+    };
+    coded(
+        exit,
+        format!("could not connect to any address ({})", reasons.join("; ")),
+    )
 }
 
 #[cfg(test)]

@@ -9,14 +9,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::send::{all_failed, close, collect, deliver, Link};
-use super::{Context, TransportArgs, TrustArgs};
+use super::send::{collect, deliver};
+use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::endpoint::canonical;
 use crate::net::framing;
 use crate::net::race::{race, Candidate, Fate};
-use crate::net::transfer::Mode;
-use crate::net::{Endpoint, Fingerprint, Pool, Target};
+use crate::net::sender::close;
+use crate::net::{Endpoint, Fingerprint, Pool, Sender, Target};
 
 /// Dial several peers at once; the first completed handshake wins.
 ///
@@ -93,7 +93,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let outcome = tokio::select! {
         o = race(&endpoint, &candidates, &backoff, args.timeout) => o,
         _ = ctx.shutdown.cancelled() => {
-            close(&endpoint, None, &ctx).await;
+            close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
             return Ok(());
         }
     };
@@ -112,7 +112,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         );
     }
     let Some(winner) = outcome.winner else {
-        close(&endpoint, None, &ctx).await;
+        close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
         return Err(all_failed(&candidates, outcome.losers));
     };
     let chosen = &candidates[winner.index];
@@ -138,21 +138,15 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
 
     if items.is_empty() {
         winner.conn.close(framing::close::DONE, b"done");
-        close(&endpoint, None, &ctx).await;
+        close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
         Ok(())
     } else {
         let pool = Pool::new(endpoint.clone());
         pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
-        let link = Link {
-            pool: &pool,
-            backoff: &backoff,
-            addr: chosen.addr,
-            rules: &chosen.rules,
-            mode: Mode::Bidi,
-            skip_same: false,
-        };
-        let result = deliver(&link, items, &ctx).await;
-        close(&endpoint, Some(&pool), &ctx).await;
+        let sender =
+            Sender::new(pool.clone(), chosen.addr, chosen.rules.clone()).with_backoff(backoff);
+        let result = deliver(&sender, items, &ctx).await;
+        close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
         result
     }
 }

@@ -5,21 +5,22 @@
 //! receiver's duplicate check makes that exactly-once on disk. Stdin cannot be replayed,
 //! so for it only connecting is retried.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use serde_json::json;
 
-use super::{Context, TransportArgs, TrustArgs};
+use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::net::endpoint::canonical;
-use crate::net::framing::{self, Header, Kind, MessageId};
-use crate::net::race::{race, Candidate, Fate};
-use crate::net::retry::{rounded, Attempt, Retry, Retryable};
-use crate::net::transfer::{hex, send_message, Mode, SendError, Source};
-use crate::net::{Backoff, ConnectError, Endpoint, Fingerprint, Pool, Target, TrustRules};
+use crate::net::framing;
+use crate::net::race::{race, Candidate};
+use crate::net::retry::{rounded, Retry};
+use crate::net::sender::{close, Shown};
+use crate::net::transfer::{hex, Mode, SendError};
+use crate::net::{Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
 use crate::output::{human_bytes, human_duration, human_rate, shown};
 
 /// Send files, directories or stdin to a listener.
@@ -188,71 +189,23 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                 addr
             }
         };
-        let link = Link {
-            pool: &pool,
-            backoff: &backoff,
-            addr,
-            rules: &rules,
-            mode,
-            skip_same: args.skip_same,
-        };
-        deliver(&link, items, &ctx).await
+        let sender = Sender::new(pool.clone(), addr, rules.clone())
+            .with_backoff(backoff)
+            .with_mode(mode)
+            .with_skip_same(args.skip_same);
+        deliver(&sender, items, &ctx).await
     }
     .await;
-    close(&endpoint, Some(&pool), &ctx).await;
+    close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
     result
 }
 
-/// The error when every raced address failed: exit 3 (or 4 if every one was an
-/// identity rejection), one reason per address.
-pub(crate) fn all_failed(candidates: &[Candidate], losers: Vec<(usize, Fate)>) -> anyhow::Error {
-    let mut identity = !losers.is_empty();
-    let reasons: Vec<String> = losers
-        .into_iter()
-        .map(|(i, fate)| {
-            let why = match fate {
-                Fate::Failed(e) => {
-                    identity &= matches!(e, ConnectError::IdentityRejected(_));
-                    e.to_string()
-                }
-                Fate::Cancelled => {
-                    identity = false;
-                    "cancelled".to_string()
-                }
-            };
-            format!("{}: {why}", canonical(candidates[i].addr))
-        })
-        .collect();
-    let exit = if identity {
-        Exit::Identity
-    } else {
-        Exit::Connect
-    };
-    coded(
-        exit,
-        format!("could not connect to any address ({})", reasons.join("; ")),
-    )
-}
-
-/// Where messages go and how: the listener's address, the rules it must pass, the
-/// pool and back-off that reach it, the stream mode.
-pub(crate) struct Link<'a> {
-    pub pool: &'a Pool,
-    pub backoff: &'a Backoff,
-    pub addr: SocketAddr,
-    pub rules: &'a TrustRules,
-    pub mode: Mode,
-    /// `--skip-same`: files go with their digest, and are not sent again where the
-    /// listener holds that content under the name.
-    pub skip_same: bool,
-}
-
-/// Sends every item over the pooled connection to `link.addr`, one message each; goes
-/// on after a failed message, stops after a failed connection or a listener that takes
-/// no more. Returns the first error. Interrupted (Ctrl-C), it says what was sent and
-/// what not, and returns: the caller closes the connections with a reason.
+/// Sends every item with `sender`, one message each, and reports each; goes on after a
+/// failed message, stops after a failed connection or a listener that takes no more.
+/// Returns the first error. Interrupted (Ctrl-C), it says what was sent and what not,
+/// and returns: the caller closes the connections with a reason.
 pub(crate) async fn deliver(
-    link: &Link<'_>,
+    sender: &Sender,
     items: Vec<Item>,
     ctx: &Context,
 ) -> anyhow::Result<()> {
@@ -263,11 +216,16 @@ pub(crate) async fn deliver(
     let mut errors: Vec<anyhow::Error> = Vec::new();
     let mut items = items.into_iter();
     while let Some(item) = items.next() {
-        if let Item::Unreadable { error, .. } = item {
-            errors.push(error);
-            continue;
-        }
-        let sending = send_item(link, &item, ctx, &mut warned);
+        let name = item.name().to_string();
+        let described = described(&item);
+        let message = match outgoing(item) {
+            Ok(message) => message,
+            Err(unreadable) => {
+                errors.push(unreadable);
+                continue;
+            }
+        };
+        let sending = send_item(sender, message, ctx, &mut warned);
         let result = tokio::select! {
             r = sending => r,
             _ = ctx.shutdown.cancelled() => {
@@ -275,12 +233,11 @@ pub(crate) async fn deliver(
                 // got and says "sender interrupted" once our close arrives.
                 let rest = items.filter(sendable).count();
                 ctx.out.event(
-                    json!({"event": "interrupted", "name": item.name(), "sent": sent,
+                    json!({"event": "interrupted", "name": name, "sent": sent,
                            "not_sent": rest + 1}),
                     || format!(
-                        "interrupted: {} not sent (the listener discards what it got); \
+                        "interrupted: {name} not sent (the listener discards what it got); \
                          {sent} of {total} sent, {} not sent",
-                        item.name(),
                         rest + 1
                     ),
                 );
@@ -291,11 +248,12 @@ pub(crate) async fn deliver(
             sent += 1;
             continue;
         };
-        let e = e.context(format!("sending {}", described(&item)));
+        let last = e.is_final();
+        let e = anyhow::Error::from(e).context(format!("sending {described}"));
         let code = exit_code(&e);
         // Without a connection, with the wrong peer, or told that no more is taken,
         // nothing else can go either.
-        if matches!(code, Exit::Connect | Exit::Identity) || is_final(&e) {
+        if matches!(code, Exit::Connect | Exit::Identity) || last {
             let rest = items.by_ref().filter(sendable).count();
             errors.push(match rest {
                 0 => e,
@@ -319,24 +277,6 @@ fn described(item: &Item) -> String {
     }
 }
 
-/// Whether the listener said it takes nothing more: it refused with
-/// [`ErrorCode::NotAccepting`](framing::ErrorCode::NotAccepting) or closed the
-/// connection on purpose (done, or stopped).
-fn is_final(e: &anyhow::Error) -> bool {
-    e.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<SendError>(),
-            Some(SendError::Refused(code)) if *code == framing::ErrorCode::NotAccepting.varint()
-        ) || matches!(
-            cause.downcast_ref::<SendError>(),
-            Some(SendError::Connection(ConnectError::Closed { .. }))
-        ) || matches!(
-            cause.downcast_ref::<ConnectError>(),
-            Some(ConnectError::Closed { .. })
-        )
-    })
-}
-
 /// Reports failures in command-line order: all but the last here, the last returned
 /// for `main` to report; the exit code is the first failure's.
 fn in_order(mut errors: Vec<anyhow::Error>, ctx: &Context) -> anyhow::Result<()> {
@@ -352,38 +292,6 @@ fn in_order(mut errors: Vec<anyhow::Error>, ctx: &Context) -> anyhow::Result<()>
         return Err(last);
     }
     Err(coded(first, crate::output::error_text(&last)))
-}
-
-/// Closes every connection: the acks proved delivery, so tell the peer and go without
-/// waiting out a drain period it does not need (3 PTOs, 80 ms on loopback). A few
-/// milliseconds let the close frame leave; if it is lost the peer's idle timeout
-/// cleans up, and nothing is lost either way.
-///
-/// Interrupted, the streams were reset just now and what they had sent may still fill
-/// the congestion window; quinn-proto 0.11.19 sends no CONNECTION_CLOSE past a full
-/// window (quinn-rs/quinn#2785), and the listener would wait out its idle timeout
-/// before it knew. The peer's acks drain the window within a round trip plus its ack
-/// delay, so the close waits that long first (at most a second).
-pub(crate) async fn close(endpoint: &Endpoint, pool: Option<&Pool>, ctx: &Context) {
-    let (code, reason): (_, &[u8]) = if ctx.shutdown.is_cancelled() {
-        (framing::close::SHUTDOWN, b"interrupted")
-    } else {
-        (framing::close::DONE, b"done")
-    };
-    if ctx.shutdown.is_cancelled() {
-        let drain = pool
-            .map(|pool| pool.live())
-            .unwrap_or_default()
-            .iter()
-            .map(|conn| conn.rtt() * 2 + std::time::Duration::from_millis(25))
-            .max();
-        if let Some(drain) = drain {
-            tokio::time::sleep(drain.min(std::time::Duration::from_secs(1))).await;
-        }
-    }
-    endpoint
-        .shutdown(code, reason, std::time::Duration::from_millis(5))
-        .await;
 }
 
 /// Turns PATHs into items: files as themselves, directories as their files (named by
@@ -556,188 +464,80 @@ fn walk(dir: &Path, prefix: &str, items: &mut Vec<Item>, ctx: &Context) {
     }
 }
 
-/// What one successful send of one item produced.
-struct Done {
-    sent: crate::net::transfer::Sent,
-    reused: bool,
-    peer: Option<Fingerprint>,
+/// An item as the sender takes it; an `Unreadable` one is its error, reported in its
+/// turn and never sent.
+fn outgoing(item: Item) -> anyhow::Result<Outgoing> {
+    Ok(match item {
+        Item::File { path, name, len } => Outgoing::File { path, name, len },
+        Item::Stdin { name, path: None } => Outgoing::Stream {
+            name,
+            open: Box::new(|| Ok(Box::new(std::io::stdin()) as Box<dyn Read + Send>)),
+        },
+        Item::Stdin {
+            name,
+            path: Some(path),
+        } => Outgoing::Stream {
+            name,
+            open: Box::new(move || {
+                std::fs::File::open(&path)
+                    .map(|file| Box::new(file) as Box<dyn Read + Send>)
+                    .map_err(|e| {
+                        std::io::Error::new(
+                            e.kind(),
+                            format!("cannot open {}: {e}", path.display()),
+                        )
+                    })
+            }),
+        },
+        Item::Text { text } => Outgoing::Text(text),
+        Item::Unreadable { error, .. } => return Err(error),
+    })
 }
 
-/// The pooled connection to the link's listener; while it is being dialed, a spinner
-/// says so (and which attempt this is).
-async fn connect(
-    link: &Link<'_>,
-    attempt: Attempt,
-    ctx: &Context,
-) -> Result<crate::net::pool::Pooled, ConnectError> {
-    let addr = link.addr;
-    let get = attempt.within(link.pool.get(addr, link.rules), |timeout| {
-        ConnectError::Timeout { addr, timeout }
-    });
-    tokio::pin!(get);
-    if let Some(ready) = futures_util::FutureExt::now_or_never(&mut get) {
-        return ready;
+/// What the sender's work looks like on the terminal: a spinner while dialing or
+/// waiting to retry, a bar while the bytes go.
+struct View<'a>(&'a Context);
+
+impl Observer for View<'_> {
+    fn connecting(&self, addr: SocketAddr, attempt: u32) -> Shown {
+        let what = match attempt {
+            0 => format!("connecting to {}", canonical(addr)),
+            n => format!("connecting to {}, attempt {}", canonical(addr), n + 1),
+        };
+        Some(Box::new(self.0.out.spinner(what)))
     }
-    let what = match attempt.number {
-        0 => format!("connecting to {}", canonical(addr)),
-        n => format!("connecting to {}, attempt {}", canonical(addr), n + 1),
-    };
-    let _spinner = ctx.out.spinner(what);
-    get.await
-}
 
-async fn send_item(
-    link: &Link<'_>,
-    item: &Item,
-    ctx: &Context,
-    warned: &mut bool,
-) -> anyhow::Result<()> {
-    let id = MessageId::random();
-    let started = Instant::now();
-    let skip_same = match item {
-        Item::File { path, .. } if link.skip_same => Some(content_digest(path).await?),
-        _ => None,
-    };
-    let header = Header {
-        kind: match item {
-            Item::Text { .. } => Kind::Text,
-            _ => Kind::Message,
-        },
-        id,
-        length: match item {
-            Item::File { len, .. } => Some(*len),
-            Item::Text { text } => Some(text.len() as u64),
-            Item::Stdin { .. } | Item::Unreadable { .. } => None,
-        },
-        name: match item {
-            Item::Text { .. } => String::new(),
-            item => item.name().to_string(),
-        },
-        skip_same,
-    };
-    // Between attempts: what failed and when the next try is.
-    let waiting = std::sync::Mutex::new(None::<indicatif::ProgressBar>);
-    let on_retry = |retry: Retry<'_, SendError>| {
+    fn retrying(&self, name: &str, retry: Retry<'_, SendError>) -> Shown {
         let what = format!(
-            "{}: attempt {} failed ({}); next try in {}",
-            item.name(),
+            "{name}: attempt {} failed ({}); next try in {}",
             retry.failed,
             retry.cause,
             rounded(retry.delay)
         );
-        *waiting.lock().unwrap_or_else(|p| p.into_inner()) = Some(ctx.out.spinner(what));
-    };
-    let stop_waiting = || waiting.lock().unwrap_or_else(|p| p.into_inner()).take();
+        Some(Box::new(self.0.out.spinner(what)))
+    }
 
-    let (result, retries) = match item {
-        // `deliver` reports these without sending; here only for completeness.
-        Item::Unreadable { error, .. } => {
-            return Err(coded(exit_code(error), format!("{error:#}")))
-        }
-        Item::Text { text } => {
-            link.backoff
-                .run_observed(
-                    |attempt| {
-                        let header = &header;
-                        async move {
-                            stop_waiting();
-                            let pooled = connect(link, attempt, ctx).await?;
-                            let text =
-                                Source::pipe(std::io::Cursor::new(text.clone().into_bytes()));
-                            finish(link, &pooled, header, text, &|_| {}).await
-                        }
-                    },
-                    on_retry,
-                )
-                .await
-        }
-        Item::File { path, .. } => {
-            link.backoff
-                .run_observed(
-                    |attempt| {
-                        let header = &header;
-                        async move {
-                            stop_waiting();
-                            let pooled = connect(link, attempt, ctx).await?;
-                            let file = std::fs::File::open(path).map_err(|e| {
-                                SendError::Source(std::io::Error::new(
-                                    e.kind(),
-                                    format!("cannot open {}: {e}", path.display()),
-                                ))
-                            })?;
-                            tracing::debug!(
-                                attempt = attempt.number,
-                                reused = pooled.reused,
-                                "sending"
-                            );
-                            let bar = ctx.out.progress(header.length, &header.name);
-                            let progress = |n: u64| bar.inc(n);
-                            finish(link, &pooled, header, Source::File(file), &progress).await
-                        }
-                    },
-                    on_retry,
-                )
-                .await
-        }
-        Item::Stdin { path, .. } => {
-            let (pooled, retries) = link
-                .backoff
-                .run_observed(
-                    |attempt| {
-                        stop_waiting();
-                        connect(link, attempt, ctx)
-                    },
-                    |retry| {
-                        on_retry(Retry {
-                            failed: retry.failed,
-                            delay: retry.delay,
-                            cause: &SendError::Connection(retry.cause.clone()),
-                        })
-                    },
-                )
-                .await;
-            stop_waiting();
-            let pooled = pooled
-                .map_err(|e| gave_up(link.addr, started, retries, SendError::Connection(e)))?;
-            let stdin = match path {
-                None => Source::pipe(std::io::stdin()),
-                Some(path) => {
-                    // A FIFO's open waits for its writer: not on the runtime's thread.
-                    let open = path.clone();
-                    let file = tokio::task::spawn_blocking(move || std::fs::File::open(open))
-                        .await
-                        .map_err(std::io::Error::other)
-                        .and_then(|r| r)
-                        .map_err(|e| {
-                            SendError::Source(std::io::Error::new(
-                                e.kind(),
-                                format!("cannot open {}: {e}", path.display()),
-                            ))
-                        })?;
-                    Source::pipe(file)
-                }
-            };
-            let bar = ctx.out.progress(header.length, &header.name);
-            let progress = |n: u64| bar.inc(n);
-            let result = finish(link, &pooled, &header, stdin, &progress)
-                .await
-                .map_err(|e| match e {
-                    // Some of stdin may be gone: it cannot be sent again.
-                    SendError::Connection(c) if c.is_retryable() => {
-                        SendError::Source(std::io::Error::other(format!(
-                            "{c}; stdin cannot be replayed, the transfer is lost"
-                        )))
-                    }
-                    e => e,
-                });
-            (result, retries)
-        }
-    };
-    stop_waiting();
-    let done = result.map_err(|e| gave_up(link.addr, started, retries, e))?;
+    fn sending(&self, name: &str, length: Option<u64>) -> Box<dyn Fn(u64) + Send + Sync> {
+        let bar = self.0.out.progress(length, name);
+        Box::new(move |n| bar.inc(n))
+    }
+}
+
+/// Sends one message and reports it: a `sent` event, and once, for a peer that was not
+/// authenticated, the fingerprint it showed.
+async fn send_item(
+    sender: &Sender,
+    message: Outgoing,
+    ctx: &Context,
+    warned: &mut bool,
+) -> Result<(), SendError> {
+    let started = Instant::now();
+    let name = message.name().to_string();
+    let done = sender.send(message, &View(ctx)).await?;
     let seconds = started.elapsed().as_secs_f64();
-    let addr = link.addr;
-    if !*warned && !link.rules.authenticates() {
+    let addr = sender.addr();
+    let retries = done.retries;
+    if !*warned && !sender.rules().authenticates() {
         *warned = true;
         if let Some(fp) = done.peer {
             ctx.out.warn(&format!(
@@ -752,7 +552,7 @@ async fn send_item(
     ctx.out.event(
         json!({
             "event": "sent",
-            "name": item.name(),
+            "name": name,
             "bytes": done.sent.bytes,
             "sha256": sha,
             "peer": canonical(addr).to_string(),
@@ -763,17 +563,17 @@ async fn send_item(
             "duplicate": done.sent.duplicate || done.sent.present,
             "already_present": done.sent.present,
             "stored_as": done.sent.stored_as,
-            "message_id": id.to_string(),
-            "stream": if link.mode == Mode::Uni { "uni" } else { "bi" },
+            "message_id": done.id.to_string(),
+            "stream": if sender.mode() == Mode::Uni { "uni" } else { "bi" },
         }),
         || {
             let stored_as = match &done.sent.stored_as {
-                Some(name) if name != item.name() => format!(", stored as {}", shown(name)),
+                Some(stored) if *stored != name => format!(", stored as {}", shown(stored)),
                 _ => String::new(),
             };
             format!(
                 "sent {} ({} in {}, {}){}{}{stored_as} sha256 {}",
-                item.name(),
+                name,
                 human_bytes(done.sent.bytes),
                 human_duration(started.elapsed()),
                 human_rate(done.sent.bytes, seconds),
@@ -794,62 +594,4 @@ async fn send_item(
         },
     );
     Ok(())
-}
-
-/// `--skip-same`: the SHA-256 of a file, read on a blocking thread before it is sent.
-async fn content_digest(path: &Path) -> anyhow::Result<[u8; 32]> {
-    use sha2::Digest as _;
-    let path = path.to_path_buf();
-    let shown_path = path.display().to_string();
-    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
-        Ok(hasher.finalize().into())
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r)
-    .map_err(|e| coded(Exit::Transfer, format!("cannot read {shown_path}: {e}")))
-}
-
-/// A connection failure that was still worth retrying when the budget ran out becomes
-/// "no answer from ADDR after 30s, 12 attempts": the whole wait, not the last slice.
-fn gave_up(addr: SocketAddr, started: Instant, retries: u32, e: SendError) -> SendError {
-    match e {
-        SendError::Connection(last) if last.is_retryable() => {
-            SendError::Connection(ConnectError::GaveUp {
-                addr: canonical(addr),
-                after: started.elapsed(),
-                attempts: retries + 1,
-                last: Box::new(last),
-            })
-        }
-        e => e,
-    }
-}
-
-/// Sends on a pooled connection; on a failure worth retrying, evicts that connection so
-/// the next attempt dials a fresh one.
-async fn finish(
-    link: &Link<'_>,
-    pooled: &crate::net::pool::Pooled,
-    header: &Header,
-    source: Source,
-    progress: &(dyn Fn(u64) + Sync),
-) -> Result<Done, SendError> {
-    let peer = Fingerprint::of_peer(&pooled.conn);
-    match send_message(&pooled.conn, header, source, link.mode, progress).await {
-        Ok(sent) => Ok(Done {
-            sent,
-            reused: pooled.reused,
-            peer,
-        }),
-        Err(e) => {
-            if matches!(e, SendError::Connection(_)) {
-                link.pool.evict(&pooled.conn);
-                pooled.conn.close(framing::close::CANCELLED, b"retrying");
-            }
-            Err(e)
-        }
-    }
 }

@@ -30,7 +30,7 @@ use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::canonical;
 use crate::net::framing;
-use crate::net::probe::{self, Nonce, ProbeError, Status};
+use crate::net::probe::{self, client, Nonce, ProbeError};
 use crate::net::upnp::{
     self, classify, AddressKind, Gateway, Keeper, KeeperConfig, KeeperEvent, Mapping, MAX_LEASE,
 };
@@ -482,102 +482,57 @@ async fn probe_one(
         Some(fp) => TrustRules::pinned_to(fp),
         None => TrustRules::any(),
     };
-    let conn = match tokio::time::timeout(limit, endpoint.connect(addr, rules)).await {
-        Ok(Ok(conn)) => conn,
-        Ok(Err(e)) => {
-            return Verdict::failed(format!("cannot reach the prober {}: {e}", shown(target)))
-        }
-        Err(_) => {
-            return Verdict::failed(format!(
-                "cannot reach the prober {}: no answer within {}",
-                shown(target),
-                crate::output::human_duration(limit)
-            ))
-        }
-    };
-    let verdict = ask_prober(
-        &conn,
-        target,
-        mapping,
-        external_ip,
-        limit,
-        arrivals,
+    let mut backs = client::Arrivals {
+        seen: arrivals,
         arrived,
-    )
-    .await;
-    conn.close(framing::close::DONE, b"probe done");
-    verdict
+    };
+    let external = (external_ip, mapping.external_port);
+    let found = client::check(endpoint, addr, rules, external, limit, &mut backs).await;
+    Verdict {
+        ok: found.is_reachable(),
+        detail: described(target, &found),
+        observed: found.observed(),
+        asked: found.asked(),
+        from: found.from(),
+    }
 }
 
-async fn ask_prober(
-    conn: &quinn::Connection,
-    target: &Target,
-    mapping: &Mapping,
-    external_ip: Option<IpAddr>,
-    limit: Duration,
-    arrivals: &Arrivals,
-    arrived: &mut mpsc::UnboundedReceiver<()>,
-) -> Verdict {
-    let observed = match probe::observe(conn, limit).await {
-        Ok(a) => a,
-        Err(e) => return Verdict::failed(probe_failure(target, &e)),
-    };
-    // Connect back to the gateway's external address; if it would not say, to the
-    // address the prober sees (it refuses any other IP anyway).
-    let asked = SocketAddr::new(external_ip.unwrap_or(observed.ip()), mapping.external_port);
-    let comparison = compare(observed, asked);
-    let nonce = Nonce::random();
-    let answer = probe::connect_back(conn, asked, nonce, limit + probe::CONNECT_BACK_TIMEOUT).await;
-    // The prober answers once our endpoint acknowledged the nonce; still, give an
-    // arrival that is under way a moment.
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
-    let from = loop {
-        if let Some(from) = arrivals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&nonce)
-            .copied()
-        {
-            break Some(from);
-        }
-        match tokio::time::timeout_at(deadline, arrived.recv()).await {
-            Ok(Some(())) => continue,
-            _ => break None,
-        }
-    };
-    let mut verdict = Verdict {
-        ok: false,
-        detail: String::new(),
-        observed: Some(observed),
-        asked: Some(asked),
-        from,
-    };
+/// A probe's verdict as its check line says it.
+fn described(target: &Target, found: &client::Verdict) -> String {
+    use client::Verdict as V;
     let peer = shown(target);
-    verdict.detail = match (from, &answer) {
-        (Some(from), _) => {
-            verdict.ok = true;
-            format!(
-                "{peer} connected back from {from} through {asked} and delivered the nonce; it \
-                 sees you at {observed} ({comparison})"
-            )
+    let comparison = |observed: &SocketAddr, asked: &SocketAddr| compare(*observed, *asked);
+    match found {
+        V::Reachable {
+            observed,
+            asked,
+            from,
+        } => format!(
+            "{peer} connected back from {from} through {asked} and delivered the nonce; it \
+             sees you at {observed} ({})",
+            comparison(observed, asked)
+        ),
+        V::NotYourAddress { observed, asked } => format!(
+            "{peer} sees you at {observed}, not at the mapping's {asked} ({})",
+            comparison(observed, asked)
+        ),
+        V::NotReached { observed, asked } => format!(
+            "{peer} could not connect back to {asked}: the router does not let inbound \
+             traffic through the mapping (it sees you at {observed}, {})",
+            comparison(observed, asked)
+        ),
+        V::Busy { .. } => format!("{peer} is busy with other probes; try again"),
+        V::Lost { asked, .. } => {
+            format!("{peer} says it delivered the nonce to {asked}, but nothing arrived here")
         }
-        (None, Ok(a)) => match a.status {
-            Status::NotYourAddress => format!(
-                "{peer} sees you at {observed}, not at the mapping's {asked} ({comparison})"
-            ),
-            Status::Failed => format!(
-                "{peer} could not connect back to {asked}: the router does not let inbound \
-                 traffic through the mapping (it sees you at {observed}, {comparison})"
-            ),
-            Status::Busy => format!("{peer} is busy with other probes; try again"),
-            Status::Delivered => {
-                format!("{peer} says it delivered the nonce to {asked}, but nothing arrived here")
-            }
-            Status::Observed => format!("{peer} answered the connect-back request wrongly"),
-        },
-        (None, Err(e)) => probe_failure(target, e),
-    };
-    verdict
+        V::Confused { .. } => format!("{peer} answered the connect-back request wrongly"),
+        V::Failed { error, .. } => probe_failure(target, error),
+        V::NoConnection(e) => format!("cannot reach the prober {peer}: {e}"),
+        V::NoAnswer(limit) => format!(
+            "cannot reach the prober {peer}: no answer within {}",
+            crate::output::human_duration(*limit)
+        ),
+    }
 }
 
 fn probe_failure(target: &Target, e: &ProbeError) -> String {

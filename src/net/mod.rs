@@ -14,10 +14,11 @@
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
+//! | [`sender`] | the message sender: a message to one listener with retry, pool eviction, stdin read once, skip-same digests, the close after an interrupt |
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
-//! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce |
+//! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce; its client half (`probe::client`) gives typed verdicts |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
 //! retry needs timeout vs refusal, exit codes need identity rejection vs lost
@@ -31,6 +32,7 @@ pub mod pool;
 pub mod probe;
 pub mod race;
 pub mod retry;
+pub mod sender;
 pub mod socket;
 #[cfg(test)]
 mod testing;
@@ -42,4 +44,5 @@ pub use addr::Target;
 pub use endpoint::{ConnectError, Endpoint, TransportOptions};
 pub use pool::Pool;
 pub use retry::Backoff;
+pub use sender::{Delivered, Observer, Outgoing, Sender};
 pub use tls::{Fingerprint, Identity, TrustRules};

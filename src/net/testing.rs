@@ -1,16 +1,21 @@
 //! Test fixtures shared by the unit tests of `net/`: a listener that accepts every
-//! connection and holds it open, and a client endpoint.
+//! connection and holds it open, a minimal receiver that acks every message, and a
+//! client endpoint.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::endpoint::{Endpoint, TransportOptions};
-use super::tls::{Identity, TrustRules};
+use tokio::sync::mpsc;
 
-/// A listener on 127.0.0.1 that accepts any peer and keeps each connection until the
-/// peer closes it. Must be called inside a tokio runtime.
-pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
+use super::endpoint::{Endpoint, TransportOptions};
+use super::framing::{self, Ack, AckStatus, Header};
+use super::tls::{Identity, TrustRules};
+use super::transfer::{receive_payload, send_ack, Limits};
+
+/// An endpoint on 127.0.0.1 with a fresh identity that lets any peer in, and its
+/// address.
+fn bound_listener() -> (Endpoint, SocketAddr) {
     let id = Arc::new(Identity::ephemeral().unwrap());
     let ep = Endpoint::bind(
         "127.0.0.1:0".parse().unwrap(),
@@ -20,6 +25,13 @@ pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
     )
     .unwrap();
     let addr = ep.local_addr().unwrap();
+    (ep, addr)
+}
+
+/// A listener on 127.0.0.1 that accepts any peer and keeps each connection until the
+/// peer closes it. Must be called inside a tokio runtime.
+pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
+    let (ep, addr) = bound_listener();
     let accept = ep.clone();
     tokio::spawn(async move {
         while let Some(incoming) = accept.quinn().accept().await {
@@ -31,6 +43,54 @@ pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
         }
     });
     (ep, addr)
+}
+
+/// A listener on 127.0.0.1 that accepts any peer and receives every message on a
+/// bidirectional stream into memory, acks it as stored under its own name, and hands
+/// the header and payload to the returned channel. No duplicate table, no limits: the
+/// least a sender needs to see its ack. Must be called inside a tokio runtime.
+pub(crate) fn receiving_listener() -> (
+    Endpoint,
+    SocketAddr,
+    mpsc::UnboundedReceiver<(Header, Vec<u8>)>,
+) {
+    let (ep, addr) = bound_listener();
+    let (tx, rx) = mpsc::unbounded_channel();
+    let accept = ep.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = accept.quinn().accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(conn) = incoming.await else { return };
+                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
+                    let Ok((header, first)) = framing::read_header(&mut recv).await else {
+                        continue;
+                    };
+                    let Ok(got) = receive_payload(
+                        &mut recv,
+                        &header,
+                        first,
+                        Vec::new(),
+                        Limits::default(),
+                        &|_| {},
+                    )
+                    .await
+                    else {
+                        continue;
+                    };
+                    let ack = Ack {
+                        status: AckStatus::Stored,
+                        bytes: got.bytes,
+                        sha256: got.sha256,
+                    };
+                    let name = header.name.clone();
+                    let _ = send_ack(&mut send, &ack, Some(&name)).await;
+                    let _ = tx.send((header, got.sink));
+                }
+            });
+        }
+    });
+    (ep, addr, rx)
 }
 
 /// A client endpoint with a fresh identity and the given connect timeout.

@@ -182,3 +182,66 @@ fn malformed_probes_reset_only_their_stream() {
         assert_eq!(observed, endpoint.local_addr().unwrap());
     });
 }
+
+/// The probe client's verdicts: reachable when the connect-back's nonce arrives on a
+/// connection the requester's endpoint accepted, `NotYourAddress` when asked to connect
+/// back to another IP than the listener sees.
+#[test]
+fn probe_client_gives_typed_verdicts() {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+
+    use probe::client::{self, Arrivals, Verdict};
+
+    let dir = TestDir::new();
+    let out = dir.mkdir("out");
+    let listener = dir.listen(&out, &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (endpoint, conn) = requester(&listener).await;
+        conn.close(0u32.into(), b"");
+        let local = endpoint.local_addr().unwrap();
+        let target: Target = listener.ticket.parse().unwrap();
+        let addr = target.resolve().await.unwrap()[0];
+        let rules = TrustRules::pinned_to(target.expect.unwrap());
+        let seen: Arc<Mutex<HashMap<Nonce, SocketAddr>>> = Arc::default();
+        let (notify, mut arrived) = tokio::sync::mpsc::unbounded_channel();
+        let acceptor = {
+            let (endpoint, seen) = (endpoint.clone(), seen.clone());
+            tokio::spawn(async move {
+                loop {
+                    let (nonce, from) = next_nonce(&endpoint).await;
+                    seen.lock().unwrap().insert(nonce, from);
+                    let _ = notify.send(());
+                }
+            })
+        };
+        let mut arrivals = Arrivals {
+            seen: &seen,
+            arrived: &mut arrived,
+        };
+
+        let external = (Some(local.ip()), local.port());
+        let verdict = client::check(
+            &endpoint,
+            addr,
+            rules.clone(),
+            external,
+            LIMIT,
+            &mut arrivals,
+        )
+        .await;
+        assert!(verdict.is_reachable(), "{verdict:?}");
+        assert_eq!(verdict.observed(), Some(local));
+        assert_eq!(verdict.asked(), Some(local));
+        assert_eq!(verdict.from().map(|a| a.ip()), Some(local.ip()));
+
+        let elsewhere = (Some("127.0.0.2".parse().unwrap()), local.port());
+        let verdict = client::check(&endpoint, addr, rules, elsewhere, LIMIT, &mut arrivals).await;
+        assert!(
+            matches!(verdict, Verdict::NotYourAddress { observed, .. } if observed == local),
+            "{verdict:?}"
+        );
+        acceptor.abort();
+    });
+}

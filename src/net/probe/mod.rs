@@ -4,8 +4,9 @@
 //! header with an empty name and a declared length of at most [`MAX_PROBE_LEN`], then
 //! a [`Request`], then FIN; the answer on the same bidirectional stream is one
 //! [`Answer`]. A `qp2p listen` serves probes ([`ProbeService`]); `upnp-check` asks
-//! ([`observe`], [`connect_back`]) and receives the connect-back on its own endpoint
-//! ([`receive_nonce`]).
+//! through [`client::check`] (built on [`observe`] and [`connect_back`]), which turns
+//! the answers into a typed [`client::Verdict`], and receives the connect-back on its
+//! own endpoint ([`receive_nonce`]).
 //!
 //! What could go wrong, and how it is prevented:
 //! - *False positives* (the qp2p crate's probe answered over the requester's own
@@ -38,6 +39,8 @@ use tracing::{debug, info, warn};
 use super::endpoint::{canonical, ConnectError, Endpoint, TransportOptions};
 use super::framing::{ErrorCode, FrameError, Header, Kind, MessageId};
 use super::tls::{Fingerprint, Identity, TrustRules};
+
+pub mod client;
 
 /// The largest probe request body accepted.
 pub const MAX_PROBE_LEN: usize = 64;
