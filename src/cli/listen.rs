@@ -18,9 +18,10 @@
 //! time. Message ids of recent messages are remembered so a retried message is
 //! acknowledged again but stored once.
 //!
-//! This file accepts connections and streams and routes each stream by kind;
-//! `admission` holds the connection limits and the log throttle, `receive` the path of
-//! one message into the store and its report.
+//! The accept loop, the limits and the routing by stream kind are the library's
+//! ([`crate::net::server`]); this file turns flags into its configuration and serves
+//! the message streams it routes here (the quota, the report); `receive` holds the path
+//! of one message into the store.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
@@ -32,23 +33,22 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::{canonical, EndpointError};
-use crate::net::framing::{self, AckStatus, ErrorCode, Kind, ReadError};
+use crate::net::framing::{self, AckStatus, ErrorCode};
 use crate::net::probe::ProbeService;
+use crate::net::server::{Handler, HandshakeError, Router, Stream};
 use crate::net::transfer::{self, Limits, RecvError};
 use crate::net::upnp::MAX_LEASE;
-use crate::net::{Endpoint, Fingerprint, TransportOptions, TrustRules};
-use crate::output::{human_duration, shown};
+use crate::net::{Endpoint, Fingerprint, Server, ServerConfig, TransportOptions, TrustRules};
+use crate::output::shown;
 use crate::store::Store;
 
-mod admission;
 mod receive;
-use admission::{allow, refusal, Admission, Throttle};
 use receive::{receive, report_received, report_text, who, Seen};
 
 /// Receive files (or a stream) from senders.
@@ -184,9 +184,6 @@ enum Sink {
 struct State {
     sink: Sink,
     limits: Limits,
-    admission: Arc<Mutex<Admission>>,
-    header_timeout: Duration,
-    handshake_timeout: Duration,
     seen: Mutex<Seen>,
     quota: Mutex<Quota>,
     /// Why the run failed although it did not crash: a message that broke off after
@@ -196,11 +193,7 @@ struct State {
     done: CancellationToken,
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
-    /// Streams reset for a bad header, and for none in time (logged at warn level).
-    bad_headers: Mutex<Throttle>,
-    header_timeouts: Mutex<Throttle>,
     ctx: Context,
-    probe: ProbeService,
 }
 
 /// Which messages the listener still takes: `--once` and `--count`.
@@ -329,9 +322,6 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         limits: Limits {
             max_size: args.max_size,
         },
-        admission: Admission::new(args.max_connections, args.max_connections_per_ip),
-        header_timeout: args.header_timeout,
-        handshake_timeout: args.handshake_timeout,
         seen: Mutex::default(),
         quota: Mutex::new(Quota {
             once: args.once && !args.stdout,
@@ -345,57 +335,36 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         failure: Mutex::default(),
         done: CancellationToken::new(),
         stdout_closed: Default::default(),
-        bad_headers: Mutex::default(),
-        header_timeouts: Mutex::default(),
         ctx: ctx.clone(),
-        probe,
     });
     let upnp = match args.upnp {
         true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
         false => None,
     };
 
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.quinn().accept() => incoming,
-            _ = ctx.shutdown.cancelled() => break,
-            _ = state.done.cancelled() => break,
+    let server = Server::new(
+        endpoint.clone(),
+        ServerConfig {
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            handshake_timeout: args.handshake_timeout,
+            header_timeout: args.header_timeout,
+        },
+    );
+    let stop = async {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => {}
+            _ = state.done.cancelled() => {}
             _ = ctx.out.stdout_gone() => {
                 // `--json` events had a reader that has gone (`| head -1`): stop
                 // taking new senders, like `--stdout` does when its reader goes.
                 state.done.cancel();
-                break;
             }
-        };
-        let Some(incoming) = incoming else { break };
-        let remote = canonical(incoming.remote_address());
-        if !incoming.remote_address_validated() && Admission::busy(&state.admission, remote.ip()) {
-            // A stateless Retry: the client comes back with a token only a real
-            // receiver at that address could have (one round trip), a forger never.
-            debug!(remote = %remote, "busy: asking for address validation (Retry)");
-            if let Err(e) = incoming.retry() {
-                e.into_incoming().refuse();
-            }
-            continue;
         }
-        let slot = match Admission::admit(&state.admission, remote.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                // Before the handshake: no cryptography spent, no state kept.
-                debug!(remote = %remote, "connection refused: {why}");
-                incoming.refuse();
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(
-            async move {
-                let _slot = slot;
-                serve_connection(incoming, state).await
-            }
-            .instrument(tracing::info_span!("conn", remote = %remote)),
-        );
-    }
+    };
+    server
+        .run(Router::new(state.clone()).probe(probe), stop)
+        .await;
     if state.stdout_closed.load(Ordering::SeqCst) {
         // Closing now would discard the stream refusal still queued for the sender
         // (it would see a vanished listener, not "could not store"); it closes its
@@ -534,76 +503,55 @@ fn local_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>) {
-    let remote = canonical(incoming.remote_address());
-    let handshake = async {
-        match incoming.accept() {
-            Ok(connecting) => connecting.await,
-            Err(e) => Err(e),
-        }
-    };
-    // Dropping the unfinished handshake closes the connection.
-    let Ok(handshake) = tokio::time::timeout(state.handshake_timeout, handshake).await else {
-        warn!(
-            "handshake not completed within {}; connection dropped",
-            human_duration(state.handshake_timeout)
-        );
-        return;
-    };
-    let conn = match handshake {
-        Ok(conn) => conn,
-        Err(e) => {
+/// The listener's side of the server: messages into the store (or stdout), and the
+/// end of a `--once` run with its sender's connection.
+impl Handler for Arc<State> {
+    async fn message(&self, stream: Stream) {
+        serve_message(stream, self).await
+    }
+
+    fn handshake_failed(&self, remote: SocketAddr, error: HandshakeError) {
+        match &error {
+            HandshakeError::TimedOut(_) => warn!("{error}; connection dropped"),
             // Our refusals (a sender not on the allow list) are worth a warning; a peer
             // that gave up (a lost race, Ctrl-C) is normal.
-            match &e {
-                quinn::ConnectionError::TransportError(te) => match refusal(&te.reason) {
-                    Some((reason, fp)) => report_refused(&state, remote, &reason, fp),
-                    None => warn!(cause = %shown(&e.to_string()), "handshake failed"),
-                },
-                _ => info!(cause = %shown(&e.to_string()), "handshake abandoned"),
+            HandshakeError::Refused {
+                reason,
+                fingerprint,
+            } => {
+                let reason = match fingerprint {
+                    Some(_) => format!("{reason} (not on --allow)"),
+                    None => reason.clone(),
+                };
+                report_refused(self, remote, &reason, *fingerprint)
             }
-            return;
+            HandshakeError::Failed(e) => warn!(cause = %shown(&e.to_string()), "handshake failed"),
+            HandshakeError::Abandoned(e) => {
+                info!(cause = %shown(&e.to_string()), "handshake abandoned")
+            }
         }
-    };
-    let peer = canonical(conn.remote_address());
-    let peer_fp = Fingerprint::of_peer(&conn);
-    debug!(fingerprint = ?peer_fp, "connected");
-    let mut streams = tokio::task::JoinSet::new();
-    loop {
-        let (send, recv) = tokio::select! {
-            bi = conn.accept_bi() => match bi {
-                Ok((s, r)) => (Some(s), r),
-                Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
-            },
-            uni = conn.accept_uni() => match uni {
-                Ok(r) => (None, r),
-                Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
-            },
-            Some(_) = streams.join_next(), if !streams.is_empty() => continue,
-            _ = state.done.cancelled() => {
-                if state.stdout_closed.load(Ordering::SeqCst) {
-                    // Dropping the connection closes it at once, discarding the
-                    // refusal queued for the sender; it closes once told.
-                    let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
-                }
-                break;
-            }
-        };
-        let state = state.clone();
-        let conn_id = conn.stable_id();
-        streams.spawn(
-            async move { serve_stream(send, recv, (peer, peer_fp, conn_id), state).await }
-                .in_current_span(),
-        );
     }
-    if state.quota().session == Some(conn.stable_id()) {
-        // `--once`: this sender's run is over when its connection is. Its messages
-        // finish (or fail) first, so their reports come before the end.
-        while streams.join_next().await.is_some() {}
-        end_session(&conn, &state);
-    } else {
-        // The rest are detached: each ends on its own when the connection does.
-        streams.detach_all();
+
+    async fn stopping(&self) {
+        self.done.cancelled().await
+    }
+
+    async fn on_stop(&self, conn: &quinn::Connection) {
+        if self.stdout_closed.load(Ordering::SeqCst) {
+            // Dropping the connection closes it at once, discarding the refusal queued
+            // for the sender; it closes once told.
+            let _ = tokio::time::timeout(Duration::from_secs(1), conn.closed()).await;
+        }
+    }
+
+    /// `--once`: this sender's run is over when its connection is. Its messages
+    /// finish (or fail) first, so their reports come before the end.
+    fn owns(&self, conn: &quinn::Connection) -> bool {
+        self.quota().session == Some(conn.stable_id())
+    }
+
+    fn finished(&self, conn: &quinn::Connection) {
+        end_session(conn, self)
     }
 }
 
@@ -628,57 +576,18 @@ fn end_session(conn: &quinn::Connection, state: &State) {
     }
 }
 
-async fn serve_stream(
-    mut send: Option<quinn::SendStream>,
-    mut recv: quinn::RecvStream,
-    (peer, peer_fp, conn_id): (SocketAddr, Option<Fingerprint>, usize),
-    state: Arc<State>,
-) {
-    let deadline = state.header_timeout;
-    let (header, first) = match tokio::time::timeout(deadline, framing::read_header(&mut recv))
-        .await
-    {
-        Ok(Ok(read)) => read,
-        Ok(Err(ReadError::Frame(e))) => {
-            if let Some(more) = allow(&state.bad_headers) {
-                warn!(%peer, cause = %shown(&e.to_string()), more, "bad stream header; resetting the stream");
-            }
-            transfer::refuse(&mut recv, send.as_mut(), e.code());
-            return;
-        }
-        Ok(Err(ReadError::Stream(e))) => {
-            debug!(cause = %e, "stream ended before its header");
-            return;
-        }
-        Err(_) => {
-            if let Some(more) = allow(&state.header_timeouts) {
-                warn!(
-                    %peer,
-                    more,
-                    "no header within {}; resetting the stream",
-                    human_duration(deadline)
-                );
-            }
-            transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
-            return;
-        }
-    };
-    if header.kind == Kind::Probe {
-        return state
-            .probe
-            .serve(&header, first, send, recv, peer, peer_fp)
-            .await;
-    }
-    if matches!(
-        header.kind,
-        Kind::Discard | Kind::DiscardHashed | Kind::Request
-    ) {
-        // `qp2p bench --peer`: measured, thrown away, never written.
-        if let Err(e) = crate::net::bench::serve(&header, first, send, recv).await {
-            debug!(cause = %e, "bench stream failed");
-        }
-        return;
-    }
+/// One message or text stream whose header has arrived: the quota, the message
+/// received, and its report.
+async fn serve_message(stream: Stream, state: &State) {
+    let Stream {
+        header,
+        first,
+        mut send,
+        mut recv,
+        peer,
+        fingerprint: peer_fp,
+        conn_id,
+    } = stream;
     let taken = match state.done.is_cancelled() {
         true => Err(ErrorCode::NotAccepting),
         false => state.quota().take(conn_id),
@@ -691,14 +600,14 @@ async fn serve_stream(
     }
     let started = Instant::now();
     let name = header.name.clone();
-    let result = receive(&header, first, &mut send, &mut recv, &state).await;
+    let result = receive(&header, first, &mut send, &mut recv, state).await;
     let seconds = started.elapsed().as_secs_f64();
     if !matches!(result, Ok((_, AckStatus::Stored, _))) {
         state.quota().give_back();
     }
     match result {
         Ok((_, status, Some(text))) => {
-            report_text(&state, &header, &text, (peer, peer_fp));
+            report_text(state, &header, &text, (peer, peer_fp));
             if status == AckStatus::Stored && state.quota().stored() {
                 state.done.cancel();
             }
@@ -706,7 +615,7 @@ async fn serve_stream(
         Ok((stored, status, None)) => {
             let stream = if send.is_some() { "bi" } else { "uni" };
             report_received(
-                &state,
+                state,
                 &header,
                 &stored,
                 status,

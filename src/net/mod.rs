@@ -17,6 +17,7 @@
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
+//! | [`server`] | the server side: admission (connection limits, Retry past half), the handshake deadline, one accept loop routing each stream by kind |
 //! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
@@ -31,6 +32,7 @@ pub mod pool;
 pub mod probe;
 pub mod race;
 pub mod retry;
+pub mod server;
 pub mod socket;
 #[cfg(test)]
 mod testing;
@@ -42,4 +44,5 @@ pub use addr::Target;
 pub use endpoint::{ConnectError, Endpoint, TransportOptions};
 pub use pool::Pool;
 pub use retry::Backoff;
+pub use server::{Server, ServerConfig};
 pub use tls::{Fingerprint, Identity, TrustRules};

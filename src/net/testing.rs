@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::endpoint::{Endpoint, TransportOptions};
+use super::server::{Server, ServerConfig};
 use super::tls::{Identity, TrustRules};
 
 /// A listener on 127.0.0.1 that accepts any peer and keeps each connection until the
@@ -20,12 +21,12 @@ pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
     )
     .unwrap();
     let addr = ep.local_addr().unwrap();
-    let accept = ep.clone();
+    let server = Server::new(ep.clone(), ServerConfig::unlimited());
     tokio::spawn(async move {
-        while let Some(incoming) = accept.quinn().accept().await {
+        while let Some(incoming) = server.accept().await {
             tokio::spawn(async move {
-                if let Ok(conn) = incoming.await {
-                    conn.closed().await;
+                if let Ok(connected) = incoming.accept().await {
+                    connected.conn.closed().await;
                 }
             });
         }
