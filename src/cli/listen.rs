@@ -49,7 +49,8 @@ use crate::output::shown;
 use crate::store::Store;
 
 mod receive;
-use receive::{receive, report_received, report_text, who, Seen};
+use crate::net::receiver::{Quota, Seen};
+use receive::{receive, report_received, report_text, who};
 
 /// Receive files (or a stream) from senders.
 ///
@@ -194,54 +195,6 @@ struct State {
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
     ctx: Context,
-}
-
-/// Which messages the listener still takes: `--once` and `--count`.
-///
-/// A slot is taken when a message's header arrives and given back if the message is
-/// not stored (failed, or a duplicate), so `--count N` stores exactly N messages and
-/// refuses the one after with [`ErrorCode::NotAccepting`], which a sender does not
-/// retry.
-#[derive(Debug, Default)]
-struct Quota {
-    /// `--once` into DIR: the connection (quinn's stable id) whose messages make the
-    /// one `send` run; claimed by the first message.
-    once: bool,
-    session: Option<usize>,
-    /// `--count N` (and `--once --stdout`: one): messages stored or being received.
-    limit: Option<u64>,
-    taken: u64,
-    stored: u64,
-}
-
-impl Quota {
-    fn take(&mut self, conn: usize) -> Result<(), ErrorCode> {
-        if self.once {
-            match self.session {
-                None => self.session = Some(conn),
-                Some(id) if id == conn => {}
-                Some(_) => return Err(ErrorCode::NotAccepting),
-            }
-        }
-        if let Some(limit) = self.limit {
-            if self.taken >= limit {
-                return Err(ErrorCode::NotAccepting);
-            }
-            self.taken += 1;
-        }
-        Ok(())
-    }
-
-    /// The message was not stored: its slot is free again.
-    fn give_back(&mut self) {
-        self.taken = self.taken.saturating_sub(1);
-    }
-
-    /// The message was stored; true when that was the last one wanted.
-    fn stored(&mut self) -> bool {
-        self.stored += 1;
-        self.limit.is_some_and(|limit| self.stored >= limit)
-    }
 }
 
 impl State {

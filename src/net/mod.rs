@@ -13,6 +13,7 @@
 //! | [`pool`] | connections keyed by peer address and the trust rules they were verified under, dials coalesced, dead ones evicted |
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
+//! | [`receiver`] | the receive rules: duplicate ids, ack then stop, the free-space refusal, `--skip-same`, the `--once`/`--count` quota |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
@@ -31,6 +32,7 @@ pub mod framing;
 pub mod pool;
 pub mod probe;
 pub mod race;
+pub mod receiver;
 pub mod retry;
 pub mod server;
 pub mod socket;

@@ -1,24 +1,27 @@
 //! One message into the store: duplicates answered from memory, the payload received,
 //! stored and acknowledged, and the report.
 //!
-//! A message id seen recently ([`RECENT_IDS`]) is acknowledged again with what was
-//! stored under it and not stored twice; its slot is locked while the first attempt is
-//! received, so a retry that arrives meanwhile waits for that outcome. A declared length
-//! that does not fit DIR's free space is refused before a byte is written.
+//! The rules (a message id seen recently is acknowledged again and not stored twice, a
+//! declared length that does not fit DIR's free space is refused before a byte is
+//! written, `--skip-same`, ack then stop) are the library's, in
+//! [`crate::net::receiver`]; this file applies them to the store or stdout, with a
+//! progress bar, and reports the outcome.
 
-use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::json;
-use tracing::{debug, info};
+use tracing::info;
 
 use super::{Sink, State};
-use crate::net::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
+use crate::net::framing::{AckStatus, ErrorCode, Header, Kind, MAX_TEXT_LEN};
+use crate::net::receiver::{
+    ack, answer_without_payload, check_free_space, holds_same, relative_name, Stored,
+};
 use crate::net::transfer::{self, hex, receive_payload, RecvError};
 use crate::net::Fingerprint;
 use crate::output::{human_bytes, human_duration, human_rate, short_fingerprint, shown};
@@ -46,42 +49,6 @@ impl<W: std::io::Write> std::io::Write for Counted<W> {
 
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
-    }
-}
-
-/// How many message ids are remembered for duplicate detection.
-const RECENT_IDS: usize = 4096;
-
-/// What was stored under a message id.
-#[derive(Debug, Clone)]
-pub(super) struct Stored {
-    bytes: u64,
-    sha256: [u8; 32],
-    path: Option<PathBuf>,
-    /// Where it landed, relative to DIR, `/`-separated: told to the sender in the ack.
-    name: Option<String>,
-}
-
-/// Recent message ids, bounded; each slot is locked while its message is received, so
-/// a retry that arrives during the first attempt waits for its outcome.
-#[derive(Debug, Default)]
-pub(super) struct Seen {
-    slots: HashMap<MessageId, Arc<tokio::sync::Mutex<Option<Stored>>>>,
-    order: VecDeque<MessageId>,
-}
-
-impl Seen {
-    pub(super) fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
-        if let Some(slot) = self.slots.get(&id) {
-            return slot.clone();
-        }
-        if self.order.len() >= RECENT_IDS {
-            if let Some(old) = self.order.pop_front() {
-                self.slots.remove(&old);
-            }
-        }
-        self.order.push_back(id);
-        self.slots.entry(id).or_default().clone()
     }
 }
 
@@ -135,21 +102,7 @@ pub(super) async fn receive(
     }
 
     if let (Sink::Dir(store), Some(len)) = (&state.sink, header.length) {
-        // Refused before the payload rather than failed half-way; a disk that fills up
-        // anyway (unknown length, several at once) fails on ENOSPC with the same code.
-        match store.free_space() {
-            Ok(free) if free < len => {
-                return Err(RecvError::Refuse(
-                    ErrorCode::NoSpace,
-                    format!(
-                        "{len} bytes declared, {free} free in {}",
-                        store.root().display()
-                    ),
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => debug!(cause = %e, "cannot read the free space; receiving anyway"),
-        }
+        check_free_space(store, len)?;
     }
     if header.kind == Kind::Text {
         let text = receive_text(header, first, recv).await?;
@@ -233,21 +186,6 @@ pub(super) async fn receive(
     Ok((stored, AckStatus::Stored, None))
 }
 
-/// Acks what was stored, then waits (bounded) until the ack is delivered, so `--once`
-/// never exits under it.
-async fn ack(send: &mut Option<quinn::SendStream>, stored: &Stored) {
-    let Some(send) = send.as_mut() else { return };
-    let ack = Ack {
-        status: AckStatus::Stored,
-        bytes: stored.bytes,
-        sha256: stored.sha256,
-    };
-    if let Err(e) = transfer::send_ack(send, &ack, stored.name.as_deref()).await {
-        debug!(cause = %e, "could not deliver the ack; the sender will retry");
-    }
-    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
-}
-
 /// A `--text` message: at most [`MAX_TEXT_LEN`] bytes of UTF-8, held in memory.
 async fn receive_text(
     header: &Header,
@@ -260,74 +198,6 @@ async fn receive_text(
     let got = receive_payload(recv, header, first, Vec::new(), limits, &|_| {}).await?;
     String::from_utf8(got.sink)
         .map_err(|_| RecvError::Refuse(ErrorCode::BadHeader, "the text is not UTF-8".into()))
-}
-
-/// Acks a message whose payload is not needed (a duplicate, or content already
-/// there), then stops its stream: ack first, so the sender reads it after its write
-/// is stopped.
-async fn answer_without_payload(
-    send: &mut Option<quinn::SendStream>,
-    recv: &mut quinn::RecvStream,
-    stored: &Stored,
-    status: AckStatus,
-) {
-    if let Some(send) = send.as_mut() {
-        let ack = Ack {
-            status,
-            bytes: stored.bytes,
-            sha256: stored.sha256,
-        };
-        let _ = transfer::send_ack(send, &ack, stored.name.as_deref()).await;
-    }
-    let _ = recv.stop(ErrorCode::Duplicate.varint());
-    if let Some(send) = send.as_mut() {
-        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
-    }
-}
-
-/// `path` relative to DIR, `/`-separated, as the ack tells it.
-fn relative_name(root: &Path, path: &Path) -> Option<String> {
-    let rel = path.strip_prefix(root).ok()?;
-    let parts: Vec<String> = rel
-        .components()
-        .map(|c| c.as_os_str().to_string_lossy().into_owned())
-        .collect();
-    Some(parts.join("/"))
-}
-
-/// `send --skip-same`: whether DIR holds `len` bytes of content `digest` under `rel`
-/// already: a regular file (not a symlink, and inside DIR once every link on the way is
-/// resolved) of that length and SHA-256. Reads it whole; only asked when the sender
-/// asked and the length matches. Any error means no.
-fn holds_same(root: &Path, rel: &Path, len: u64, digest: &[u8; 32]) -> Option<(PathBuf, String)> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
-    let path = root.join(rel);
-    let meta = std::fs::symlink_metadata(&path).ok()?;
-    if !meta.is_file() || meta.len() != len {
-        return None;
-    }
-    if !path
-        .canonicalize()
-        .ok()?
-        .starts_with(root.canonicalize().ok()?)
-    {
-        return None;
-    }
-    let mut file = std::fs::File::open(&path).ok()?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    let same: [u8; 32] = hasher.finalize().into();
-    let name = relative_name(root, &path)?;
-    (same == *digest).then_some((path, name))
 }
 
 /// A `--text` message: shown escaped, line by line, at the listener.

@@ -11,20 +11,20 @@
 //!   test fixtures) stops here.
 //! - [`Server::run`] is the whole accept loop for a listener: every connection a
 //!   task, every stream on it another, each stream's header read under
-//!   [`ServerConfig::header_timeout`] and routed by kind ([`route`]): probes to the
+//!   [`ServerConfig::header_timeout`] and routed by kind (`route`): probes to the
 //!   [`ProbeService`](super::probe::ProbeService), benchmark kinds to
 //!   [`bench::serve`](super::bench::serve), messages and texts to the caller's
 //!   [`Handler`].
 //!
 //! What a hostile peer could do, and what stops it here: open connections without end
-//! (the limits in [`admission`], in all and per source address, refused before the
+//! (the limits in `admission`, in all and per source address, refused before the
 //! handshake so a refusal costs no cryptography); start handshakes and never finish
 //! them (the handshake deadline, and past half of either limit a new address must first
 //! answer a stateless Retry, so handshakes from forged source addresses cannot take the
 //! slots that are left); open a stream and say nothing (the header deadline, then the
 //! stream is reset); send a bad or huge header (the header is bounded by
 //! [`framing`](super::framing), a bad one resets that stream only). A flood of any of
-//! these is logged once per period ([`Throttle`]), not once per attempt.
+//! these is logged once per period (`Throttle`), not once per attempt.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
