@@ -32,7 +32,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
@@ -49,8 +48,8 @@ use crate::output::shown;
 use crate::store::Store;
 
 mod receive;
-use crate::net::receiver::{Quota, Seen};
-use receive::{receive, report_received, report_text, who};
+use crate::net::receiver::{Quota, Receiver, Target};
+use receive::{report_received, report_text, who};
 
 /// Receive files (or a stream) from senders.
 ///
@@ -175,23 +174,9 @@ pub struct Args {
     pub transport: TransportArgs,
 }
 
-/// Where payloads go.
-#[derive(Debug)]
-enum Sink {
-    Dir(Store),
-    Stdout(Arc<tokio::sync::Mutex<()>>),
-}
-
 struct State {
-    sink: Sink,
-    limits: Limits,
-    seen: Mutex<Seen>,
+    receiver: Receiver,
     quota: Mutex<Quota>,
-    /// Why the run failed although it did not crash: a message that broke off after
-    /// some of it reached stdout, or the `--once` sender gone before it was done.
-    /// Ends the listener with exit 5.
-    failure: Mutex<Option<String>>,
-    done: CancellationToken,
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
     ctx: Context,
@@ -200,9 +185,7 @@ struct State {
 impl State {
     /// Ends the run with exit 5 and `why` (the first failure wins).
     fn fail(&self, why: String) {
-        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        failure.get_or_insert(why);
-        self.done.cancel();
+        self.receiver.fail(why)
     }
 
     fn quota(&self) -> std::sync::MutexGuard<'_, Quota> {
@@ -240,9 +223,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Endpoint::bind(args.bind, identity, options, Some(rules)).map_err(bind_failed)?;
     let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
     let sink = if args.stdout {
-        Sink::Stdout(Arc::default())
+        Target::Stream {
+            turn: Default::default(),
+            open: || Box::new(std::io::stdout()),
+        }
     } else {
-        Sink::Dir(output_dir(&args.out, args.overwrite)?)
+        Target::Dir(output_dir(&args.out, args.overwrite)?)
     };
     let shown = display_addr(bound);
     let ticket = ticket(&fingerprint, shown);
@@ -255,8 +241,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         }),
         || {
             let dest = match &sink {
-                Sink::Dir(store) => format!("storing in {}", store.root().display()),
-                Sink::Stdout(_) => "writing to stdout".into(),
+                Target::Dir(store) => format!("storing in {}", store.root().display()),
+                Target::Stream { .. } => "writing to stdout".into(),
             };
             let qp2p = super::invocation();
             format!(
@@ -271,11 +257,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     }
 
     let state = Arc::new(State {
-        sink,
-        limits: Limits {
-            max_size: args.max_size,
-        },
-        seen: Mutex::default(),
+        receiver: Receiver::new(
+            sink,
+            Limits {
+                max_size: args.max_size,
+            },
+        ),
         quota: Mutex::new(Quota {
             once: args.once && !args.stdout,
             limit: match (args.once, args.stdout) {
@@ -285,8 +272,6 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             },
             ..Quota::default()
         }),
-        failure: Mutex::default(),
-        done: CancellationToken::new(),
         stdout_closed: Default::default(),
         ctx: ctx.clone(),
     });
@@ -307,11 +292,11 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let stop = async {
         tokio::select! {
             _ = ctx.shutdown.cancelled() => {}
-            _ = state.done.cancelled() => {}
+            _ = state.receiver.done.cancelled() => {}
             _ = ctx.out.stdout_gone() => {
                 // `--json` events had a reader that has gone (`| head -1`): stop
                 // taking new senders, like `--stdout` does when its reader goes.
-                state.done.cancel();
+                state.receiver.done.cancel();
             }
         }
     };
@@ -324,11 +309,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         // connection once told, so wait for that, briefly.
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.quinn().wait_idle()).await;
     }
-    let failure = state
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let failure = state.receiver.take_failure();
     // A sender told DONE does not retry: this listener takes no more messages.
     let (code, reason): (_, &[u8]) = match (&failure, ctx.shutdown.is_cancelled()) {
         (_, true) => (framing::close::SHUTDOWN, b"shutting down"),
@@ -486,7 +467,7 @@ impl Handler for Arc<State> {
     }
 
     async fn stopping(&self) {
-        self.done.cancelled().await
+        self.receiver.done.cancelled().await
     }
 
     async fn on_stop(&self, conn: &quinn::Connection) {
@@ -515,9 +496,9 @@ fn end_session(conn: &quinn::Connection, state: &State) {
         Some(quinn::ConnectionError::ApplicationClosed(c))
             if c.error_code == framing::close::DONE =>
         {
-            state.done.cancel()
+            state.receiver.done.cancel()
         }
-        Some(quinn::ConnectionError::LocallyClosed) | None => state.done.cancel(),
+        Some(quinn::ConnectionError::LocallyClosed) | None => state.receiver.done.cancel(),
         Some(e) => {
             let stored = state.quota().stored;
             state.fail(format!(
@@ -541,7 +522,7 @@ async fn serve_message(stream: Stream, state: &State) {
         fingerprint: peer_fp,
         conn_id,
     } = stream;
-    let taken = match state.done.is_cancelled() {
+    let taken = match state.receiver.done.is_cancelled() {
         true => Err(ErrorCode::NotAccepting),
         false => state.quota().take(conn_id),
     };
@@ -553,7 +534,10 @@ async fn serve_message(stream: Stream, state: &State) {
     }
     let started = Instant::now();
     let name = header.name.clone();
-    let result = receive(&header, first, &mut send, &mut recv, state).await;
+    let result = state
+        .receiver
+        .receive(&header, first, &mut send, &mut recv, &state.ctx.out)
+        .await;
     let seconds = started.elapsed().as_secs_f64();
     if !matches!(result, Ok((_, AckStatus::Stored, _))) {
         state.quota().give_back();
@@ -562,7 +546,7 @@ async fn serve_message(stream: Stream, state: &State) {
         Ok((_, status, Some(text))) => {
             report_text(state, &header, &text, (peer, peer_fp));
             if status == AckStatus::Stored && state.quota().stored() {
-                state.done.cancel();
+                state.receiver.done.cancel();
             }
         }
         Ok((stored, status, None)) => {
@@ -577,7 +561,7 @@ async fn serve_message(stream: Stream, state: &State) {
                 seconds,
             );
             if status == AckStatus::Stored && state.quota().stored() {
-                state.done.cancel();
+                state.receiver.done.cancel();
             }
         }
         Err(e) => {
@@ -585,14 +569,14 @@ async fn serve_message(stream: Stream, state: &State) {
                 transfer::refuse(&mut recv, send.as_mut(), code);
             }
             debug!(name = %shown(&name), cause = ?e, "message not stored");
-            if matches!(state.sink, Sink::Stdout(_))
+            if matches!(state.receiver.target, Target::Stream { .. })
                 && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 // Whoever read our stdout is gone (`| head -c 10`): nothing more can be
                 // delivered, so stop as `yes | head` does, with a clean exit.
                 warn!("stdout was closed by its reader; stopping");
                 state.stdout_closed.store(true, Ordering::SeqCst);
-                state.done.cancel();
+                state.receiver.done.cancel();
             }
             state.ctx.out.event(
                 json!({
@@ -604,9 +588,9 @@ async fn serve_message(stream: Stream, state: &State) {
                     "message_id": header.id.to_string(),
                 }),
                 || {
-                    let kept = match state.sink {
-                        Sink::Dir(_) => "; nothing stored",
-                        Sink::Stdout(_) => "",
+                    let kept = match state.receiver.target {
+                        Target::Dir(_) => "; nothing stored",
+                        Target::Stream { .. } => "",
                     };
                     format!(
                         "failed to receive \"{}\" from {}: {}{kept}",

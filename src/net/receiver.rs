@@ -18,17 +18,29 @@
 //!   is not stored.
 //! - The listener exiting under an ack it has not delivered: [`ack`] waits (bounded)
 //!   until the sender has read it.
+//! - A message appended to one that broke off on stdout: a [`Target::Stream`] takes one
+//!   message at a time under its lock, and a message that breaks off after a byte was
+//!   written fails the run ([`Receiver::fail`]) before the lock is let go, so the next
+//!   one is refused, never appended.
+//!
+//! Nothing here prints: [`Receiver::receive`] returns what happened (stored, a
+//! duplicate, already present, a text, or why it failed) and the caller reports it;
+//! names and texts from the wire are the caller's to escape when shown.
 
 use std::collections::{HashMap, VecDeque};
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tracing::debug;
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
 
-use super::framing::{Ack, AckStatus, ErrorCode, MessageId};
-use super::transfer::{self, RecvError};
-use crate::store::Store;
+use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
+use super::transfer::{self, receive_payload, Limits, RecvError};
+use crate::store::{sanitize, Store};
 
 /// How many message ids are remembered for duplicate detection.
 pub const RECENT_IDS: usize = 4096;
@@ -230,6 +242,261 @@ pub fn holds_same(
     let same: [u8; 32] = hasher.finalize().into();
     let name = relative_name(root, &path)?;
     (same == *digest).then_some((path, name))
+}
+
+/// Where payloads go.
+pub enum Target {
+    /// Files in a directory, each named only when complete (see [`Store`]).
+    Dir(Store),
+    /// One byte stream (stdout): one whole message after another, never interleaved.
+    Stream {
+        /// Held while a message is written.
+        turn: tokio::sync::Mutex<()>,
+        /// Opens the stream for one message.
+        open: fn() -> Box<dyn Write + Send>,
+    },
+}
+
+/// A progress display for payloads (the CLI's bars).
+pub trait Progress: Sync {
+    /// A payload of `len` bytes (when declared) named `name` starts.
+    fn start(&self, len: Option<u64>, name: &str) -> Box<dyn Bar>;
+}
+
+/// The display of one payload.
+pub trait Bar: Send + Sync {
+    /// `n` more bytes arrived.
+    fn inc(&self, n: u64);
+    /// The payload was stored.
+    fn finish(&self);
+}
+
+/// No progress display (library users, tests).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _len: Option<u64>, _name: &str) -> Box<dyn Bar> {
+        Box::new(NoProgress)
+    }
+}
+
+impl Bar for NoProgress {
+    fn inc(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// The receiving side of a run: the rules above applied to each message, into one
+/// [`Target`].
+pub struct Receiver {
+    /// Where payloads go.
+    pub target: Target,
+    limits: Limits,
+    seen: Mutex<Seen>,
+    /// The run is over: no more messages are taken (a failure, the quota reached, the
+    /// reader of stdout gone).
+    pub done: CancellationToken,
+    /// Why the run failed although nothing crashed (the first failure wins).
+    failure: Mutex<Option<String>>,
+}
+
+impl Receiver {
+    /// A receiver into `target` under `limits`.
+    pub fn new(target: Target, limits: Limits) -> Self {
+        Self {
+            target,
+            limits,
+            seen: Mutex::default(),
+            done: CancellationToken::new(),
+            failure: Mutex::default(),
+        }
+    }
+
+    /// Ends the run with `why` (the first failure wins).
+    pub fn fail(&self, why: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert(why);
+        self.done.cancel();
+    }
+
+    /// The failure that ended the run, if one did.
+    pub fn take_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Receives one message; returns what is stored under its id, whether it was stored
+    /// now ([`AckStatus::Stored`]), before under this id (`Duplicate`), or was already there
+    /// with the same content (`Present`, `send --skip-same`), and for a `--text` message
+    /// the text to show.
+    pub async fn receive(
+        &self,
+        header: &Header,
+        first: Bytes,
+        send: &mut Option<quinn::SendStream>,
+        recv: &mut quinn::RecvStream,
+        progress: &dyn Progress,
+    ) -> Result<(Stored, AckStatus, Option<String>), RecvError> {
+        let rel = match (&self.target, header.kind) {
+            (Target::Dir(_), Kind::Message) => Some(sanitize(&header.name).ok_or_else(|| {
+                RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
+            })?),
+            _ => None,
+        };
+        self.limits.check_declared(header)?;
+        let slot = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .slot(header.id);
+        let mut slot = slot.lock().await;
+        if let Some(stored) = slot.clone() {
+            info!(id = %header.id, "duplicate message: acknowledged, not stored again");
+            answer_without_payload(send, recv, &stored, AckStatus::Duplicate).await;
+            return Ok((stored, AckStatus::Duplicate, None));
+        }
+        if let (Target::Dir(store), Some(rel), Some(len), Some(digest)) =
+            (&self.target, &rel, header.length, header.skip_same)
+        {
+            let (root, rel) = (store.root().to_path_buf(), rel.clone());
+            let held = tokio::task::spawn_blocking(move || holds_same(&root, &rel, len, &digest))
+                .await
+                .unwrap_or(None);
+            if let Some((path, name)) = held {
+                info!(name = %name.escape_debug(), "same content already there: not taken again");
+                let stored = Stored {
+                    bytes: len,
+                    sha256: digest,
+                    path: Some(path),
+                    name: Some(name),
+                };
+                answer_without_payload(send, recv, &stored, AckStatus::Present).await;
+                return Ok((stored, AckStatus::Present, None));
+            }
+        }
+
+        if let (Target::Dir(store), Some(len)) = (&self.target, header.length) {
+            check_free_space(store, len)?;
+        }
+        if header.kind == Kind::Text {
+            let text = receive_text(header, first, recv).await?;
+            let stored = Stored {
+                bytes: text.len() as u64,
+                sha256: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into(),
+                path: None,
+                name: None,
+            };
+            *slot = Some(stored.clone());
+            drop(slot);
+            ack(send, &stored).await;
+            return Ok((stored, AckStatus::Stored, Some(text)));
+        }
+        let bar = progress.start(header.length, &header.name);
+        let progress = |n: u64| bar.inc(n);
+        let stored = match (&self.target, rel) {
+            (Target::Dir(store), Some(rel)) => {
+                let pending = store
+                    .begin(&rel, header.length)
+                    .map_err(RecvError::Storage)?;
+                let got =
+                    receive_payload(recv, header, first, pending, self.limits, &progress).await?;
+                let path = tokio::task::spawn_blocking(move || got.sink.commit())
+                    .await
+                    .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
+                    .map_err(RecvError::Storage)?;
+                Stored {
+                    bytes: got.bytes,
+                    sha256: got.sha256,
+                    name: relative_name(store.root(), &path),
+                    path: Some(path),
+                }
+            }
+            (Target::Stream { turn: lock, open }, _) => {
+                // One message at a time on stdout, never interleaved.
+                let _turn = lock.lock().await;
+                if self.done.is_cancelled() {
+                    // A message before this one broke off on stdout, or the run is over.
+                    return Err(RecvError::Refuse(ErrorCode::NotAccepting, String::new()));
+                }
+                let written = Arc::new(AtomicU64::new(0));
+                let stdout = Counted {
+                    inner: open(),
+                    written: written.clone(),
+                };
+                let got =
+                    receive_payload(recv, header, first, stdout, self.limits, &progress).await;
+                let got = match got {
+                    Ok(got) => got,
+                    Err(e) => {
+                        let n = written.load(Ordering::SeqCst);
+                        let reader_gone = matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe);
+                        if n > 0 && !reader_gone {
+                            // Stdout cannot take bytes back: whoever reads it (`| tar x`)
+                            // must not see a next message appended, nor an exit 0.
+                            self.fail(format!(
+                                "{:?} broke off after {n} bytes of it went to stdout ({e}); \
+                                 what stdout received is incomplete",
+                                header.name
+                            ));
+                        }
+                        return Err(e);
+                    }
+                };
+                Stored {
+                    bytes: got.bytes,
+                    sha256: got.sha256,
+                    path: None,
+                    name: None,
+                }
+            }
+            (Target::Dir(_), None) => unreachable!("a directory sink always has a name"),
+        };
+        bar.finish();
+        *slot = Some(stored.clone());
+        drop(slot);
+        ack(send, &stored).await;
+        Ok((stored, AckStatus::Stored, None))
+    }
+}
+
+/// Stdout, counting what was written: a message that fails after a byte reached it
+/// ends the listener.
+struct Counted<W> {
+    inner: W,
+    written: Arc<AtomicU64>,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A `--text` message: at most [`MAX_TEXT_LEN`] bytes of UTF-8, held in memory.
+async fn receive_text(
+    header: &Header,
+    first: Bytes,
+    recv: &mut quinn::RecvStream,
+) -> Result<String, RecvError> {
+    let limits = transfer::Limits {
+        max_size: Some(MAX_TEXT_LEN),
+    };
+    let got = receive_payload(recv, header, first, Vec::new(), limits, &|_| {}).await?;
+    String::from_utf8(got.sink)
+        .map_err(|_| RecvError::Refuse(ErrorCode::BadHeader, "the text is not UTF-8".into()))
 }
 
 #[cfg(test)]

@@ -1,46 +1,30 @@
 //! The library in-process: a server started through `net::Server` on port 0 (as
 //! mini-redis `tests/server.rs` starts its server), a message sent to it with
-//! `net::transfer::send_message`, the stored file checked.
+//! `net::transfer::send_message`, received by `net::receiver::Receiver`, the stored
+//! file checked.
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
-use qp2p::net::framing::{Ack, AckStatus, Header, Kind, MessageId};
+use qp2p::net::framing::{Header, Kind, MessageId};
+use qp2p::net::receiver::{NoProgress, Receiver, Target};
 use qp2p::net::server::{Handler, Router, Stream};
 use qp2p::net::transfer::{self, Limits, Mode, Source};
 use qp2p::net::{
     Endpoint, Fingerprint, Identity, Server, ServerConfig, TransportOptions, TrustRules,
 };
-use qp2p::store::{sanitize, Store};
+use qp2p::store::Store;
 
-/// Stores every message in a directory and acks it with the name it landed under.
-struct IntoStore(Store);
+/// Stores every message in a directory through the library's receiver.
+struct IntoStore(Receiver);
 
 impl Handler for IntoStore {
     async fn message(&self, mut s: Stream) {
-        let rel = sanitize(&s.header.name).expect("a clean name");
-        let pending = self.0.begin(&rel, s.header.length).expect("a pending file");
-        let got = transfer::receive_payload(
-            &mut s.recv,
-            &s.header,
-            s.first,
-            pending,
-            Limits::default(),
-            &|_| {},
-        )
-        .await
-        .expect("the payload");
-        let path = got.sink.commit().expect("committed");
-        let name = path.file_name().unwrap().to_string_lossy().into_owned();
-        let ack = Ack {
-            status: AckStatus::Stored,
-            bytes: got.bytes,
-            sha256: got.sha256,
-        };
-        let send = s.send.as_mut().expect("a bidirectional stream");
-        transfer::send_ack(send, &ack, Some(&name)).await.unwrap();
-        let _ = send.stopped().await;
+        self.0
+            .receive(&s.header, s.first, &mut s.send, &mut s.recv, &NoProgress)
+            .await
+            .expect("stored");
     }
 }
 
@@ -58,9 +42,10 @@ fn start_server(dir: &Path) -> (SocketAddr, Fingerprint) {
     let fingerprint = endpoint.fingerprint();
     let server = Server::new(endpoint, ServerConfig::default());
     let store = Store::new(dir, false).unwrap();
+    let receiver = Receiver::new(Target::Dir(store), Limits::default());
     tokio::spawn(async move {
         server
-            .run(Router::new(IntoStore(store)), std::future::pending())
+            .run(Router::new(IntoStore(receiver)), std::future::pending())
             .await
     });
     (addr, fingerprint)
