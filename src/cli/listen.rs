@@ -27,8 +27,8 @@ use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
@@ -38,7 +38,7 @@ use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::{canonical, EndpointError};
-use crate::net::framing::{self, AckStatus, ErrorCode};
+use crate::net::framing;
 use crate::net::probe::ProbeService;
 use crate::net::server::{Handler, HandshakeError, Router, Stream};
 use crate::net::transfer::{self, Limits, RecvError};
@@ -48,7 +48,7 @@ use crate::output::shown;
 use crate::store::Store;
 
 mod receive;
-use crate::net::receiver::{Quota, Receiver, Target};
+use crate::net::receiver::{Outcome, Quota, Receiver, Target};
 use receive::{report_received, report_text, who};
 
 /// Receive files (or a stream) from senders.
@@ -176,7 +176,6 @@ pub struct Args {
 
 struct State {
     receiver: Receiver,
-    quota: Mutex<Quota>,
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
     ctx: Context,
@@ -189,7 +188,7 @@ impl State {
     }
 
     fn quota(&self) -> std::sync::MutexGuard<'_, Quota> {
-        self.quota.lock().unwrap_or_else(|p| p.into_inner())
+        self.receiver.quota()
     }
 }
 
@@ -262,16 +261,16 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             Limits {
                 max_size: args.max_size,
             },
-        ),
-        quota: Mutex::new(Quota {
-            once: args.once && !args.stdout,
-            limit: match (args.once, args.stdout) {
-                // Stdout cannot tell one message from the next: one only.
-                (true, true) => Some(1),
-                _ => args.count,
+            Quota {
+                once: args.once && !args.stdout,
+                limit: match (args.once, args.stdout) {
+                    // Stdout cannot tell one message from the next: one only.
+                    (true, true) => Some(1),
+                    _ => args.count,
+                },
+                ..Quota::default()
             },
-            ..Quota::default()
-        }),
+        ),
         stdout_closed: Default::default(),
         ctx: ctx.clone(),
     });
@@ -512,44 +511,30 @@ fn end_session(conn: &quinn::Connection, state: &State) {
 
 /// One message or text stream whose header has arrived: the quota, the message
 /// received, and its report.
-async fn serve_message(stream: Stream, state: &State) {
+async fn serve_message(mut stream: Stream, state: &State) {
+    let outcome = state.receiver.serve(&mut stream, &state.ctx.out).await;
     let Stream {
         header,
-        first,
-        mut send,
-        mut recv,
+        send,
         peer,
         fingerprint: peer_fp,
-        conn_id,
+        ..
     } = stream;
-    let taken = match state.receiver.done.is_cancelled() {
-        true => Err(ErrorCode::NotAccepting),
-        false => state.quota().take(conn_id),
-    };
-    if let Err(code) = taken {
-        // Told at once, with a code the sender does not retry.
-        info!(%peer, name = %header.name.escape_debug(), "message refused: {}", code.describe());
-        transfer::refuse(&mut recv, send.as_mut(), code);
-        return;
-    }
-    let started = Instant::now();
     let name = header.name.clone();
-    let result = state
-        .receiver
-        .receive(&header, first, &mut send, &mut recv, &state.ctx.out)
-        .await;
-    let seconds = started.elapsed().as_secs_f64();
-    if !matches!(result, Ok((_, AckStatus::Stored, _))) {
-        state.quota().give_back();
-    }
-    match result {
-        Ok((_, status, Some(text))) => {
+    match outcome {
+        Outcome::Refused(_) => {}
+        Outcome::Text { text, last, .. } => {
             report_text(state, &header, &text, (peer, peer_fp));
-            if status == AckStatus::Stored && state.quota().stored() {
+            if last {
                 state.receiver.done.cancel();
             }
         }
-        Ok((stored, status, None)) => {
+        Outcome::Received {
+            stored,
+            status,
+            seconds,
+            last,
+        } => {
             let stream = if send.is_some() { "bi" } else { "uni" };
             report_received(
                 state,
@@ -560,14 +545,11 @@ async fn serve_message(stream: Stream, state: &State) {
                 stream,
                 seconds,
             );
-            if status == AckStatus::Stored && state.quota().stored() {
+            if last {
                 state.receiver.done.cancel();
             }
         }
-        Err(e) => {
-            if let Some(code) = e.code() {
-                transfer::refuse(&mut recv, send.as_mut(), code);
-            }
+        Outcome::Failed(e) => {
             debug!(name = %shown(&name), cause = ?e, "message not stored");
             if matches!(state.receiver.target, Target::Stream { .. })
                 && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)

@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
+use super::server::Stream;
 use super::transfer::{self, receive_payload, Limits, RecvError};
 use crate::store::{sanitize, Store};
 
@@ -297,17 +298,101 @@ pub struct Receiver {
     pub done: CancellationToken,
     /// Why the run failed although nothing crashed (the first failure wins).
     failure: Mutex<Option<String>>,
+    quota: Mutex<Quota>,
+}
+
+/// What became of one message stream ([`Receiver::serve`]).
+#[derive(Debug)]
+pub enum Outcome {
+    /// Refused before its payload (the quota reached, or the run over) with `code`,
+    /// which a sender does not retry.
+    Refused(ErrorCode),
+    /// A message stored now, or acknowledged as stored before (`Duplicate`) or as
+    /// already there (`Present`).
+    Received {
+        /// What is stored under its id.
+        stored: Stored,
+        /// Stored now, or not again.
+        status: AckStatus,
+        /// How long it took.
+        seconds: f64,
+        /// It was the last the quota takes: end the run once it is reported.
+        last: bool,
+    },
+    /// A text to show (`send --text`).
+    Text {
+        /// The text, as sent: escape it before showing it.
+        text: String,
+        /// Stored now, or a duplicate.
+        status: AckStatus,
+        /// It was the last the quota takes: end the run once it is reported.
+        last: bool,
+    },
+    /// Not stored; the stream was reset with the error's code (if it has one).
+    Failed(RecvError),
 }
 
 impl Receiver {
-    /// A receiver into `target` under `limits`.
-    pub fn new(target: Target, limits: Limits) -> Self {
+    /// A receiver into `target` under `limits`, taking what `quota` allows.
+    pub fn new(target: Target, limits: Limits, quota: Quota) -> Self {
         Self {
             target,
             limits,
             seen: Mutex::default(),
             done: CancellationToken::new(),
             failure: Mutex::default(),
+            quota: Mutex::new(quota),
+        }
+    }
+
+    /// The quota, locked.
+    pub fn quota(&self) -> std::sync::MutexGuard<'_, Quota> {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves one message stream whose header has arrived: refused at once when the
+    /// quota is reached or the run is over, else received ([`Receiver::receive`]),
+    /// its quota slot given back unless it was stored, and reset with the error's code
+    /// when it failed. Reporting the outcome is the caller's.
+    pub async fn serve(&self, s: &mut Stream, progress: &dyn Progress) -> Outcome {
+        let taken = match self.done.is_cancelled() {
+            true => Err(ErrorCode::NotAccepting),
+            false => self.quota().take(s.conn_id),
+        };
+        if let Err(code) = taken {
+            // Told at once, with a code the sender does not retry.
+            info!(peer = %s.peer, name = %s.header.name.escape_debug(), "message refused: {}", code.describe());
+            transfer::refuse(&mut s.recv, s.send.as_mut(), code);
+            return Outcome::Refused(code);
+        }
+        let started = std::time::Instant::now();
+        let first = std::mem::take(&mut s.first);
+        let result = self
+            .receive(&s.header, first, &mut s.send, &mut s.recv, progress)
+            .await;
+        let seconds = started.elapsed().as_secs_f64();
+        if !matches!(result, Ok((_, AckStatus::Stored, _))) {
+            self.quota().give_back();
+        }
+        let last = |status: AckStatus| status == AckStatus::Stored && self.quota().stored();
+        match result {
+            Ok((_, status, Some(text))) => Outcome::Text {
+                text,
+                status,
+                last: last(status),
+            },
+            Ok((stored, status, None)) => Outcome::Received {
+                stored,
+                status,
+                seconds,
+                last: last(status),
+            },
+            Err(e) => {
+                if let Some(code) = e.code() {
+                    transfer::refuse(&mut s.recv, s.send.as_mut(), code);
+                }
+                Outcome::Failed(e)
+            }
         }
     }
 

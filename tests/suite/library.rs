@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use qp2p::net::framing::{Header, Kind, MessageId};
-use qp2p::net::receiver::{NoProgress, Receiver, Target};
+use qp2p::net::receiver::{NoProgress, Quota, Receiver, Target};
 use qp2p::net::server::{Handler, Router, Stream};
 use qp2p::net::transfer::{self, Limits, Mode, Source};
 use qp2p::net::{
@@ -42,7 +42,7 @@ fn start_server(dir: &Path) -> (SocketAddr, Fingerprint) {
     let fingerprint = endpoint.fingerprint();
     let server = Server::new(endpoint, ServerConfig::default());
     let store = Store::new(dir, false).unwrap();
-    let receiver = Receiver::new(Target::Dir(store), Limits::default());
+    let receiver = Receiver::new(Target::Dir(store), Limits::default(), Quota::default());
     tokio::spawn(async move {
         server
             .run(Router::new(IntoStore(receiver)), std::future::pending())
