@@ -3,20 +3,20 @@
 //! `--once`/`--count` quota.
 //!
 //! What could go wrong, and how it is prevented:
-//! - A retried message stored twice: ids of recent messages ([`RECENT_IDS`]) are kept
-//!   in [`Seen`] with what was stored under them; a message seen before is acked again
+//! - A retried message stored twice: ids of recent messages (`RECENT_IDS`) are kept
+//!   in `Seen` with what was stored under them; a message seen before is acked again
 //!   ([`AckStatus::Duplicate`]) and not stored. A retry that arrives while the first
 //!   attempt is still being received waits on that id's lock for its outcome.
 //! - The table growing without end under a flood of ids: it is bounded, the oldest id
 //!   forgotten first.
 //! - A disk that fills half-way: a declared length larger than the free space is
-//!   refused before a byte is written ([`check_free_space`], `NO_SPACE`).
-//! - `--skip-same` made to vouch for a file outside DIR: [`holds_same`] takes only a
+//!   refused before a byte is written (`check_free_space`, `NO_SPACE`).
+//! - `--skip-same` made to vouch for a file outside DIR: `holds_same` takes only a
 //!   regular file, not a symlink, inside DIR once every link on the way is resolved.
 //! - `--count N` storing N+1 under concurrency, or fewer after a failure: the
 //!   [`Quota`] slot is taken when the header arrives and given back when the message
 //!   is not stored.
-//! - The listener exiting under an ack it has not delivered: [`ack`] waits (bounded)
+//! - The listener exiting under an ack it has not delivered: `ack` waits (bounded)
 //!   until the sender has read it.
 //! - A message appended to one that broke off on stdout: a [`Target::Stream`] takes one
 //!   message at a time under its lock, and a message that breaks off after a byte was
@@ -44,7 +44,7 @@ use super::transfer::{self, receive_payload, Limits, RecvError};
 use crate::store::{sanitize, Store};
 
 /// How many message ids are remembered for duplicate detection.
-pub const RECENT_IDS: usize = 4096;
+pub(crate) const RECENT_IDS: usize = 4096;
 
 /// What was stored under a message id.
 #[derive(Debug, Clone)]
@@ -62,7 +62,7 @@ pub struct Stored {
 /// Recent message ids, bounded; each slot is locked while its message is received, so
 /// a retry that arrives during the first attempt waits for its outcome.
 #[derive(Debug, Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     slots: HashMap<MessageId, Arc<tokio::sync::Mutex<Option<Stored>>>>,
     order: VecDeque<MessageId>,
 }
@@ -70,7 +70,7 @@ pub struct Seen {
 impl Seen {
     /// The slot of message `id`: what was stored under it, locked while a message
     /// with this id is received. The oldest id is forgotten past [`RECENT_IDS`].
-    pub fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
+    pub(crate) fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
         if let Some(slot) = self.slots.get(&id) {
             return slot.clone();
         }
@@ -140,7 +140,7 @@ impl Quota {
 /// Refuses (`NO_SPACE`) a message of `len` declared bytes that `store`'s free space
 /// cannot hold, before a byte is written; a disk that fills up anyway (unknown length,
 /// several at once) fails on ENOSPC with the same code.
-pub fn check_free_space(store: &Store, len: u64) -> Result<(), RecvError> {
+pub(crate) fn check_free_space(store: &Store, len: u64) -> Result<(), RecvError> {
     match store.free_space() {
         Ok(free) if free < len => Err(RecvError::Refuse(
             ErrorCode::NoSpace,
@@ -159,7 +159,7 @@ pub fn check_free_space(store: &Store, len: u64) -> Result<(), RecvError> {
 
 /// Acks what was stored, then waits (bounded) until the ack is delivered, so `--once`
 /// never exits under it.
-pub async fn ack(send: &mut Option<quinn::SendStream>, stored: &Stored) {
+pub(crate) async fn ack(send: &mut Option<quinn::SendStream>, stored: &Stored) {
     let Some(send) = send.as_mut() else { return };
     let ack = Ack {
         status: AckStatus::Stored,
@@ -175,7 +175,7 @@ pub async fn ack(send: &mut Option<quinn::SendStream>, stored: &Stored) {
 /// Acks a message whose payload is not needed (a duplicate, or content already
 /// there), then stops its stream: ack first, so the sender reads it after its write
 /// is stopped.
-pub async fn answer_without_payload(
+pub(crate) async fn answer_without_payload(
     send: &mut Option<quinn::SendStream>,
     recv: &mut quinn::RecvStream,
     stored: &Stored,
@@ -196,7 +196,7 @@ pub async fn answer_without_payload(
 }
 
 /// `path` relative to DIR, `/`-separated, as the ack tells it.
-pub fn relative_name(root: &Path, path: &Path) -> Option<String> {
+pub(crate) fn relative_name(root: &Path, path: &Path) -> Option<String> {
     let rel = path.strip_prefix(root).ok()?;
     let parts: Vec<String> = rel
         .components()
@@ -209,7 +209,7 @@ pub fn relative_name(root: &Path, path: &Path) -> Option<String> {
 /// already: a regular file (not a symlink, and inside DIR once every link on the way is
 /// resolved) of that length and SHA-256. Reads it whole; only asked when the sender
 /// asked and the length matches. Any error means no.
-pub fn holds_same(
+pub(crate) fn holds_same(
     root: &Path,
     rel: &Path,
     len: u64,
