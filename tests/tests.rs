@@ -28,6 +28,8 @@ mod generated;
 #[cfg(unix)]
 #[path = "suite/hardening.rs"]
 mod hardening;
+#[path = "suite/library.rs"]
+mod library;
 // Network namespaces (Linux, root).
 #[cfg(unix)]
 #[path = "suite/mtu.rs"]

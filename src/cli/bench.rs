@@ -25,8 +25,10 @@ use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::bench;
 use crate::net::endpoint::canonical;
-use crate::net::framing;
-use crate::net::{Endpoint, Identity, Target, TrustRules};
+use crate::net::framing::{self, ErrorCode};
+use crate::net::server::{Handler, Router, Stream};
+use crate::net::transfer;
+use crate::net::{Endpoint, Identity, Server, ServerConfig, Target, TrustRules};
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -240,30 +242,23 @@ async fn setup(args: &Args, ctx: &Context) -> anyhow::Result<(Peer, Option<Endpo
 }
 
 /// The in-process server: bench streams on bidirectional streams, the raw baseline on
-/// unidirectional ones.
+/// unidirectional ones. Only this process dials it: no connection limits.
 async fn serve(endpoint: Endpoint) {
-    while let Some(incoming) = endpoint.quinn().accept().await {
-        tokio::spawn(async move {
-            let Ok(conn) = incoming.await else { return };
-            loop {
-                tokio::select! {
-                    bi = conn.accept_bi() => match bi {
-                        Ok((send, mut recv)) => {
-                            tokio::spawn(async move {
-                                if let Ok((header, first)) = framing::read_header(&mut recv).await {
-                                    let _ = bench::serve(&header, first, Some(send), recv).await;
-                                }
-                            });
-                        }
-                        Err(_) => break,
-                    },
-                    uni = conn.accept_uni() => match uni {
-                        Ok(recv) => { tokio::spawn(bench::raw_receive(recv)); }
-                        Err(_) => break,
-                    },
-                }
-            }
-        });
+    let server = Server::new(endpoint, ServerConfig::unlimited());
+    let router = Router::new(BenchOnly).raw_uni();
+    server.run(router, std::future::pending()).await;
+}
+
+/// The in-process server takes no messages.
+struct BenchOnly;
+
+impl Handler for BenchOnly {
+    async fn message(&self, mut stream: Stream) {
+        transfer::refuse(
+            &mut stream.recv,
+            stream.send.as_mut(),
+            ErrorCode::Unsupported,
+        );
     }
 }
 

@@ -18,38 +18,38 @@
 //! time. Message ids of recent messages are remembered so a retried message is
 //! acknowledged again but stored once.
 //!
-//! This file accepts connections and streams and routes each stream by kind;
-//! `admission` holds the connection limits and the log throttle, `receive` the path of
-//! one message into the store and its report.
+//! The accept loop, the limits and the routing by stream kind are the library's
+//! ([`crate::net::server`]); this file turns flags into its configuration and serves
+//! the message streams it routes here (the quota, the report); `receive` holds the path
+//! of one message into the store.
 
 use std::io::ErrorKind;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use serde_json::json;
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use crate::net::addr::ticket;
 use crate::net::endpoint::{canonical, EndpointError};
-use crate::net::framing::{self, AckStatus, ErrorCode, Kind, ReadError};
+use crate::net::framing;
 use crate::net::probe::ProbeService;
+use crate::net::server::{Handler, HandshakeError, Router, Stream};
 use crate::net::transfer::{self, Limits, RecvError};
 use crate::net::upnp::MAX_LEASE;
-use crate::net::{Endpoint, Fingerprint, TransportOptions, TrustRules};
-use crate::output::{human_duration, shown};
+use crate::net::{Endpoint, Fingerprint, Server, ServerConfig, TransportOptions, TrustRules};
+use crate::output::shown;
 use crate::store::Store;
 
-mod admission;
 mod receive;
-use admission::{allow, refusal, Admission, Slot, Throttle, EVICTED};
-use receive::{receive, report_received, report_text, who, Seen};
+use crate::net::receiver::{Outcome, Quota, Receiver, Target};
+use receive::{report_received, report_text, who};
 
 /// Receive files (or a stream) from senders.
 ///
@@ -174,93 +174,21 @@ pub struct Args {
     pub transport: TransportArgs,
 }
 
-/// Where payloads go.
-#[derive(Debug)]
-enum Sink {
-    Dir(Store),
-    Stdout(Arc<tokio::sync::Mutex<()>>),
-}
-
 struct State {
-    sink: Sink,
-    limits: Limits,
-    admission: Arc<Mutex<Admission>>,
-    header_timeout: Duration,
-    handshake_timeout: Duration,
-    seen: Mutex<Seen>,
-    quota: Mutex<Quota>,
-    /// Why the run failed although it did not crash: a message that broke off after
-    /// some of it reached stdout, or the `--once` sender gone before it was done.
-    /// Ends the listener with exit 5.
-    failure: Mutex<Option<String>>,
-    done: CancellationToken,
+    receiver: Receiver,
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
-    /// Streams reset for a bad header, and for none in time (logged at warn level).
-    bad_headers: Mutex<Throttle>,
-    header_timeouts: Mutex<Throttle>,
     ctx: Context,
-    probe: ProbeService,
-}
-
-/// Which messages the listener still takes: `--once` and `--count`.
-///
-/// A slot is taken when a message's header arrives and given back if the message is
-/// not stored (failed, or a duplicate), so `--count N` stores exactly N messages and
-/// refuses the one after with [`ErrorCode::NotAccepting`], which a sender does not
-/// retry.
-#[derive(Debug, Default)]
-struct Quota {
-    /// `--once` into DIR: the connection (quinn's stable id) whose messages make the
-    /// one `send` run; claimed by the first message.
-    once: bool,
-    session: Option<usize>,
-    /// `--count N` (and `--once --stdout`: one): messages stored or being received.
-    limit: Option<u64>,
-    taken: u64,
-    stored: u64,
-}
-
-impl Quota {
-    fn take(&mut self, conn: usize) -> Result<(), ErrorCode> {
-        if self.once {
-            match self.session {
-                None => self.session = Some(conn),
-                Some(id) if id == conn => {}
-                Some(_) => return Err(ErrorCode::NotAccepting),
-            }
-        }
-        if let Some(limit) = self.limit {
-            if self.taken >= limit {
-                return Err(ErrorCode::NotAccepting);
-            }
-            self.taken += 1;
-        }
-        Ok(())
-    }
-
-    /// The message was not stored: its slot is free again.
-    fn give_back(&mut self) {
-        self.taken = self.taken.saturating_sub(1);
-    }
-
-    /// The message was stored; true when that was the last one wanted.
-    fn stored(&mut self) -> bool {
-        self.stored += 1;
-        self.limit.is_some_and(|limit| self.stored >= limit)
-    }
 }
 
 impl State {
     /// Ends the run with exit 5 and `why` (the first failure wins).
     fn fail(&self, why: String) {
-        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
-        failure.get_or_insert(why);
-        self.done.cancel();
+        self.receiver.fail(why)
     }
 
     fn quota(&self) -> std::sync::MutexGuard<'_, Quota> {
-        self.quota.lock().unwrap_or_else(|p| p.into_inner())
+        self.receiver.quota()
     }
 }
 
@@ -294,9 +222,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Endpoint::bind(args.bind, identity, options, Some(rules)).map_err(bind_failed)?;
     let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
     let sink = if args.stdout {
-        Sink::Stdout(Arc::default())
+        Target::Stream {
+            turn: Default::default(),
+            open: || Box::new(std::io::stdout()),
+        }
     } else {
-        Sink::Dir(output_dir(&args.out, args.overwrite)?)
+        Target::Dir(output_dir(&args.out, args.overwrite)?)
     };
     let shown = display_addr(bound);
     let ticket = ticket(&fingerprint, shown);
@@ -309,8 +240,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         }),
         || {
             let dest = match &sink {
-                Sink::Dir(store) => format!("storing in {}", store.root().display()),
-                Sink::Stdout(_) => "writing to stdout".into(),
+                Target::Dir(store) => format!("storing in {}", store.root().display()),
+                Target::Stream { .. } => "writing to stdout".into(),
             };
             let qp2p = super::invocation();
             format!(
@@ -325,88 +256,59 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     }
 
     let state = Arc::new(State {
-        sink,
-        limits: Limits {
-            max_size: args.max_size,
-        },
-        admission: Admission::new(args.max_connections, args.max_connections_per_ip),
-        header_timeout: args.header_timeout,
-        handshake_timeout: args.handshake_timeout,
-        seen: Mutex::default(),
-        quota: Mutex::new(Quota {
-            once: args.once && !args.stdout,
-            limit: match (args.once, args.stdout) {
-                // Stdout cannot tell one message from the next: one only.
-                (true, true) => Some(1),
-                _ => args.count,
+        receiver: Receiver::new(
+            sink,
+            Limits {
+                max_size: args.max_size,
             },
-            ..Quota::default()
-        }),
-        failure: Mutex::default(),
-        done: CancellationToken::new(),
+            Quota {
+                once: args.once && !args.stdout,
+                limit: match (args.once, args.stdout) {
+                    // Stdout cannot tell one message from the next: one only.
+                    (true, true) => Some(1),
+                    _ => args.count,
+                },
+                ..Quota::default()
+            },
+        ),
         stdout_closed: Default::default(),
-        bad_headers: Mutex::default(),
-        header_timeouts: Mutex::default(),
         ctx: ctx.clone(),
-        probe,
     });
     let upnp = match args.upnp {
         true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
         false => None,
     };
 
-    loop {
-        let incoming = tokio::select! {
-            incoming = endpoint.quinn().accept() => incoming,
-            _ = ctx.shutdown.cancelled() => break,
-            _ = state.done.cancelled() => break,
+    let server = Server::new(
+        endpoint.clone(),
+        ServerConfig {
+            max_connections: args.max_connections,
+            max_connections_per_ip: args.max_connections_per_ip,
+            handshake_timeout: args.handshake_timeout,
+            header_timeout: args.header_timeout,
+        },
+    );
+    let stop = async {
+        tokio::select! {
+            _ = ctx.shutdown.cancelled() => {}
+            _ = state.receiver.done.cancelled() => {}
             _ = ctx.out.stdout_gone() => {
                 // `--json` events had a reader that has gone (`| head -1`): stop
                 // taking new senders, like `--stdout` does when its reader goes.
-                state.done.cancel();
-                break;
+                state.receiver.done.cancel();
             }
-        };
-        let Some(incoming) = incoming else { break };
-        let remote = canonical(incoming.remote_address());
-        if !incoming.remote_address_validated() && Admission::busy(&state.admission, remote.ip()) {
-            // A stateless Retry: the client comes back with a token only a real
-            // receiver at that address could have (one round trip), a forger never.
-            debug!(remote = %remote, "busy: asking for address validation (Retry)");
-            if let Err(e) = incoming.retry() {
-                e.into_incoming().refuse();
-            }
-            continue;
         }
-        let slot = match Admission::admit(&state.admission, remote.ip()) {
-            Ok(slot) => slot,
-            Err(why) => {
-                // Before the handshake: no cryptography spent, no state kept.
-                debug!(remote = %remote, "connection refused: {why}");
-                incoming.refuse();
-                continue;
-            }
-        };
-        let state = state.clone();
-        tokio::spawn(
-            async move {
-                let slot = slot;
-                serve_connection(incoming, state, &slot).await
-            }
-            .instrument(tracing::info_span!("conn", remote = %remote)),
-        );
-    }
+    };
+    server
+        .run(Router::new(state.clone()).probe(probe), stop)
+        .await;
     if state.stdout_closed.load(Ordering::SeqCst) {
         // Closing now would discard the stream refusal still queued for the sender
         // (it would see a vanished listener, not "could not store"); it closes its
         // connection once told, so wait for that, briefly.
         let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.quinn().wait_idle()).await;
     }
-    let failure = state
-        .failure
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take();
+    let failure = state.receiver.take_failure();
     // A sender told DONE does not retry: this listener takes no more messages.
     let (code, reason): (_, &[u8]) = match (&failure, ctx.shutdown.is_cancelled()) {
         (_, true) => (framing::close::SHUTDOWN, b"shutting down"),
@@ -534,92 +436,54 @@ fn local_addresses() -> Vec<IpAddr> {
         .collect()
 }
 
-async fn serve_connection(incoming: quinn::Incoming, state: Arc<State>, slot: &Slot) {
-    let remote = canonical(incoming.remote_address());
-    let handshake = async {
-        match incoming.accept() {
-            Ok(connecting) => connecting.await,
-            Err(e) => Err(e),
-        }
-    };
-    // Dropping the unfinished handshake closes the connection.
-    let handshake = tokio::select! {
-        done = tokio::time::timeout(state.handshake_timeout, handshake) => done,
-        _ = slot.evicted().cancelled() => {
-            debug!("handshake dropped to make room for another connection");
-            return;
-        }
-    };
-    let Ok(handshake) = handshake else {
-        warn!(
-            "handshake not completed within {}; connection dropped",
-            human_duration(state.handshake_timeout)
-        );
-        return;
-    };
-    let conn = match handshake {
-        Ok(conn) => conn,
-        Err(e) => {
+/// The listener's side of the server: messages into the store (or stdout), and the
+/// end of a `--once` run with its sender's connection.
+impl Handler for Arc<State> {
+    async fn message(&self, stream: Stream) {
+        serve_message(stream, self).await
+    }
+
+    fn handshake_failed(&self, remote: SocketAddr, error: HandshakeError) {
+        match &error {
+            HandshakeError::TimedOut(_) => warn!("{error}; connection dropped"),
             // Our refusals (a sender not on the allow list) are worth a warning; a peer
             // that gave up (a lost race, Ctrl-C) is normal.
-            match &e {
-                quinn::ConnectionError::TransportError(te) => match refusal(&te.reason) {
-                    Some((reason, fp)) => report_refused(&state, remote, &reason, fp),
-                    None => warn!(cause = %shown(&e.to_string()), "handshake failed"),
-                },
-                _ => info!(cause = %shown(&e.to_string()), "handshake abandoned"),
+            HandshakeError::Refused {
+                reason,
+                fingerprint,
+            } => {
+                let reason = match fingerprint {
+                    Some(_) => format!("{reason} (not on --allow)"),
+                    None => reason.clone(),
+                };
+                report_refused(self, remote, &reason, *fingerprint)
             }
-            return;
+            HandshakeError::Failed(e) => warn!(cause = %shown(&e.to_string()), "handshake failed"),
+            HandshakeError::Abandoned(e) => {
+                info!(cause = %shown(&e.to_string()), "handshake abandoned")
+            }
         }
-    };
-    let peer = canonical(conn.remote_address());
-    let peer_fp = Fingerprint::of_peer(&conn);
-    debug!(fingerprint = ?peer_fp, "connected");
-    let mut streams = tokio::task::JoinSet::new();
-    loop {
-        let (send, recv) = tokio::select! {
-            bi = conn.accept_bi() => match bi {
-                Ok((s, r)) => (Some(s), r),
-                Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
-            },
-            uni = conn.accept_uni() => match uni {
-                Ok(r) => (None, r),
-                Err(e) => { debug!(reason = %shown(&e.to_string()), "connection closed"); break; }
-            },
-            Some(_) = streams.join_next(), if !streams.is_empty() => continue,
-            _ = slot.evicted().cancelled() => {
-                // Idle while a limit was full: its place went to a newcomer.
-                conn.close(framing::close::REFUSED, EVICTED);
-                break;
-            }
-            _ = state.done.cancelled() => {
-                // Hold the connection until `run` closes the endpoint with the reason
-                // (or the sender closes it, once told): dropping the last handle would
-                // close it at once with code 0 and no reason, and discard a refusal
-                // still queued for the sender.
-                let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
-                break;
-            }
-        };
-        let state = state.clone();
-        let conn_id = conn.stable_id();
-        let open = slot.stream();
-        streams.spawn(
-            async move {
-                let _open = open;
-                serve_stream(send, recv, (peer, peer_fp, conn_id), state).await
-            }
-            .in_current_span(),
-        );
     }
-    if state.quota().session == Some(conn.stable_id()) {
-        // `--once`: this sender's run is over when its connection is. Its messages
-        // finish (or fail) first, so their reports come before the end.
-        while streams.join_next().await.is_some() {}
-        end_session(&conn, &state);
-    } else {
-        // The rest are detached: each ends on its own when the connection does.
-        streams.detach_all();
+
+    async fn stopping(&self) {
+        self.receiver.done.cancelled().await
+    }
+
+    async fn on_stop(&self, conn: &quinn::Connection) {
+        // Hold the connection until `run` closes the endpoint with the reason (or the
+        // sender closes it, once told): dropping the last handle would close it at once
+        // with code 0 and no reason, and discard a refusal still queued for the sender.
+        let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+    }
+
+    /// `--once`: this sender's run is over when its connection is. Its messages
+    /// finish (or fail) first, so their reports come before the end.
+    fn owns(&self, conn: &quinn::Connection) -> bool {
+        self.quota().session == Some(conn.stable_id())
+    }
+
+    fn finished(&self, conn: &quinn::Connection) {
+        end_session(conn, self)
     }
 }
 
@@ -630,9 +494,9 @@ fn end_session(conn: &quinn::Connection, state: &State) {
         Some(quinn::ConnectionError::ApplicationClosed(c))
             if c.error_code == framing::close::DONE =>
         {
-            state.done.cancel()
+            state.receiver.done.cancel()
         }
-        Some(quinn::ConnectionError::LocallyClosed) | None => state.done.cancel(),
+        Some(quinn::ConnectionError::LocallyClosed) | None => state.receiver.done.cancel(),
         Some(e) => {
             let stored = state.quota().stored;
             state.fail(format!(
@@ -644,85 +508,35 @@ fn end_session(conn: &quinn::Connection, state: &State) {
     }
 }
 
-async fn serve_stream(
-    mut send: Option<quinn::SendStream>,
-    mut recv: quinn::RecvStream,
-    (peer, peer_fp, conn_id): (SocketAddr, Option<Fingerprint>, usize),
-    state: Arc<State>,
-) {
-    let deadline = state.header_timeout;
-    let (header, first) = match tokio::time::timeout(deadline, framing::read_header(&mut recv))
-        .await
-    {
-        Ok(Ok(read)) => read,
-        Ok(Err(ReadError::Frame(e))) => {
-            if let Some(more) = allow(&state.bad_headers) {
-                warn!(%peer, cause = %shown(&e.to_string()), more, "bad stream header; resetting the stream");
-            }
-            transfer::refuse(&mut recv, send.as_mut(), e.code());
-            return;
-        }
-        Ok(Err(ReadError::Stream(e))) => {
-            debug!(cause = %e, "stream ended before its header");
-            return;
-        }
-        Err(_) => {
-            if let Some(more) = allow(&state.header_timeouts) {
-                warn!(
-                    %peer,
-                    more,
-                    "no header within {}; resetting the stream",
-                    human_duration(deadline)
-                );
-            }
-            transfer::refuse(&mut recv, send.as_mut(), ErrorCode::HeaderTimeout);
-            return;
-        }
-    };
-    if header.kind == Kind::Probe {
-        return state
-            .probe
-            .serve(&header, first, send, recv, peer, peer_fp)
-            .await;
-    }
-    if matches!(
-        header.kind,
-        Kind::Discard | Kind::DiscardHashed | Kind::Request
-    ) {
-        // `qp2p bench --peer`: measured, thrown away, never written.
-        if let Err(e) = crate::net::bench::serve(&header, first, send, recv).await {
-            debug!(cause = %e, "bench stream failed");
-        }
-        return;
-    }
-    let taken = match state.done.is_cancelled() {
-        true => Err(ErrorCode::NotAccepting),
-        false => state.quota().take(conn_id),
-    };
-    if let Err(code) = taken {
-        // Told at once, with a code the sender does not retry.
-        info!(%peer, name = %header.name.escape_debug(), "message refused: {}", code.describe());
-        transfer::refuse(&mut recv, send.as_mut(), code);
-        return;
-    }
-    let started = Instant::now();
+/// One message or text stream whose header has arrived: the quota, the message
+/// received, and its report.
+async fn serve_message(mut stream: Stream, state: &State) {
+    let outcome = state.receiver.serve(&mut stream, &state.ctx.out).await;
+    let Stream {
+        header,
+        send,
+        peer,
+        fingerprint: peer_fp,
+        ..
+    } = stream;
     let name = header.name.clone();
-    let result = receive(&header, first, &mut send, &mut recv, &state).await;
-    let seconds = started.elapsed().as_secs_f64();
-    if !matches!(result, Ok((_, AckStatus::Stored, _))) {
-        state.quota().give_back();
-    }
-    match result {
-        Ok((_, status, Some(text))) => {
-            report_text(&state, &header, &text, (peer, peer_fp));
-            if status == AckStatus::Stored && state.quota().stored() {
-                state.done.cancel();
+    match outcome {
+        Outcome::Refused(_) => {}
+        Outcome::Text { text, last, .. } => {
+            report_text(state, &header, &text, (peer, peer_fp));
+            if last {
+                state.receiver.done.cancel();
             }
         }
-        Ok((stored, status, None)) => {
+        Outcome::Received {
+            stored,
+            status,
+            seconds,
+            last,
+        } => {
             let stream = if send.is_some() { "bi" } else { "uni" };
             report_received(
-                &state,
+                state,
                 &header,
                 &stored,
                 status,
@@ -730,23 +544,20 @@ async fn serve_stream(
                 stream,
                 seconds,
             );
-            if status == AckStatus::Stored && state.quota().stored() {
-                state.done.cancel();
+            if last {
+                state.receiver.done.cancel();
             }
         }
-        Err(e) => {
-            if let Some(code) = e.code() {
-                transfer::refuse(&mut recv, send.as_mut(), code);
-            }
+        Outcome::Failed(e) => {
             debug!(name = %shown(&name), cause = ?e, "message not stored");
-            if matches!(state.sink, Sink::Stdout(_))
+            if matches!(state.receiver.target, Target::Stream { .. })
                 && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 // Whoever read our stdout is gone (`| head -c 10`): nothing more can be
                 // delivered, so stop as `yes | head` does, with a clean exit.
                 warn!("stdout was closed by its reader; stopping");
                 state.stdout_closed.store(true, Ordering::SeqCst);
-                state.done.cancel();
+                state.receiver.done.cancel();
             }
             state.ctx.out.event(
                 json!({
@@ -758,9 +569,9 @@ async fn serve_stream(
                     "message_id": header.id.to_string(),
                 }),
                 || {
-                    let kept = match state.sink {
-                        Sink::Dir(_) => "; nothing stored",
-                        Sink::Stdout(_) => "",
+                    let kept = match state.receiver.target {
+                        Target::Dir(_) => "; nothing stored",
+                        Target::Stream { .. } => "",
                     };
                     format!(
                         "failed to receive \"{}\" from {}: {}{kept}",

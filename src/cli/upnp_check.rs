@@ -407,19 +407,27 @@ async fn accept_connect_backs(
     notify: mpsc::UnboundedSender<()>,
     limit: Duration,
 ) {
-    while let Some(incoming) = endpoint.quinn().accept().await {
+    let server = crate::net::Server::new(
+        endpoint,
+        crate::net::ServerConfig {
+            handshake_timeout: limit,
+            ..crate::net::ServerConfig::unlimited()
+        },
+    );
+    while let Some(incoming) = server.accept().await {
         let arrivals = arrivals.clone();
         let notify = notify.clone();
         tokio::spawn(async move {
-            let conn = match tokio::time::timeout(limit, incoming).await {
-                Ok(Ok(conn)) => conn,
-                Ok(Err(e)) => {
+            let connected = match incoming.accept().await {
+                Ok(connected) => connected,
+                Err(crate::net::server::HandshakeError::TimedOut(_)) => return,
+                Err(e) => {
                     debug!(cause = %e, "connect-back handshake failed");
                     return;
                 }
-                Err(_) => return,
             };
-            match probe::receive_nonce(&conn, limit).await {
+            let conn = &connected.conn;
+            match probe::receive_nonce(conn, limit).await {
                 Ok((nonce, from)) => {
                     debug!(%from, "nonce delivered on an incoming connection");
                     arrivals

@@ -13,11 +13,13 @@
 //! | [`pool`] | connections keyed by peer address and the trust rules they were verified under, dials coalesced, dead ones evicted |
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
+//! | [`receiver`] | the receive rules: duplicate ids, ack then stop, the free-space refusal, `--skip-same`, the `--once`/`--count` quota |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
 //! | [`sender`] | the message sender: a message to one listener with retry, pool eviction, stdin read once, skip-same digests, the close after an interrupt |
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
+//! | [`server`] | the server side: admission (connection limits, Retry past half), the handshake deadline, one accept loop routing each stream by kind |
 //! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce; its client half (`probe::client`) gives typed verdicts |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
@@ -31,8 +33,10 @@ pub mod framing;
 pub mod pool;
 pub mod probe;
 pub mod race;
+pub mod receiver;
 pub mod retry;
 pub mod sender;
+pub mod server;
 pub mod socket;
 #[cfg(test)]
 mod testing;
@@ -45,4 +49,5 @@ pub use endpoint::{ConnectError, Endpoint, TransportOptions};
 pub use pool::Pool;
 pub use retry::Backoff;
 pub use sender::{Delivered, Observer, Outgoing, Sender};
+pub use server::{Server, ServerConfig};
 pub use tls::{Fingerprint, Identity, TrustRules};

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 
 use super::endpoint::{Endpoint, TransportOptions};
 use super::framing::{self, Ack, AckStatus, Header};
+use super::server::{Server, ServerConfig};
 use super::tls::{Identity, TrustRules};
 use super::transfer::{receive_payload, send_ack, Limits};
 
@@ -32,12 +33,12 @@ fn bound_listener() -> (Endpoint, SocketAddr) {
 /// peer closes it. Must be called inside a tokio runtime.
 pub(crate) fn accepting_listener() -> (Endpoint, SocketAddr) {
     let (ep, addr) = bound_listener();
-    let accept = ep.clone();
+    let server = Server::new(ep.clone(), ServerConfig::unlimited());
     tokio::spawn(async move {
-        while let Some(incoming) = accept.quinn().accept().await {
+        while let Some(incoming) = server.accept().await {
             tokio::spawn(async move {
-                if let Ok(conn) = incoming.await {
-                    conn.closed().await;
+                if let Ok(connected) = incoming.accept().await {
+                    connected.conn.closed().await;
                 }
             });
         }

@@ -1,8 +1,9 @@
-//! Who gets served: the listener's connection limits, and how often its trouble is
+//! Who gets served: a server's connection limits, and how often its trouble is
 //! logged.
 //!
 //! [`Admission`] counts the connections being served, in all and per source address,
-//! and refuses past `--max-connections` / `--max-connections-per-ip` before the
+//! and refuses past `max_connections` / `max_connections_per_ip` (`listen
+//! --max-connections` / `--max-connections-per-ip`) before the
 //! handshake (no cryptography spent, no state kept); a [`Slot`] is given back when its
 //! connection ends. Past half of either limit a new address must first answer a
 //! stateless Retry ([`Admission::busy`]), so handshakes from forged source addresses
@@ -40,7 +41,7 @@ pub(super) const EVICTED: &[u8] =
 
 /// Connections being served, in all and per source address.
 #[derive(Debug)]
-pub(super) struct Admission {
+pub(crate) struct Admission {
     max_total: u32,
     max_per_ip: u32,
     total: u32,
@@ -79,14 +80,14 @@ const WARNING_EVERY: Duration = Duration::from_secs(10);
 /// counted, and the next warning says how many there were. A flood of refused
 /// connections or silent streams cannot fill the log.
 #[derive(Debug, Default)]
-pub(super) struct Throttle {
+pub(crate) struct Throttle {
     last: Option<Instant>,
     held_back: u64,
 }
 
 impl Throttle {
     /// Whether to warn now, and if so how many warnings were held back before this one.
-    fn allow(&mut self) -> Option<u64> {
+    pub(crate) fn allow(&mut self) -> Option<u64> {
         if self.last.is_some_and(|t| t.elapsed() < WARNING_EVERY) {
             self.held_back += 1;
             return None;
@@ -97,7 +98,7 @@ impl Throttle {
 }
 
 impl Admission {
-    pub(super) fn new(max_total: u32, max_per_ip: u32) -> Arc<Mutex<Self>> {
+    pub(crate) fn new(max_total: u32, max_per_ip: u32) -> Arc<Mutex<Self>> {
         Arc::new(Mutex::new(Self {
             max_total,
             max_per_ip,
@@ -113,7 +114,7 @@ impl Admission {
     /// Whether a new connection from `ip` must first prove it can receive at its
     /// address: past half of either limit, so that handshakes from forged source
     /// addresses (which cannot answer a Retry) never take the slots that are left.
-    pub(super) fn busy(this: &Arc<Mutex<Self>>, ip: IpAddr) -> bool {
+    pub(crate) fn busy(this: &Arc<Mutex<Self>>, ip: IpAddr) -> bool {
         let a = this.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
         a.total.saturating_mul(2) >= a.max_total || from_ip.saturating_mul(2) >= a.max_per_ip
@@ -122,7 +123,7 @@ impl Admission {
     /// Takes a slot for a connection from `ip`, making room by closing an idle
     /// connection if a limit is full ([`Admission::evict_idle`]), or says which limit
     /// is reached.
-    pub(super) fn admit(this: &Arc<Mutex<Self>>, ip: IpAddr) -> Result<Slot, String> {
+    pub(crate) fn admit(this: &Arc<Mutex<Self>>, ip: IpAddr) -> Result<Slot, String> {
         let mut a = this.lock().unwrap_or_else(|p| p.into_inner());
         let from_ip = a.per_ip.get(&ip).copied().unwrap_or(0);
         let full = if a.total >= a.max_total {
@@ -193,7 +194,7 @@ impl Admission {
             return false;
         };
         evicted.evict.cancel();
-        let idle = crate::output::human_duration(idle);
+        let idle = crate::net::retry::rounded(idle);
         info!(
             remote = %newcomer,
             evicted = %evicted.ip,
@@ -224,7 +225,7 @@ impl Admission {
 }
 
 /// A connection's place under the limits; given back when dropped.
-pub(super) struct Slot {
+pub(crate) struct Slot {
     admission: Arc<Mutex<Admission>>,
     id: u64,
     evict: CancellationToken,
@@ -280,7 +281,9 @@ impl Drop for Stream {
 /// names it; `None` when the handshake failed for another reason. `reason` is the text
 /// of the TLS error quinn reports (`invalid peer certificate: Other(OtherError(peer
 /// fingerprint … is not trusted))`), whose rustls wrapping is dropped here.
-pub(super) fn refusal(reason: &str) -> Option<(String, Option<Fingerprint>)> {
+///
+/// Wording for the user (which flag admits the sender) is the caller's.
+pub(crate) fn refusal(reason: &str) -> Option<(String, Option<Fingerprint>)> {
     let (_, why) = reason.split_once("invalid peer certificate: ")?;
     let mut why = why.trim();
     while let Some(inner) = why
@@ -294,16 +297,12 @@ pub(super) fn refusal(reason: &str) -> Option<(String, Option<Fingerprint>)> {
         .strip_prefix("peer fingerprint ")
         .and_then(|rest| rest.split_whitespace().next())
         .and_then(|fp| fp.parse().ok());
-    let why = match fp {
-        Some(_) => format!("{why} (not on --allow)"),
-        None => why.to_string(),
-    };
-    Some((why, fp))
+    Some((why.to_string(), fp))
 }
 
 /// [`Throttle::allow`] under its lock; `more` in a warning is how many like it were
 /// held back since the last one.
-pub(super) fn allow(throttle: &Mutex<Throttle>) -> Option<u64> {
+pub(crate) fn allow(throttle: &Mutex<Throttle>) -> Option<u64> {
     throttle.lock().unwrap_or_else(|p| p.into_inner()).allow()
 }
 
@@ -333,10 +332,7 @@ mod tests {
              Other(OtherError(peer fingerprint {fp} is not trusted))"
         );
         let (why, seen) = refusal(&reason).expect("a refusal");
-        assert_eq!(
-            why,
-            format!("peer fingerprint {fp} is not trusted (not on --allow)")
-        );
+        assert_eq!(why, format!("peer fingerprint {fp} is not trusted"));
         assert_eq!(seen.map(|f| f.to_string()).as_deref(), Some(fp));
         let (why, seen) = refusal("error 48: invalid peer certificate: UnknownIssuer").unwrap();
         assert_eq!((why.as_str(), seen), ("UnknownIssuer", None));

@@ -1,0 +1,619 @@
+//! The receive rules of the protocol, apart from where the bytes go: the duplicate-id
+//! table, ack then stop, the free-space refusal, the `send --skip-same` check and the
+//! `--once`/`--count` quota.
+//!
+//! What could go wrong, and how it is prevented:
+//! - A retried message stored twice: ids of recent messages (`RECENT_IDS`) are kept
+//!   in `Seen` with what was stored under them; a message seen before is acked again
+//!   ([`AckStatus::Duplicate`]) and not stored. A retry that arrives while the first
+//!   attempt is still being received waits on that id's lock for its outcome.
+//! - The table growing without end under a flood of ids: it is bounded, the oldest id
+//!   forgotten first.
+//! - A disk that fills half-way: a declared length larger than the free space is
+//!   refused before a byte is written (`check_free_space`, `NO_SPACE`).
+//! - `--skip-same` made to vouch for a file outside DIR: `holds_same` takes only a
+//!   regular file, not a symlink, inside DIR once every link on the way is resolved.
+//! - `--count N` storing N+1 under concurrency, or fewer after a failure: the
+//!   [`Quota`] slot is taken when the header arrives and given back when the message
+//!   is not stored.
+//! - The listener exiting under an ack it has not delivered: `ack` waits (bounded)
+//!   until the sender has read it.
+//! - A message appended to one that broke off on stdout: a [`Target::Stream`] takes one
+//!   message at a time under its lock, and a message that breaks off after a byte was
+//!   written fails the run ([`Receiver::fail`]) before the lock is let go, so the next
+//!   one is refused, never appended.
+//!
+//! Nothing here prints: [`Receiver::receive`] returns what happened (stored, a
+//! duplicate, already present, a text, or why it failed) and the caller reports it;
+//! names and texts from the wire are the caller's to escape when shown.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
+use super::server::Stream;
+use super::transfer::{self, receive_payload, Limits, RecvError};
+use crate::store::{sanitize, Store};
+
+/// How many message ids are remembered for duplicate detection.
+pub(crate) const RECENT_IDS: usize = 4096;
+
+/// What was stored under a message id.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    /// Bytes stored.
+    pub bytes: u64,
+    /// Their SHA-256.
+    pub sha256: [u8; 32],
+    /// Where they landed (`None` for stdout and texts).
+    pub path: Option<PathBuf>,
+    /// Where it landed, relative to DIR, `/`-separated: told to the sender in the ack.
+    pub name: Option<String>,
+}
+
+/// Recent message ids, bounded; each slot is locked while its message is received, so
+/// a retry that arrives during the first attempt waits for its outcome.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    slots: HashMap<MessageId, Arc<tokio::sync::Mutex<Option<Stored>>>>,
+    order: VecDeque<MessageId>,
+}
+
+impl Seen {
+    /// The slot of message `id`: what was stored under it, locked while a message
+    /// with this id is received. The oldest id is forgotten past [`RECENT_IDS`].
+    pub(crate) fn slot(&mut self, id: MessageId) -> Arc<tokio::sync::Mutex<Option<Stored>>> {
+        if let Some(slot) = self.slots.get(&id) {
+            return slot.clone();
+        }
+        if self.order.len() >= RECENT_IDS {
+            if let Some(old) = self.order.pop_front() {
+                self.slots.remove(&old);
+            }
+        }
+        self.order.push_back(id);
+        self.slots.entry(id).or_default().clone()
+    }
+}
+
+/// Which messages the listener still takes: `--once` and `--count`.
+///
+/// A slot is taken when a message's header arrives and given back if the message is
+/// not stored (failed, or a duplicate), so `--count N` stores exactly N messages and
+/// refuses the one after with [`ErrorCode::NotAccepting`], which a sender does not
+/// retry.
+#[derive(Debug, Default)]
+pub struct Quota {
+    /// `--once` into DIR: the connection (quinn's stable id) whose messages make the
+    /// one `send` run; claimed by the first message.
+    pub once: bool,
+    /// The connection that claimed the `--once` run.
+    pub session: Option<usize>,
+    /// `--count N` (and `--once --stdout`: one): messages stored or being received.
+    pub limit: Option<u64>,
+    /// Messages taken (stored or being received).
+    pub taken: u64,
+    /// Messages stored.
+    pub stored: u64,
+}
+
+impl Quota {
+    /// Takes a slot for a message on connection `conn`, or says why not (the code to
+    /// refuse it with).
+    pub fn take(&mut self, conn: usize) -> Result<(), ErrorCode> {
+        if self.once {
+            match self.session {
+                None => self.session = Some(conn),
+                Some(id) if id == conn => {}
+                Some(_) => return Err(ErrorCode::NotAccepting),
+            }
+        }
+        if let Some(limit) = self.limit {
+            if self.taken >= limit {
+                return Err(ErrorCode::NotAccepting);
+            }
+            self.taken += 1;
+        }
+        Ok(())
+    }
+
+    /// The message was not stored: its slot is free again.
+    pub fn give_back(&mut self) {
+        self.taken = self.taken.saturating_sub(1);
+    }
+
+    /// The message was stored; true when that was the last one wanted.
+    pub fn stored(&mut self) -> bool {
+        self.stored += 1;
+        self.limit.is_some_and(|limit| self.stored >= limit)
+    }
+}
+
+/// Refuses (`NO_SPACE`) a message of `len` declared bytes that `store`'s free space
+/// cannot hold, before a byte is written; a disk that fills up anyway (unknown length,
+/// several at once) fails on ENOSPC with the same code.
+pub(crate) fn check_free_space(store: &Store, len: u64) -> Result<(), RecvError> {
+    match store.free_space() {
+        Ok(free) if free < len => Err(RecvError::Refuse(
+            ErrorCode::NoSpace,
+            format!(
+                "{len} bytes declared, {free} free in {}",
+                store.root().display()
+            ),
+        )),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            debug!(cause = %e, "cannot read the free space; receiving anyway");
+            Ok(())
+        }
+    }
+}
+
+/// Acks what was stored, then waits (bounded) until the ack is delivered, so `--once`
+/// never exits under it.
+pub(crate) async fn ack(send: &mut Option<quinn::SendStream>, stored: &Stored) {
+    let Some(send) = send.as_mut() else { return };
+    let ack = Ack {
+        status: AckStatus::Stored,
+        bytes: stored.bytes,
+        sha256: stored.sha256,
+    };
+    if let Err(e) = transfer::send_ack(send, &ack, stored.name.as_deref()).await {
+        debug!(cause = %e, "could not deliver the ack; the sender will retry");
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+}
+
+/// Acks a message whose payload is not needed (a duplicate, or content already
+/// there), then stops its stream: ack first, so the sender reads it after its write
+/// is stopped.
+pub(crate) async fn answer_without_payload(
+    send: &mut Option<quinn::SendStream>,
+    recv: &mut quinn::RecvStream,
+    stored: &Stored,
+    status: AckStatus,
+) {
+    if let Some(send) = send.as_mut() {
+        let ack = Ack {
+            status,
+            bytes: stored.bytes,
+            sha256: stored.sha256,
+        };
+        let _ = transfer::send_ack(send, &ack, stored.name.as_deref()).await;
+    }
+    let _ = recv.stop(ErrorCode::Duplicate.varint());
+    if let Some(send) = send.as_mut() {
+        let _ = tokio::time::timeout(Duration::from_secs(5), send.stopped()).await;
+    }
+}
+
+/// `path` relative to DIR, `/`-separated, as the ack tells it.
+pub(crate) fn relative_name(root: &Path, path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(root).ok()?;
+    let parts: Vec<String> = rel
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    Some(parts.join("/"))
+}
+
+/// `send --skip-same`: whether DIR holds `len` bytes of content `digest` under `rel`
+/// already: a regular file (not a symlink, and inside DIR once every link on the way is
+/// resolved) of that length and SHA-256. Reads it whole; only asked when the sender
+/// asked and the length matches. Any error means no.
+pub(crate) fn holds_same(
+    root: &Path,
+    rel: &Path,
+    len: u64,
+    digest: &[u8; 32],
+) -> Option<(PathBuf, String)> {
+    use sha2::Digest as _;
+    use std::io::Read as _;
+    let path = root.join(rel);
+    let meta = std::fs::symlink_metadata(&path).ok()?;
+    if !meta.is_file() || meta.len() != len {
+        return None;
+    }
+    if !path
+        .canonicalize()
+        .ok()?
+        .starts_with(root.canonicalize().ok()?)
+    {
+        return None;
+    }
+    let mut file = std::fs::File::open(&path).ok()?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => hasher.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => return None,
+        }
+    }
+    let same: [u8; 32] = hasher.finalize().into();
+    let name = relative_name(root, &path)?;
+    (same == *digest).then_some((path, name))
+}
+
+/// Where payloads go.
+pub enum Target {
+    /// Files in a directory, each named only when complete (see [`Store`]).
+    Dir(Store),
+    /// One byte stream (stdout): one whole message after another, never interleaved.
+    Stream {
+        /// Held while a message is written.
+        turn: tokio::sync::Mutex<()>,
+        /// Opens the stream for one message.
+        open: fn() -> Box<dyn Write + Send>,
+    },
+}
+
+/// A progress display for payloads (the CLI's bars).
+pub trait Progress: Sync {
+    /// A payload of `len` bytes (when declared) named `name` starts.
+    fn start(&self, len: Option<u64>, name: &str) -> Box<dyn Bar>;
+}
+
+/// The display of one payload.
+pub trait Bar: Send + Sync {
+    /// `n` more bytes arrived.
+    fn inc(&self, n: u64);
+    /// The payload was stored.
+    fn finish(&self);
+}
+
+/// No progress display (library users, tests).
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _len: Option<u64>, _name: &str) -> Box<dyn Bar> {
+        Box::new(NoProgress)
+    }
+}
+
+impl Bar for NoProgress {
+    fn inc(&self, _n: u64) {}
+    fn finish(&self) {}
+}
+
+/// The receiving side of a run: the rules above applied to each message, into one
+/// [`Target`].
+pub struct Receiver {
+    /// Where payloads go.
+    pub target: Target,
+    limits: Limits,
+    seen: Mutex<Seen>,
+    /// The run is over: no more messages are taken (a failure, the quota reached, the
+    /// reader of stdout gone).
+    pub done: CancellationToken,
+    /// Why the run failed although nothing crashed (the first failure wins).
+    failure: Mutex<Option<String>>,
+    quota: Mutex<Quota>,
+}
+
+/// What became of one message stream ([`Receiver::serve`]).
+#[derive(Debug)]
+pub enum Outcome {
+    /// Refused before its payload (the quota reached, or the run over) with `code`,
+    /// which a sender does not retry.
+    Refused(ErrorCode),
+    /// A message stored now, or acknowledged as stored before (`Duplicate`) or as
+    /// already there (`Present`).
+    Received {
+        /// What is stored under its id.
+        stored: Stored,
+        /// Stored now, or not again.
+        status: AckStatus,
+        /// How long it took.
+        seconds: f64,
+        /// It was the last the quota takes: end the run once it is reported.
+        last: bool,
+    },
+    /// A text to show (`send --text`).
+    Text {
+        /// The text, as sent: escape it before showing it.
+        text: String,
+        /// Stored now, or a duplicate.
+        status: AckStatus,
+        /// It was the last the quota takes: end the run once it is reported.
+        last: bool,
+    },
+    /// Not stored; the stream was reset with the error's code (if it has one).
+    Failed(RecvError),
+}
+
+impl Receiver {
+    /// A receiver into `target` under `limits`, taking what `quota` allows.
+    pub fn new(target: Target, limits: Limits, quota: Quota) -> Self {
+        Self {
+            target,
+            limits,
+            seen: Mutex::default(),
+            done: CancellationToken::new(),
+            failure: Mutex::default(),
+            quota: Mutex::new(quota),
+        }
+    }
+
+    /// The quota, locked.
+    pub fn quota(&self) -> std::sync::MutexGuard<'_, Quota> {
+        self.quota.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Serves one message stream whose header has arrived: refused at once when the
+    /// quota is reached or the run is over, else received ([`Receiver::receive`]),
+    /// its quota slot given back unless it was stored, and reset with the error's code
+    /// when it failed. Reporting the outcome is the caller's.
+    pub async fn serve(&self, s: &mut Stream, progress: &dyn Progress) -> Outcome {
+        let taken = match self.done.is_cancelled() {
+            true => Err(ErrorCode::NotAccepting),
+            false => self.quota().take(s.conn_id),
+        };
+        if let Err(code) = taken {
+            // Told at once, with a code the sender does not retry.
+            info!(peer = %s.peer, name = %s.header.name.escape_debug(), "message refused: {}", code.describe());
+            transfer::refuse(&mut s.recv, s.send.as_mut(), code);
+            return Outcome::Refused(code);
+        }
+        let started = std::time::Instant::now();
+        let first = std::mem::take(&mut s.first);
+        let result = self
+            .receive(&s.header, first, &mut s.send, &mut s.recv, progress)
+            .await;
+        let seconds = started.elapsed().as_secs_f64();
+        if !matches!(result, Ok((_, AckStatus::Stored, _))) {
+            self.quota().give_back();
+        }
+        let last = |status: AckStatus| status == AckStatus::Stored && self.quota().stored();
+        match result {
+            Ok((_, status, Some(text))) => Outcome::Text {
+                text,
+                status,
+                last: last(status),
+            },
+            Ok((stored, status, None)) => Outcome::Received {
+                stored,
+                status,
+                seconds,
+                last: last(status),
+            },
+            Err(e) => {
+                if let Some(code) = e.code() {
+                    transfer::refuse(&mut s.recv, s.send.as_mut(), code);
+                }
+                Outcome::Failed(e)
+            }
+        }
+    }
+
+    /// Ends the run with `why` (the first failure wins).
+    pub fn fail(&self, why: String) {
+        let mut failure = self.failure.lock().unwrap_or_else(|p| p.into_inner());
+        failure.get_or_insert(why);
+        self.done.cancel();
+    }
+
+    /// The failure that ended the run, if one did.
+    pub fn take_failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Receives one message; returns what is stored under its id, whether it was stored
+    /// now ([`AckStatus::Stored`]), before under this id (`Duplicate`), or was already there
+    /// with the same content (`Present`, `send --skip-same`), and for a `--text` message
+    /// the text to show.
+    pub async fn receive(
+        &self,
+        header: &Header,
+        first: Bytes,
+        send: &mut Option<quinn::SendStream>,
+        recv: &mut quinn::RecvStream,
+        progress: &dyn Progress,
+    ) -> Result<(Stored, AckStatus, Option<String>), RecvError> {
+        let rel = match (&self.target, header.kind) {
+            (Target::Dir(_), Kind::Message) => Some(sanitize(&header.name).ok_or_else(|| {
+                RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
+            })?),
+            _ => None,
+        };
+        self.limits.check_declared(header)?;
+        let slot = self
+            .seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .slot(header.id);
+        let mut slot = slot.lock().await;
+        if let Some(stored) = slot.clone() {
+            info!(id = %header.id, "duplicate message: acknowledged, not stored again");
+            answer_without_payload(send, recv, &stored, AckStatus::Duplicate).await;
+            return Ok((stored, AckStatus::Duplicate, None));
+        }
+        if let (Target::Dir(store), Some(rel), Some(len), Some(digest)) =
+            (&self.target, &rel, header.length, header.skip_same)
+        {
+            let (root, rel) = (store.root().to_path_buf(), rel.clone());
+            let held = tokio::task::spawn_blocking(move || holds_same(&root, &rel, len, &digest))
+                .await
+                .unwrap_or(None);
+            if let Some((path, name)) = held {
+                info!(name = %name.escape_debug(), "same content already there: not taken again");
+                let stored = Stored {
+                    bytes: len,
+                    sha256: digest,
+                    path: Some(path),
+                    name: Some(name),
+                };
+                answer_without_payload(send, recv, &stored, AckStatus::Present).await;
+                return Ok((stored, AckStatus::Present, None));
+            }
+        }
+
+        if let (Target::Dir(store), Some(len)) = (&self.target, header.length) {
+            check_free_space(store, len)?;
+        }
+        if header.kind == Kind::Text {
+            let text = receive_text(header, first, recv).await?;
+            let stored = Stored {
+                bytes: text.len() as u64,
+                sha256: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into(),
+                path: None,
+                name: None,
+            };
+            *slot = Some(stored.clone());
+            drop(slot);
+            ack(send, &stored).await;
+            return Ok((stored, AckStatus::Stored, Some(text)));
+        }
+        let bar = progress.start(header.length, &header.name);
+        let progress = |n: u64| bar.inc(n);
+        let stored = match (&self.target, rel) {
+            (Target::Dir(store), Some(rel)) => {
+                let pending = store
+                    .begin(&rel, header.length)
+                    .map_err(RecvError::Storage)?;
+                let got =
+                    receive_payload(recv, header, first, pending, self.limits, &progress).await?;
+                let path = tokio::task::spawn_blocking(move || got.sink.commit())
+                    .await
+                    .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
+                    .map_err(RecvError::Storage)?;
+                Stored {
+                    bytes: got.bytes,
+                    sha256: got.sha256,
+                    name: relative_name(store.root(), &path),
+                    path: Some(path),
+                }
+            }
+            (Target::Stream { turn: lock, open }, _) => {
+                // One message at a time on stdout, never interleaved.
+                let _turn = lock.lock().await;
+                if self.done.is_cancelled() {
+                    // A message before this one broke off on stdout, or the run is over.
+                    return Err(RecvError::Refuse(ErrorCode::NotAccepting, String::new()));
+                }
+                let written = Arc::new(AtomicU64::new(0));
+                let stdout = Counted {
+                    inner: open(),
+                    written: written.clone(),
+                };
+                let got =
+                    receive_payload(recv, header, first, stdout, self.limits, &progress).await;
+                let got = match got {
+                    Ok(got) => got,
+                    Err(e) => {
+                        let n = written.load(Ordering::SeqCst);
+                        let reader_gone = matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe);
+                        if n > 0 && !reader_gone {
+                            // Stdout cannot take bytes back: whoever reads it (`| tar x`)
+                            // must not see a next message appended, nor an exit 0.
+                            self.fail(format!(
+                                "{:?} broke off after {n} bytes of it went to stdout ({e}); \
+                                 what stdout received is incomplete",
+                                header.name
+                            ));
+                        }
+                        return Err(e);
+                    }
+                };
+                Stored {
+                    bytes: got.bytes,
+                    sha256: got.sha256,
+                    path: None,
+                    name: None,
+                }
+            }
+            (Target::Dir(_), None) => unreachable!("a directory sink always has a name"),
+        };
+        bar.finish();
+        *slot = Some(stored.clone());
+        drop(slot);
+        ack(send, &stored).await;
+        Ok((stored, AckStatus::Stored, None))
+    }
+}
+
+/// Stdout, counting what was written: a message that fails after a byte reached it
+/// ends the listener.
+struct Counted<W> {
+    inner: W,
+    written: Arc<AtomicU64>,
+}
+
+impl<W: std::io::Write> std::io::Write for Counted<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        let n = self.inner.write_vectored(bufs)?;
+        self.written.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// A `--text` message: at most [`MAX_TEXT_LEN`] bytes of UTF-8, held in memory.
+async fn receive_text(
+    header: &Header,
+    first: Bytes,
+    recv: &mut quinn::RecvStream,
+) -> Result<String, RecvError> {
+    let limits = transfer::Limits {
+        max_size: Some(MAX_TEXT_LEN),
+    };
+    let got = receive_payload(recv, header, first, Vec::new(), limits, &|_| {}).await?;
+    String::from_utf8(got.sink)
+        .map_err(|_| RecvError::Refuse(ErrorCode::BadHeader, "the text is not UTF-8".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `--count 2`: a failed message gives its slot back, the second stored one is the
+    /// last, a third is refused.
+    #[test]
+    fn quota_counts_stored_messages_only() {
+        let mut q = Quota {
+            limit: Some(2),
+            ..Quota::default()
+        };
+        q.take(1).unwrap();
+        q.give_back();
+        q.take(1).unwrap();
+        assert!(!q.stored());
+        q.take(2).unwrap();
+        assert!(q.stored());
+        assert_eq!(q.take(3), Err(ErrorCode::NotAccepting));
+    }
+
+    /// `--once`: the first connection's messages only.
+    #[test]
+    fn once_takes_one_connection() {
+        let mut q = Quota {
+            once: true,
+            ..Quota::default()
+        };
+        q.take(7).unwrap();
+        q.take(7).unwrap();
+        assert_eq!(q.take(8), Err(ErrorCode::NotAccepting));
+    }
+}
