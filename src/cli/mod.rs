@@ -111,6 +111,8 @@ pub struct GlobalArgs {
 ///
 /// Each one's help (summary, description, examples) is the doc comment and
 /// `after_help` of its `Args` struct, in its own file.
+// A doc comment on a variant would replace that help: the variants stay bare.
+#[allow(missing_docs)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Listen(listen::Args),
