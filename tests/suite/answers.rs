@@ -84,27 +84,7 @@ fn a_text_is_shown_at_the_listener_not_stored() {
     assert_eq!(list_files(&out), Vec::<PathBuf>::new());
 
     // The human line, on a listener without --json: line by line, escaped.
-    let mut cmd = t.cmd();
-    cmd.args([
-        "--ephemeral",
-        "listen",
-        "--bind",
-        "127.0.0.1:0",
-        "--once",
-        "--out",
-        path_str(&out),
-    ]);
-    let (listener, ticket) = {
-        let p = crate::util::Proc::spawn(cmd);
-        let mut ticket = None;
-        while ticket.is_none() {
-            let line = p
-                .next_stderr_line(EVENT_TIMEOUT)
-                .unwrap_or_else(|| panic!("no ticket\n{}", p.stderr_text()));
-            ticket = line.trim().strip_prefix("ticket ").map(str::to_string);
-        }
-        (p, ticket.unwrap())
-    };
+    let (listener, ticket) = t.listen_human(&["--once", "--out", path_str(&out)]);
     t.send(&["--text", text, ticket.as_str()]).assert_code(0);
     let shown = listener.finish(Duration::from_secs(10));
     assert!(!shown.stderr.contains('\u{1b}'), "{shown}");

@@ -166,10 +166,18 @@ impl TestDir {
     }
 
     /// Starts `qp2p --ephemeral listen --bind 127.0.0.1:0 --stdout EXTRA` (no `--json`:
-    /// stdout carries payload) and reads its address and ticket off stderr.
+    /// stdout carries payload) and reads its ticket off stderr.
     pub fn listen_stdout(&self, extra: &[&str]) -> (Proc, String) {
+        let mut args = vec!["--stdout"];
+        args.extend_from_slice(extra);
+        self.listen_human(&args)
+    }
+
+    /// Starts `qp2p --ephemeral listen --bind 127.0.0.1:0 EXTRA` without `--json` and
+    /// reads its address and ticket off its human lines on stderr.
+    pub fn listen_human(&self, extra: &[&str]) -> (Proc, String) {
         let mut cmd = self.cmd();
-        cmd.args(["--ephemeral", "listen", "--bind", "127.0.0.1:0", "--stdout"]);
+        cmd.args(["--ephemeral", "listen", "--bind", "127.0.0.1:0"]);
         cmd.args(extra);
         let listener = Proc::spawn(cmd);
         // Without --json the listener says where it is on stderr, as text.
