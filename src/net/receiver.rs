@@ -215,8 +215,6 @@ pub(crate) fn holds_same(
     len: u64,
     digest: &[u8; 32],
 ) -> Option<(PathBuf, String)> {
-    use sha2::Digest as _;
-    use std::io::Read as _;
     let path = root.join(rel);
     let meta = std::fs::symlink_metadata(&path).ok()?;
     if !meta.is_file() || meta.len() != len {
@@ -229,18 +227,7 @@ pub(crate) fn holds_same(
     {
         return None;
     }
-    let mut file = std::fs::File::open(&path).ok()?;
-    let mut hasher = sha2::Sha256::new();
-    let mut buf = vec![0u8; 256 * 1024];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => hasher.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
-        }
-    }
-    let same: [u8; 32] = hasher.finalize().into();
+    let same = super::transfer::file_sha256(&path).ok()?;
     let name = relative_name(root, &path)?;
     (same == *digest).then_some((path, name))
 }

@@ -428,23 +428,18 @@ pub async fn close(endpoint: &Endpoint, pool: Option<&Pool>, interrupted: bool) 
 
 /// `--skip-same`: the SHA-256 of a file, read on a blocking thread before it is sent.
 async fn content_digest(path: &Path) -> Result<[u8; 32], SendError> {
-    use sha2::Digest as _;
     let path = path.to_path_buf();
     let shown_path = path.display().to_string();
-    tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-        let mut hasher = sha2::Sha256::new();
-        std::io::copy(&mut std::fs::File::open(&path)?, &mut hasher)?;
-        Ok(hasher.finalize().into())
-    })
-    .await
-    .map_err(std::io::Error::other)
-    .and_then(|r| r)
-    .map_err(|e| {
-        SendError::Source(std::io::Error::new(
-            e.kind(),
-            format!("cannot read {shown_path}: {e}"),
-        ))
-    })
+    tokio::task::spawn_blocking(move || super::transfer::file_sha256(&path))
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| {
+            SendError::Source(std::io::Error::new(
+                e.kind(),
+                format!("cannot read {shown_path}: {e}"),
+            ))
+        })
 }
 
 /// A connection failure that was still worth retrying when the budget ran out becomes

@@ -118,10 +118,7 @@ fn a_listener_that_takes_no_more_says_so_at_once() {
 fn an_interrupted_sender_is_reported_at_once() {
     let t = TestDir::new();
     let out = t.mkdir("out");
-    let big = big_sparse_file(&t);
-    let mut l = t.listen(&out, &[]);
-    let sender = t.spawn_send(&[l.ticket.as_str(), path_str(&big)], Stdio::null());
-    std::thread::sleep(Duration::from_millis(700));
+    let (mut l, sender) = sending_a_big_file(&t, &out);
     sender.signal(libc::SIGINT);
     let r = sender.finish(Duration::from_secs(10));
     r.assert_code(130);
@@ -145,10 +142,7 @@ fn an_interrupted_sender_is_reported_at_once() {
 fn a_stopped_listener_is_reported_with_its_reason() {
     let t = TestDir::new();
     let out = t.mkdir("out");
-    let big = big_sparse_file(&t);
-    let mut l = t.listen(&out, &[]);
-    let sender = t.spawn_send(&[l.ticket.as_str(), path_str(&big)], Stdio::null());
-    std::thread::sleep(Duration::from_millis(700));
+    let (mut l, sender) = sending_a_big_file(&t, &out);
     l.signal(libc::SIGTERM);
     assert_eq!(
         l.wait_exit(Duration::from_secs(5)).and_then(|s| s.code()),
@@ -219,6 +213,18 @@ fn the_next_message_is_never_appended_to_a_broken_one() {
         !out.stdout.ends_with(b"small"),
         "the next message was appended to the broken one"
     );
+}
+
+/// A listener into `out`, and a sender 700 ms into a 2 GiB file to it: mid-transfer.
+fn sending_a_big_file(
+    t: &TestDir,
+    out: &std::path::Path,
+) -> (crate::util::Listener, crate::util::Proc) {
+    let big = big_sparse_file(t);
+    let l = t.listen(out, &[]);
+    let sender = t.spawn_send(&[l.ticket.as_str(), path_str(&big)], Stdio::null());
+    std::thread::sleep(Duration::from_millis(700));
+    (l, sender)
 }
 
 /// A 2 GiB file that takes no disk: a sparse file reads as zeros at full speed, so a

@@ -168,6 +168,16 @@ pub fn size(n: u64) -> String {
     format!("{value:.2} {}", UNITS[unit])
 }
 
+/// The SHA-256 of a whole file, read through once (blocking: call it off the
+/// runtime's threads). `send --skip-same` hashes what it will send with it, and the
+/// receiver what it already holds.
+pub fn file_sha256(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+    use sha2::Digest as _;
+    let mut hasher = sha2::Sha256::new();
+    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
+    Ok(hasher.finalize().into())
+}
+
 /// Lowercase hex.
 pub fn hex(bytes: &[u8]) -> String {
     data_encoding::HEXLOWER.encode(bytes)
