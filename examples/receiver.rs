@@ -5,11 +5,8 @@
 use std::sync::Arc;
 
 use qp2p::net::addr::ticket;
-use qp2p::net::receiver::{NoProgress, Outcome, Quota, Receiver, Target};
-use qp2p::net::server::{Handler, Router, Stream};
-use qp2p::net::transfer::Limits;
-use qp2p::net::{Endpoint, Identity, Server, ServerConfig, TransportOptions, TrustRules};
-use qp2p::store::Store;
+use qp2p::{Endpoint, Handler, Identity, Limits, NoProgress, Outcome, Quota, Receiver};
+use qp2p::{Router, Server, ServerConfig, Sink, Store, Stream, TransportOptions, TrustRules};
 
 /// Stores each message and says what happened.
 struct Inbox(Receiver);
@@ -49,7 +46,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     let store = Store::new(dir.as_ref(), false)?;
-    let receiver = Receiver::new(Target::Dir(store), Limits::default(), Quota::default());
+    let receiver = Receiver::new(Sink::Dir(store), Limits::default(), Quota::default());
     let server = Server::new(endpoint, ServerConfig::default());
     let stop = async {
         let _ = tokio::signal::ctrl_c().await;

@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use qp2p::net::{Endpoint, Identity, Outgoing, Pool, Sender, Target, TransportOptions, TrustRules};
+use qp2p::{Endpoint, Identity, Outgoing, Pool, Sender, Target, TransportOptions, TrustRules};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

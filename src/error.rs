@@ -5,9 +5,9 @@
 //! command layer) and picks the documented code. The table is in README and the man
 //! page; each mapping has a test below.
 
-use crate::net::transfer::SendError;
-use crate::net::upnp::UpnpError;
-use crate::net::ConnectError;
+use qp2p::net::transfer::SendError;
+use qp2p::net::upnp::UpnpError;
+use qp2p::ConnectError;
 
 /// The documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,8 @@
 
 use std::path::Component;
 
+use crate::net::addr::Target;
 use crate::net::framing::{Ack, Header, ACK_LEN, MAX_HEADER_LEN, MAX_NAME_LEN, PREFIX_LEN};
-use crate::net::Target;
 use crate::store::{self, MAX_COMPONENT, MAX_DEPTH};
 
 /// The header decoder: never panics, and what it accepts is bounded and round-trips.

@@ -10,11 +10,9 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use qp2p::net::receiver::{NoProgress, Quota, Receiver, Target};
-//! use qp2p::net::server::{Handler, Router, Stream};
-//! use qp2p::net::transfer::Limits;
-//! use qp2p::net::{Endpoint, Identity, Outgoing, Pool, Sender, Server, ServerConfig};
-//! use qp2p::net::{TransportOptions, TrustRules};
+//! use qp2p::{Endpoint, Handler, Identity, Limits, NoProgress, Outgoing, Pool, Quota};
+//! use qp2p::{Receiver, Router, Sender, Server, ServerConfig, Sink, Stream};
+//! use qp2p::{TransportOptions, TrustRules};
 //!
 //! struct Inbox(Receiver);
 //! impl Handler for Inbox {
@@ -33,8 +31,8 @@
 //! let at = "127.0.0.1:0".parse()?;
 //! let endpoint = Endpoint::bind(at, identity, TransportOptions::default(), Some(TrustRules::any()))?;
 //! let (addr, fingerprint) = (endpoint.local_addr()?, endpoint.fingerprint());
-//! let store = qp2p::store::Store::new(&inbox.path().join("in"), false)?;
-//! let receiver = Receiver::new(Target::Dir(store), Limits::default(), Quota::default());
+//! let store = qp2p::Store::new(&inbox.path().join("in"), false)?;
+//! let receiver = Receiver::new(Sink::Dir(store), Limits::default(), Quota::default());
 //! let server = Server::new(endpoint, ServerConfig::default());
 //! let router = Router::new(Inbox(receiver));
 //! tokio::spawn(async move { server.run(router, std::future::pending()).await });
@@ -53,29 +51,47 @@
 //!
 //! # Layout
 //!
+//! The types most programs need are re-exported here, flat; the modules hold the rest.
+//!
 //! - [`net`]: the transport. The QUIC endpoint, TLS identities and peer verification,
-//!   the connection pool, jittered retries, the wire framing, and one message on one
-//!   stream. Typed errors; no printing.
-//! - [`cli`]: one file per subcommand, each an `Args` struct and an `async fn run`.
-//!   `anyhow` errors with context.
+//!   the server side (admission, the handshake deadline, routing by stream kind), the
+//!   connection pool, jittered retries, racing, the wire framing, one message on one
+//!   stream, the message sender and receiver, the reachability probe and UPnP. Typed
+//!   errors; no printing.
 //! - [`store`]: how received files land in a directory: safe names, invisible partial
 //!   files, no silent overwrite.
-//! - [`output`]: JSON events on stdout or human lines and progress bars on stderr.
-//! - [`error`]: exit codes and how errors map to them.
-//! - [`fuzzing`]: the properties the fuzz targets in `fuzz/` check, shared with the
-//!   regression test that replays the committed corpus.
 //!
-//! The binary (`src/main.rs`) only parses the command line, sets up logging, the
-//! runtime and signal handling, dispatches, and turns the result into an exit code.
+//! The command line (`src/main.rs` and its `cli`, `output` and `error` modules) is the
+//! binary's, not part of this library: it turns flags into the configurations above and
+//! events into lines, bars and JSON. Built with `default-features = false`, the crate
+//! compiles none of the command line's dependencies.
 
 #![warn(missing_docs)]
 
-#[cfg(feature = "cli")]
-pub mod cli;
-#[cfg(feature = "cli")]
-pub mod error;
-pub mod fuzzing;
 pub mod net;
-#[cfg(feature = "cli")]
-pub mod output;
 pub mod store;
+
+// The properties the fuzz targets in `fuzz/` check, shared with the regression test
+// that replays the committed corpus: public for them, not part of the API.
+#[doc(hidden)]
+pub mod fuzzing;
+
+// Endpoint, identity and trust.
+pub use net::endpoint::{Congestion, ConnectError, Endpoint, EndpointError, TransportOptions};
+pub use net::tls::{CaTrust, Fingerprint, Identity, Refusal, TrustRules};
+// Dialing: addresses and tickets, racing, the pool, retries.
+pub use net::addr::Target;
+pub use net::pool::Pool;
+pub use net::race::race;
+pub use net::retry::Backoff;
+// The server side.
+pub use net::server::{
+    Connected, Handler, HandshakeError, Incoming, Router, Server, ServerConfig, Stream,
+};
+// Messages: the sender, the receiver, what one message carries.
+pub use net::receiver::{NoProgress, Outcome, Quota, Receiver, Sink};
+pub use net::sender::{Delivered, Observer, Outgoing, Sender};
+pub use net::transfer::{Limits, SendError};
+// Reachability.
+pub use net::probe::client::Verdict;
+pub use store::Store;

@@ -5,10 +5,14 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 use clap::Parser;
-use qp2p::cli::{self, Cli, Command, Context};
-use qp2p::error::{exit_code, Exit};
-use qp2p::output::{error_text, Output};
+use cli::{Cli, Command, Context};
+use error::{exit_code, Exit};
+use output::{error_text, Output};
 use tokio_util::sync::CancellationToken;
+
+mod cli;
+mod error;
+mod output;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

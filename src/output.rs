@@ -49,11 +49,6 @@ impl Output {
         self.stdout_gone.cancelled().await
     }
 
-    /// Whether events are JSON.
-    pub fn json(&self) -> bool {
-        self.json
-    }
-
     /// Whether `-q` is on (errors only).
     pub fn quiet(&self) -> bool {
         self.quiet
@@ -330,7 +325,7 @@ pub fn short_fingerprint(fp: &impl fmt::Display) -> String {
 
 /// A duration as people read it, rounded (`21ms`, `2449ms`, `30s`, `2m 5s`): every
 /// duration in a human line goes through here; JSON keeps exact numbers.
-pub use crate::net::retry::rounded as human_duration;
+pub use qp2p::net::retry::rounded as human_duration;
 
 /// An error and its causes in one line, as `{:#}` shows them, but a cause whose text
 /// its context already ends with is not repeated (`could not bind …: Address already

@@ -23,12 +23,12 @@ use serde_json::{json, Value};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
-use crate::net::bench;
-use crate::net::endpoint::canonical;
-use crate::net::framing::{self, ErrorCode};
-use crate::net::server::{Handler, Router, Stream};
-use crate::net::transfer;
-use crate::net::{Endpoint, Identity, Server, ServerConfig, Target, TrustRules};
+use qp2p::net::bench;
+use qp2p::net::endpoint::canonical;
+use qp2p::net::framing::{self, ErrorCode};
+use qp2p::net::server::{Handler, Router, Stream};
+use qp2p::net::transfer;
+use qp2p::{Endpoint, Identity, Server, ServerConfig, Target, TrustRules};
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -103,9 +103,7 @@ struct Peer {
 impl Peer {
     async fn connect(&self) -> anyhow::Result<quinn::Connection> {
         let conn = self.endpoint.connect(self.addr, self.rules.clone()).await;
-        if let Err(crate::net::ConnectError::Lost(quinn::ConnectionError::ConnectionClosed(c))) =
-            &conn
-        {
+        if let Err(qp2p::ConnectError::Lost(quinn::ConnectionError::ConnectionClosed(c))) = &conn {
             if c.error_code == quinn::TransportErrorCode::CONNECTION_REFUSED {
                 return Err(coded(
                     Exit::Connect,

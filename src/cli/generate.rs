@@ -6,7 +6,8 @@
 //! the clap definitions: no date, no version, no environment variable's value, no
 //! terminal width. That is what lets `completions/` and `man/` be committed and checked:
 //! `tests/suite/generated.rs` regenerates them from the binary and fails, printing
-//! [`REGENERATE`], when a committed file differs.
+//! `scripts/generate.sh` (the command that regenerates them), when a committed file
+//! differs.
 //!
 //! A man page is clap_mangen's (NAME, SYNOPSIS, DESCRIPTION, the options under their
 //! help headings, SUBCOMMANDS) followed by sections clap has no place for: EXAMPLES
@@ -24,9 +25,6 @@ use clap_mangen::Man;
 
 use super::{examples, Cli, EXAMPLES_HEADING};
 use crate::error::{coded, Exit};
-
-/// The command that regenerates the committed files, printed by the staleness test.
-pub const REGENERATE: &str = "scripts/generate.sh";
 
 /// Print a shell completion script.
 ///

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::Context;
 use crate::error::{coded, Exit};
-use crate::net::tls::{format_date, IdentityKind};
+use qp2p::net::tls::{format_date, IdentityKind};
 
 /// Print this host's fingerprint (creating the identity on first use).
 ///
@@ -96,7 +96,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
 
 /// Prints the signing request on stdout (in an event with `--json`), and on stderr
 /// what to do with the certificate the CA sends back.
-fn csr(args: &Args, ctx: &Context, identity: &crate::net::Identity) -> anyhow::Result<()> {
+fn csr(args: &Args, ctx: &Context, identity: &qp2p::Identity) -> anyhow::Result<()> {
     let cn = match &args.cn {
         Some(cn) => cn.clone(),
         None => host_name(),

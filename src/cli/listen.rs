@@ -19,7 +19,7 @@
 //! acknowledged again but stored once.
 //!
 //! The accept loop, the limits and the routing by stream kind are the library's
-//! ([`crate::net::server`]); this file turns flags into its configuration and serves
+//! ([`qp2p::net::server`]); this file turns flags into its configuration and serves
 //! the message streams it routes here (the quota, the report); `receive` holds the path
 //! of one message into the store.
 
@@ -36,19 +36,19 @@ use tracing::{debug, info, warn};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
-use crate::net::addr::ticket;
-use crate::net::endpoint::{canonical, EndpointError};
-use crate::net::framing;
-use crate::net::probe::ProbeService;
-use crate::net::server::{Handler, HandshakeError, Router, Stream};
-use crate::net::transfer::{self, Limits, RecvError};
-use crate::net::upnp::MAX_LEASE;
-use crate::net::{Endpoint, Fingerprint, Server, ServerConfig, TransportOptions, TrustRules};
 use crate::output::shown;
-use crate::store::Store;
+use qp2p::net::addr::ticket;
+use qp2p::net::endpoint::{canonical, EndpointError};
+use qp2p::net::framing;
+use qp2p::net::probe::ProbeService;
+use qp2p::net::server::{Handler, HandshakeError, Router, Stream};
+use qp2p::net::transfer::{self, Limits, RecvError};
+use qp2p::net::upnp::MAX_LEASE;
+use qp2p::store::Store;
+use qp2p::{Endpoint, Fingerprint, Server, ServerConfig, TransportOptions, TrustRules};
 
 mod receive;
-use crate::net::receiver::{Outcome, Quota, Receiver, Target};
+use qp2p::net::receiver::{Outcome, Quota, Receiver, Sink};
 use receive::{report_received, report_text, who};
 
 /// Receive files (or a stream) from senders.
@@ -71,7 +71,7 @@ pub struct Args {
         long,
         value_name = "ADDR",
         default_value = "[::]:7447",
-        value_parser = crate::net::addr::parse_bind,
+        value_parser = qp2p::net::addr::parse_bind,
         env = "QP2P_BIND",
         hide_env_values = true
     )]
@@ -146,7 +146,7 @@ pub struct Args {
     #[arg(
         long,
         value_name = "N",
-        default_value_t = crate::net::endpoint::MAX_STREAMS,
+        default_value_t = qp2p::net::endpoint::MAX_STREAMS,
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub max_streams: u32,
@@ -222,12 +222,12 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Endpoint::bind(args.bind, identity, options, Some(rules)).map_err(bind_failed)?;
     let bound = canonical(endpoint.local_addr().context("reading the bound address")?);
     let sink = if args.stdout {
-        Target::Stream {
+        Sink::Stream {
             turn: Default::default(),
             open: || Box::new(std::io::stdout()),
         }
     } else {
-        Target::Dir(output_dir(&args.out, args.overwrite)?)
+        Sink::Dir(output_dir(&args.out, args.overwrite)?)
     };
     let shown = display_addr(bound);
     let ticket = ticket(&fingerprint, shown);
@@ -240,8 +240,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         }),
         || {
             let dest = match &sink {
-                Target::Dir(store) => format!("storing in {}", store.root().display()),
-                Target::Stream { .. } => "writing to stdout".into(),
+                Sink::Dir(store) => format!("storing in {}", store.root().display()),
+                Sink::Stream { .. } => "writing to stdout".into(),
             };
             let qp2p = super::invocation();
             format!(
@@ -438,7 +438,7 @@ fn local_addresses() -> Vec<IpAddr> {
 
 /// The listener's side of the server: messages into the store (or stdout), and the
 /// end of a `--once` run with its sender's connection.
-impl Handler for Arc<State> {
+impl Handler for State {
     async fn message(&self, stream: Stream) {
         serve_message(stream, self).await
     }
@@ -550,7 +550,7 @@ async fn serve_message(mut stream: Stream, state: &State) {
         }
         Outcome::Failed(e) => {
             debug!(name = %shown(&name), cause = ?e, "message not stored");
-            if matches!(state.receiver.target, Target::Stream { .. })
+            if matches!(state.receiver.target, Sink::Stream { .. })
                 && matches!(&e, RecvError::Storage(io) if io.kind() == std::io::ErrorKind::BrokenPipe)
             {
                 // Whoever read our stdout is gone (`| head -c 10`): nothing more can be
@@ -570,8 +570,8 @@ async fn serve_message(mut stream: Stream, state: &State) {
                 }),
                 || {
                     let kept = match state.receiver.target {
-                        Target::Dir(_) => "; nothing stored",
-                        Target::Stream { .. } => "",
+                        Sink::Dir(_) => "; nothing stored",
+                        Sink::Stream { .. } => "",
                     };
                     format!(
                         "failed to receive \"{}\" from {}: {}{kept}",

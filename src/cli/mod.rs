@@ -20,11 +20,11 @@ use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{coded, Exit};
-use crate::net::endpoint::{canonical, Congestion};
-use crate::net::race::{Candidate, Fate};
-use crate::net::tls::{CaTrust, TlsError};
-use crate::net::{Backoff, ConnectError, Identity, TransportOptions, TrustRules};
 use crate::output::Output;
+use qp2p::net::endpoint::{canonical, Congestion};
+use qp2p::net::race::{Candidate, Fate};
+use qp2p::net::tls::{CaTrust, TlsError};
+use qp2p::{Backoff, ConnectError, Identity, TransportOptions, TrustRules};
 
 pub mod bench;
 pub mod generate;
@@ -193,11 +193,32 @@ pub struct TransportArgs {
     #[arg(
         long,
         value_enum,
-        default_value_t = Congestion::Bbr,
+        default_value_t = CongestionArg::Bbr,
         env = "QP2P_CONGESTION",
         hide_env_values = true
     )]
-    pub congestion: Congestion,
+    pub congestion: CongestionArg,
+}
+
+/// `--congestion`: the controllers of [`Congestion`], as the command line names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CongestionArg {
+    /// Model-based (BBR v1); holds its rate under random loss.
+    Bbr,
+    /// Loss-based, quinn's own default.
+    Cubic,
+    /// Loss-based, the classic.
+    Newreno,
+}
+
+impl From<CongestionArg> for Congestion {
+    fn from(arg: CongestionArg) -> Self {
+        match arg {
+            CongestionArg::Bbr => Congestion::Bbr,
+            CongestionArg::Cubic => Congestion::Cubic,
+            CongestionArg::Newreno => Congestion::Newreno,
+        }
+    }
 }
 
 impl TransportArgs {
@@ -207,7 +228,7 @@ impl TransportArgs {
             idle_timeout: self.idle_timeout,
             keep_alive: (!self.keep_alive.is_zero()).then_some(self.keep_alive),
             connect_timeout: self.connect_timeout,
-            congestion: self.congestion,
+            congestion: self.congestion.into(),
             ..TransportOptions::default()
         }
     }

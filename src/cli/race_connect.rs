@@ -12,11 +12,11 @@ use serde_json::json;
 use super::send::{collect, deliver};
 use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
-use crate::net::endpoint::canonical;
-use crate::net::framing;
-use crate::net::race::{race, Candidate, Fate};
-use crate::net::sender::close;
-use crate::net::{Endpoint, Fingerprint, Pool, Sender, Target};
+use qp2p::net::endpoint::canonical;
+use qp2p::net::framing;
+use qp2p::net::race::{race, Candidate, Fate};
+use qp2p::net::sender::close;
+use qp2p::{Endpoint, Fingerprint, Pool, Sender, Target};
 
 /// Dial several peers at once; the first completed handshake wins.
 ///

@@ -14,14 +14,14 @@ use serde_json::json;
 
 use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
-use crate::net::endpoint::canonical;
-use crate::net::framing;
-use crate::net::race::{race, Candidate};
-use crate::net::retry::{rounded, Retry};
-use crate::net::sender::{close, Shown};
-use crate::net::transfer::{hex, Mode, SendError};
-use crate::net::{Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
 use crate::output::{human_bytes, human_duration, human_rate, shown};
+use qp2p::net::endpoint::canonical;
+use qp2p::net::framing;
+use qp2p::net::race::{race, Candidate};
+use qp2p::net::retry::{rounded, Retry};
+use qp2p::net::sender::{close, Shown};
+use qp2p::net::transfer::{hex, Mode, SendError};
+use qp2p::{Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
 
 /// Send files, directories or stdin to a listener.
 ///
@@ -302,7 +302,7 @@ pub(crate) fn collect(
     ctx: &Context,
 ) -> anyhow::Result<Vec<Item>> {
     if let Some(name) = name {
-        if crate::store::sanitize(name).is_none() {
+        if qp2p::store::sanitize(name).is_none() {
             return Err(coded(
                 Exit::Usage,
                 format!(

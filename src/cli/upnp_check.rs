@@ -27,15 +27,15 @@ use tracing::debug;
 
 use super::{parse_duration, Context, TransportArgs};
 use crate::error::{coded, Exit};
-use crate::net::addr::ticket;
-use crate::net::endpoint::canonical;
-use crate::net::framing;
-use crate::net::probe::{self, client, Nonce, ProbeError};
-use crate::net::upnp::{
+use crate::output::Output;
+use qp2p::net::addr::ticket;
+use qp2p::net::endpoint::canonical;
+use qp2p::net::framing;
+use qp2p::net::probe::{self, client, Nonce, ProbeError};
+use qp2p::net::upnp::{
     self, classify, AddressKind, Gateway, Keeper, KeeperConfig, KeeperEvent, Mapping, MAX_LEASE,
 };
-use crate::net::{Endpoint, Fingerprint, Target, TrustRules};
-use crate::output::Output;
+use qp2p::{Endpoint, Fingerprint, Target, TrustRules};
 
 /// Check that a UPnP port mapping makes this host reachable from outside.
 ///
@@ -407,11 +407,11 @@ async fn accept_connect_backs(
     notify: mpsc::UnboundedSender<()>,
     limit: Duration,
 ) {
-    let server = crate::net::Server::new(
+    let server = qp2p::Server::new(
         endpoint,
-        crate::net::ServerConfig {
+        qp2p::ServerConfig {
             handshake_timeout: limit,
-            ..crate::net::ServerConfig::unlimited()
+            ..qp2p::ServerConfig::unlimited()
         },
     );
     while let Some(incoming) = server.accept().await {
@@ -420,7 +420,7 @@ async fn accept_connect_backs(
         tokio::spawn(async move {
             let connected = match incoming.accept().await {
                 Ok(connected) => connected,
-                Err(crate::net::server::HandshakeError::TimedOut(_)) => return,
+                Err(qp2p::net::server::HandshakeError::TimedOut(_)) => return,
                 Err(e) => {
                     debug!(cause = %e, "connect-back handshake failed");
                     return;

@@ -266,7 +266,7 @@ pub async fn raw_send(conn: &quinn::Connection, total: u64) -> Result<(), SendEr
 }
 
 /// The raw baseline, receiver half: reads a unidirectional stream to its end.
-pub async fn raw_receive(mut recv: RecvStream) -> u64 {
+pub(crate) async fn raw_receive(mut recv: RecvStream) -> u64 {
     let mut bytes = 0;
     while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX, false).await {
         bytes += chunk.bytes.len() as u64;

@@ -22,7 +22,7 @@ use bytes::{Bytes, BytesMut};
 use quinn::VarInt;
 
 /// The first four bytes of every stream.
-pub const MAGIC: [u8; 4] = *b"QP2P";
+pub(crate) const MAGIC: [u8; 4] = *b"QP2P";
 /// The protocol version this build speaks.
 pub const VERSION: u8 = 1;
 /// Size of the fixed prefix: magic, version, kind, body length (u16).
@@ -332,7 +332,7 @@ async fn next_chunk(recv: &mut quinn::RecvStream, max: usize) -> Result<Bytes, R
 
 /// Reads a stream to its end after `first` (the bytes that came with its header), when
 /// it should hold at most `limit` bytes in all: the parts, quinn's own buffers.
-pub async fn read_rest(
+pub(crate) async fn read_rest(
     recv: &mut quinn::RecvStream,
     first: Bytes,
     limit: usize,
@@ -457,7 +457,7 @@ pub async fn read_ack(recv: &mut quinn::RecvStream) -> Result<(Ack, Option<Strin
 }
 
 /// The ack's trailer: the name the message was stored under.
-pub fn encode_stored_as(name: &str) -> Vec<u8> {
+pub(crate) fn encode_stored_as(name: &str) -> Vec<u8> {
     let name = &name.as_bytes()[..name.len().min(MAX_NAME_LEN)];
     let mut out = Vec::with_capacity(2 + name.len());
     out.extend_from_slice(&(name.len() as u16).to_be_bytes());
@@ -466,7 +466,7 @@ pub fn encode_stored_as(name: &str) -> Vec<u8> {
 }
 
 /// Decodes the ack's trailer; nothing (an older receiver) and a zero length are `None`.
-pub fn decode_stored_as(rest: &[u8]) -> Result<Option<String>, FrameError> {
+pub(crate) fn decode_stored_as(rest: &[u8]) -> Result<Option<String>, FrameError> {
     let [a, b, name @ ..] = rest else {
         return match rest.is_empty() {
             true => Ok(None),
@@ -516,12 +516,12 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// The code as a QUIC varint.
-    pub fn varint(self) -> VarInt {
+    pub(crate) fn varint(self) -> VarInt {
         VarInt::from_u32(self as u32)
     }
 
     /// The code for a varint received from a peer, if known.
-    pub fn from_varint(v: VarInt) -> Option<Self> {
+    pub(crate) fn from_varint(v: VarInt) -> Option<Self> {
         use ErrorCode::*;
         Some(match v.into_inner() {
             0x01 => BadHeader,

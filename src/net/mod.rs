@@ -7,7 +7,7 @@
 //! | file | what it does |
 //! | --- | --- |
 //! | [`endpoint`] | the one quinn endpoint per process (client and server), its socket and transport settings, connect with a timeout, error classification |
-//! | [`socket`] | the UDP socket under quinn: batches (GSO) sized to what the kernel takes, so packets can grow to 64 KiB where the path allows |
+//! | `socket` (internal) | the UDP socket under quinn: batches (GSO) sized to what the kernel takes, so packets can grow to 64 KiB where the path allows |
 //! | [`tls`] | identities (persistent, ephemeral or CA-issued), fingerprints, signing requests, the one peer verifier whose rules (pins, allow-lists, CA trust) must all hold |
 //! | [`race`] | dialing several addresses at once, the first handshake wins, the rest cancelled |
 //! | [`pool`] | connections keyed by peer address and the trust rules they were verified under, dials coalesced, dead ones evicted |
@@ -37,17 +37,9 @@ pub mod receiver;
 pub mod retry;
 pub mod sender;
 pub mod server;
-pub mod socket;
+pub(crate) mod socket;
 #[cfg(test)]
 mod testing;
 pub mod tls;
 pub mod transfer;
 pub mod upnp;
-
-pub use addr::Target;
-pub use endpoint::{ConnectError, Endpoint, TransportOptions};
-pub use pool::Pool;
-pub use retry::Backoff;
-pub use sender::{Delivered, Observer, Outgoing, Sender};
-pub use server::{Server, ServerConfig};
-pub use tls::{Fingerprint, Identity, TrustRules};

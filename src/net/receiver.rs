@@ -18,7 +18,7 @@
 //!   is not stored.
 //! - The listener exiting under an ack it has not delivered: `ack` waits (bounded)
 //!   until the sender has read it.
-//! - A message appended to one that broke off on stdout: a [`Target::Stream`] takes one
+//! - A message appended to one that broke off on stdout: a [`Sink::Stream`] takes one
 //!   message at a time under its lock, and a message that breaks off after a byte was
 //!   written fails the run ([`Receiver::fail`]) before the lock is let go, so the next
 //!   one is refused, never appended.
@@ -233,7 +233,7 @@ pub(crate) fn holds_same(
 }
 
 /// Where payloads go.
-pub enum Target {
+pub enum Sink {
     /// Files in a directory, each named only when complete (see [`Store`]).
     Dir(Store),
     /// One byte stream (stdout): one whole message after another, never interleaved.
@@ -274,10 +274,10 @@ impl Bar for NoProgress {
 }
 
 /// The receiving side of a run: the rules above applied to each message, into one
-/// [`Target`].
+/// [`Sink`].
 pub struct Receiver {
     /// Where payloads go.
-    pub target: Target,
+    pub target: Sink,
     limits: Limits,
     seen: Mutex<Seen>,
     /// The run is over: no more messages are taken (a failure, the quota reached, the
@@ -321,7 +321,7 @@ pub enum Outcome {
 
 impl Receiver {
     /// A receiver into `target` under `limits`, taking what `quota` allows.
-    pub fn new(target: Target, limits: Limits, quota: Quota) -> Self {
+    pub fn new(target: Sink, limits: Limits, quota: Quota) -> Self {
         Self {
             target,
             limits,
@@ -411,7 +411,7 @@ impl Receiver {
         progress: &dyn Progress,
     ) -> Result<(Stored, AckStatus, Option<String>), RecvError> {
         let rel = match (&self.target, header.kind) {
-            (Target::Dir(_), Kind::Message) => Some(sanitize(&header.name).ok_or_else(|| {
+            (Sink::Dir(_), Kind::Message) => Some(sanitize(&header.name).ok_or_else(|| {
                 RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
             })?),
             _ => None,
@@ -428,7 +428,7 @@ impl Receiver {
             answer_without_payload(send, recv, &stored, AckStatus::Duplicate).await;
             return Ok((stored, AckStatus::Duplicate, None));
         }
-        if let (Target::Dir(store), Some(rel), Some(len), Some(digest)) =
+        if let (Sink::Dir(store), Some(rel), Some(len), Some(digest)) =
             (&self.target, &rel, header.length, header.skip_same)
         {
             let (root, rel) = (store.root().to_path_buf(), rel.clone());
@@ -448,7 +448,7 @@ impl Receiver {
             }
         }
 
-        if let (Target::Dir(store), Some(len)) = (&self.target, header.length) {
+        if let (Sink::Dir(store), Some(len)) = (&self.target, header.length) {
             check_free_space(store, len)?;
         }
         if header.kind == Kind::Text {
@@ -467,7 +467,7 @@ impl Receiver {
         let bar = progress.start(header.length, &header.name);
         let progress = |n: u64| bar.inc(n);
         let stored = match (&self.target, rel) {
-            (Target::Dir(store), Some(rel)) => {
+            (Sink::Dir(store), Some(rel)) => {
                 let pending = store
                     .begin(&rel, header.length)
                     .map_err(RecvError::Storage)?;
@@ -484,7 +484,7 @@ impl Receiver {
                     path: Some(path),
                 }
             }
-            (Target::Stream { turn: lock, open }, _) => {
+            (Sink::Stream { turn: lock, open }, _) => {
                 // One message at a time on stdout, never interleaved.
                 let _turn = lock.lock().await;
                 if self.done.is_cancelled() {
@@ -522,7 +522,7 @@ impl Receiver {
                     name: None,
                 }
             }
-            (Target::Dir(_), None) => unreachable!("a directory sink always has a name"),
+            (Sink::Dir(_), None) => unreachable!("a directory sink always has a name"),
         };
         bar.finish();
         *slot = Some(stored.clone());

@@ -32,7 +32,7 @@ use quinn::{AsyncUdpSocket, UdpPoller};
 
 /// Largest UDP payload probed for and accepted: what loopback carries over IPv4
 /// (65,535 minus the IP and UDP headers), rounded down.
-pub const MAX_UDP_PAYLOAD: u16 = 65_000;
+pub(crate) const MAX_UDP_PAYLOAD: u16 = 65_000;
 
 /// The most bytes Linux takes in one GSO send: the batch is one IP packet until it is
 /// cut into datagrams, and an IP packet's length has 16 bits.

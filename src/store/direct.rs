@@ -23,7 +23,7 @@ use std::io::{self, Write};
 use super::sys;
 
 /// A file declared at least this large is written past the page cache (`O_DIRECT`).
-pub const DIRECT_FROM: u64 = 16 * 1024 * 1024;
+pub(crate) const DIRECT_FROM: u64 = 16 * 1024 * 1024;
 /// Alignment of direct writes: memory, file offset and length (the largest logical
 /// block size in common use).
 const DIRECT_BLOCK: usize = 4096;

@@ -6,7 +6,7 @@
 //!   component is a plain file name, and numbers the alternatives to a taken name.
 //! - this file: the [`Store`], a root directory; it creates the parent directories of a
 //!   file inside the root and says how much room is left.
-//! - `pending`: a [`Pending`] file, invisible until complete, then named atomically
+//! - `pending`: a `Pending` file, invisible until complete, then named atomically
 //!   without ever replacing an existing name (unless `--overwrite`).
 //! - `direct`: the write-behind engine that writes a large file past the page cache.
 //! - `sys`: every call into the operating system that the standard library does not
@@ -18,10 +18,10 @@
 //!   dropped, `/` and `\` both separate, control and bidirectional characters are
 //!   replaced ([`sanitize`]); a name with nothing left is refused.
 //! - A symlink planted inside the root pointing out of it, or a file where a directory
-//!   is expected: [`Store::begin`] walks the parents one component at a time, never
+//!   is expected: `Store::begin` walks the parents one component at a time, never
 //!   following a symlink and refusing anything that is not a directory.
 //! - A partial file mistaken for a complete one: it has no name (or a hidden temporary
-//!   one) until it is complete, verified and synced ([`Pending::commit`]).
+//!   one) until it is complete, verified and synced (`Pending::commit`).
 //! - An existing file overwritten, even by a racing writer: the final name is given by
 //!   a call that never replaces a name (`linkat`, or an exclusive rename); on
 //!   `AlreadyExists` the next name `name.1.ext` is tried. With `--overwrite` the
@@ -29,7 +29,7 @@
 //! - Debris after a crash: a nameless `O_TMPFILE` file leaves none; the portable named
 //!   temporary (`.NAME.qp2p-RANDOM.part`) is removed when a transfer fails, but a crash
 //!   leaves it.
-//! - The disk filling up: [`Store::free_space`] lets the listener refuse a message
+//! - The disk filling up: `Store::free_space` lets the listener refuse a message
 //!   whose declared length does not fit before a byte is written; one that fills the
 //!   disk anyway fails on `ENOSPC`, and its invisible file goes with it.
 //!
@@ -46,9 +46,9 @@ use std::io;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
-pub use direct::DIRECT_FROM;
+pub(crate) use direct::DIRECT_FROM;
 pub use names::{sanitize, MAX_COMPONENT, MAX_DEPTH};
-pub use pending::{Pending, WRITEBACK_EVERY};
+pub(crate) use pending::Pending;
 
 /// Whether `QP2P_PORTABLE_STORE=1` asks for the portable way on Linux too (read once).
 fn portable_from_env() -> bool {
@@ -95,14 +95,14 @@ impl Store {
 
     /// Bytes an unprivileged writer may still use on the root's filesystem (statvfs
     /// `f_bavail`; the part reserved for root is not counted).
-    pub fn free_space(&self) -> io::Result<u64> {
+    pub(crate) fn free_space(&self) -> io::Result<u64> {
         sys::free_space(&self.root)
     }
 
     /// Prepares to receive `rel` (a [`sanitize`]d path): parent directories made, an
     /// invisible file opened. A file `expected` to be at least [`DIRECT_FROM`] bytes is
     /// written past the page cache where the filesystem allows it.
-    pub fn begin(&self, rel: &Path, expected: Option<u64>) -> io::Result<Pending> {
+    pub(crate) fn begin(&self, rel: &Path, expected: Option<u64>) -> io::Result<Pending> {
         let file_name = rel
             .file_name()
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty name"))?

@@ -36,7 +36,7 @@ use super::names::numbered;
 use super::sys;
 
 /// A file being received starts writing back to disk after each this many bytes.
-pub const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+pub(crate) const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
 
 /// Opens the file to receive `name` into in `dir`: nameless where possible (and
 /// `portable` is off), else a hidden named temporary, whose path is returned with it.
@@ -95,7 +95,7 @@ fn rename_new(from: &Path, to: &Path) -> io::Result<()> {
 
 /// A file being received: invisible until [`Pending::commit`].
 #[derive(Debug)]
-pub struct Pending {
+pub(crate) struct Pending {
     pub(super) file: File,
     pub(super) dir: PathBuf,
     pub(super) file_name: OsString,

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::util::{free_udp_port, Listener, Proc, TestDir};
 
-/// The command that regenerates `completions/` and `man/` (as `qp2p::cli::generate::REGENERATE`).
+/// The command that regenerates `completions/` and `man/`.
 const REGENERATE: &str = "scripts/generate.sh";
 
 /// Each shell and the file its completions are committed as.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use futures_util::future::join_all;
 use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::net::transfer::{send_message, Mode, Source};
-use qp2p::net::{ConnectError, Endpoint, Identity, TransportOptions, TrustRules};
+use qp2p::{ConnectError, Endpoint, Identity, TransportOptions, TrustRules};
 
 use crate::util::{
     list_all, list_files, path_str, random_bytes, reset_code, sha256, sha256_file, Listener,

@@ -8,13 +8,11 @@ use std::path::Path;
 use std::sync::Arc;
 
 use qp2p::net::framing::{Header, Kind, MessageId};
-use qp2p::net::receiver::{NoProgress, Quota, Receiver, Target};
+use qp2p::net::receiver::{NoProgress, Quota, Receiver, Sink};
 use qp2p::net::server::{Handler, Router, Stream};
 use qp2p::net::transfer::{self, Limits, Mode, Source};
-use qp2p::net::{
-    Endpoint, Fingerprint, Identity, Server, ServerConfig, TransportOptions, TrustRules,
-};
 use qp2p::store::Store;
+use qp2p::{Endpoint, Fingerprint, Identity, Server, ServerConfig, TransportOptions, TrustRules};
 
 /// Stores every message in a directory through the library's receiver.
 struct IntoStore(Receiver);
@@ -42,7 +40,7 @@ fn start_server(dir: &Path) -> (SocketAddr, Fingerprint) {
     let fingerprint = endpoint.fingerprint();
     let server = Server::new(endpoint, ServerConfig::default());
     let store = Store::new(dir, false).unwrap();
-    let receiver = Receiver::new(Target::Dir(store), Limits::default(), Quota::default());
+    let receiver = Receiver::new(Sink::Dir(store), Limits::default(), Quota::default());
     tokio::spawn(async move {
         server
             .run(Router::new(IntoStore(receiver)), std::future::pending())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::net::probe::{self, Nonce, ProbeError, Request, Status};
-use qp2p::net::{Endpoint, Identity, Target, TransportOptions, TrustRules};
+use qp2p::{Endpoint, Identity, Target, TransportOptions, TrustRules};
 
 use crate::util::{reset_code, Listener, TestDir};
 

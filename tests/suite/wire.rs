@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LEN};
 use qp2p::net::transfer::{hex, send_message, Mode, SendError, Source};
-use qp2p::net::{Endpoint, Fingerprint, Identity, TransportOptions};
+use qp2p::{Endpoint, Fingerprint, Identity, TransportOptions};
 
 use crate::util::{list_all, random_bytes, reset_code, sha256, TestDir, EVENT_TIMEOUT};
 
 /// A client endpoint with a fresh identity, connected to the listener (pinned).
 async fn connect(ticket: &str) -> (Endpoint, quinn::Connection) {
-    let target: qp2p::net::Target = ticket.parse().unwrap();
+    let target: qp2p::Target = ticket.parse().unwrap();
     let addr = target.resolve().await.unwrap()[0];
     let id = Arc::new(Identity::ephemeral().unwrap());
     let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
-    let rules = qp2p::net::TrustRules::pinned_to(target.expect.unwrap());
+    let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
     let conn = endpoint.connect(addr, rules).await.unwrap();
     (endpoint, conn)
 }

@@ -4,7 +4,7 @@
 //! The rules (a message id seen recently is acknowledged again and not stored twice, a
 //! declared length that does not fit DIR's free space is refused before a byte is
 //! written, `--skip-same`, ack then stop) are the library's, in
-//! [`crate::net::receiver`]; this file applies them to the store or stdout, with a
+//! [`qp2p::net::receiver`]; this file applies them to the store or stdout, with a
 //! progress bar, and reports the outcome.
 
 use std::net::SocketAddr;
@@ -14,27 +14,30 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::State;
-use crate::net::framing::{AckStatus, Header};
-use crate::net::receiver::{Bar, Progress, Stored};
-use crate::net::transfer::hex;
-use crate::net::Fingerprint;
 use crate::output::{human_bytes, human_duration, human_rate, short_fingerprint, shown, Output};
+use qp2p::net::framing::{AckStatus, Header};
+use qp2p::net::receiver::{Bar, Progress, Stored};
+use qp2p::net::transfer::hex;
+use qp2p::Fingerprint;
 
 /// The CLI's progress bars for payloads (hidden without a terminal, or with `-q`).
 impl Progress for Output {
     fn start(&self, len: Option<u64>, name: &str) -> Box<dyn Bar> {
-        Box::new(self.progress(len, name))
+        Box::new(PayloadBar(self.progress(len, name)))
     }
 }
 
-impl Bar for indicatif::ProgressBar {
+/// One payload's bar.
+struct PayloadBar(indicatif::ProgressBar);
+
+impl Bar for PayloadBar {
     fn inc(&self, n: u64) {
-        indicatif::ProgressBar::inc(self, n)
+        self.0.inc(n)
     }
 
     /// Stored: the bar goes (one that broke off stays, showing where).
     fn finish(&self) {
-        self.finish_and_clear()
+        self.0.finish_and_clear()
     }
 }
 

@@ -56,7 +56,6 @@ pub const MAX_STREAMS: u32 = 128;
 
 /// Which congestion controller quinn runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Congestion {
     /// Model-based (BBR v1); holds its rate under random loss.
     #[default]

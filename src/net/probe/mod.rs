@@ -173,7 +173,7 @@ impl Request {
     }
 
     /// The whole stream: header of kind probe, then the body.
-    pub fn stream_bytes(&self) -> Vec<u8> {
+    pub(crate) fn stream_bytes(&self) -> Vec<u8> {
         let body = self.encode();
         let mut out = Header {
             kind: Kind::Probe,

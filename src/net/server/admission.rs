@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::net::Fingerprint;
+use crate::net::tls::Fingerprint;
 
 /// How long a connection must have had no stream open (since it was admitted, or
 /// since its last stream ended) before a newcomer may take its place when a limit is

@@ -33,7 +33,8 @@ use std::time::Duration;
 use tracing::debug;
 
 use super::endpoint::canonical;
-use super::{Endpoint, Fingerprint};
+use super::endpoint::Endpoint;
+use super::tls::Fingerprint;
 
 pub(crate) mod admission;
 mod route;

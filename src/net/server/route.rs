@@ -22,8 +22,8 @@ use super::{admission, throttled, HandshakeError, Incoming, Server, Throttle};
 use crate::net::bench;
 use crate::net::framing::{self, ErrorCode, Header, Kind, ReadError};
 use crate::net::probe::ProbeService;
+use crate::net::tls::Fingerprint;
 use crate::net::transfer;
-use crate::net::Fingerprint;
 
 /// What a server does with messages (and texts), and how its connections end.
 ///
@@ -63,6 +63,34 @@ pub trait Handler: Send + Sync + 'static {
     /// The connection [`owns`](Handler::owns) claimed has ended and so have its streams.
     fn finished(&self, conn: &quinn::Connection) {
         let _ = conn;
+    }
+}
+
+/// A shared handler: the server and its owner (to read its state afterwards) hold the
+/// same one.
+impl<H: Handler> Handler for std::sync::Arc<H> {
+    fn message(&self, stream: Stream) -> impl Future<Output = ()> + Send {
+        (**self).message(stream)
+    }
+
+    fn handshake_failed(&self, remote: SocketAddr, error: HandshakeError) {
+        (**self).handshake_failed(remote, error)
+    }
+
+    fn stopping(&self) -> impl Future<Output = ()> + Send {
+        (**self).stopping()
+    }
+
+    fn on_stop(&self, conn: &quinn::Connection) -> impl Future<Output = ()> + Send {
+        (**self).on_stop(conn)
+    }
+
+    fn owns(&self, conn: &quinn::Connection) -> bool {
+        (**self).owns(conn)
+    }
+
+    fn finished(&self, conn: &quinn::Connection) {
+        (**self).finished(conn)
     }
 }
 
@@ -115,7 +143,7 @@ impl<H: Handler> Router<H> {
     }
 
     /// Unidirectional streams carry no header: the raw benchmark baseline, counted
-    /// and thrown away ([`bench::raw_receive`]). Only for in-process benchmarks.
+    /// and thrown away (`bench::raw_receive`). Only for in-process benchmarks.
     pub fn raw_uni(mut self) -> Self {
         self.raw_uni = true;
         self

@@ -14,10 +14,10 @@ use rustls::sign::SingleCertAndKey;
 use super::{Identity, PeerVerifier, TlsError, TrustRules};
 
 /// The ALPN protocol id of this wire protocol version.
-pub const ALPN: &[u8] = b"qp2p/1";
+pub(crate) const ALPN: &[u8] = b"qp2p/1";
 
 /// The name a client puts in its SNI; peers are addressed by IP, so it is never checked.
-pub const SERVER_NAME: &str = "qp2p";
+pub(crate) const SERVER_NAME: &str = "qp2p";
 
 /// ring's provider with AES-128-GCM preferred: as strong as needed for a session key,
 /// and a quarter cheaper per byte than AES-256 (payload encryption is the largest cost
@@ -37,7 +37,7 @@ pub(super) fn provider() -> Arc<CryptoProvider> {
 
 /// The rustls server configuration: our identity, client certificates required and
 /// checked against `rules`, TLS 1.3 only, no session tickets.
-pub fn server_config(
+pub(crate) fn server_config(
     identity: &Identity,
     rules: TrustRules,
 ) -> Result<rustls::ServerConfig, TlsError> {
@@ -60,7 +60,7 @@ pub fn server_config(
 /// verifier remembers what this one peer showed) by setting that verifier in a copy of
 /// the identity's template, which holds the parts made once: the provider, the loaded
 /// key, the protocol settings.
-pub fn client_config(
+pub(crate) fn client_config(
     identity: &Identity,
     rules: TrustRules,
 ) -> (rustls::ClientConfig, Arc<PeerVerifier>) {

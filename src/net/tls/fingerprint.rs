@@ -18,7 +18,7 @@ pub struct Fingerprint(pub [u8; 32]);
 
 impl Fingerprint {
     /// The fingerprint of the public key in a DER certificate.
-    pub fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, rustls::Error> {
+    pub(crate) fn of_certificate(cert: &CertificateDer<'_>) -> Result<Self, rustls::Error> {
         let parsed = webpki::EndEntityCert::try_from(cert)
             .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
         let spki = parsed.subject_public_key_info();

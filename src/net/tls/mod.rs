@@ -4,7 +4,7 @@
 //! its public key, made by qp2p from the key (persistent or ephemeral) or issued by a CA
 //! (see [`IdentityKind`]). A peer is named by its [`Fingerprint`], the hash of its public
 //! key. Both sides always present a certificate (mutual TLS 1.3); which peers are
-//! accepted is decided by one [`PeerVerifier`] holding a set of [`TrustRules`] (pins and
+//! accepted is decided by one `PeerVerifier` holding a set of [`TrustRules`] (pins and
 //! allow-lists, [`CaTrust`]), each of which must hold; the first that fails is the
 //! [`Refusal`], told to the user and, as a TLS alert, to the peer.
 //!
@@ -19,7 +19,7 @@
 //! | `identity.rs` | [`Identity`]: persistent, ephemeral or CA-issued; the key store on disk (key file mode 0600, checked on load); the key type of new identities; signing requests |
 //! | `certinfo.rs` | [`CertInfo`]: what is read out of a certificate for reports and errors (names, validity, key type); [`format_date`] |
 //! | `ca.rs` | [`CaTrust`]: the `--ca` trust anchors and path building; [`CaRefusal`]: webpki's refusals mapped to reasons a user can act on |
-//! | `verifier.rs` | [`TrustRules`] and the one [`PeerVerifier`] enforcing them, as client and as server verifier; [`Refusal`] and the TLS alert it becomes |
+//! | `verifier.rs` | [`TrustRules`] and the one `PeerVerifier` enforcing them, as client and as server verifier; [`Refusal`] and the TLS alert it becomes |
 //! | `config.rs` | the rustls client and server configurations, made once, and the crypto provider they share |
 //! | `testing.rs` | (tests only) rule checks, a CA made in the test, handshakes in memory |
 //!
@@ -64,10 +64,11 @@ mod verifier;
 
 pub use ca::{CaRefusal, CaTrust};
 pub use certinfo::{format_date, CertInfo};
-pub use config::{client_config, server_config, ALPN, SERVER_NAME};
+pub(crate) use config::{client_config, server_config, SERVER_NAME};
 pub use fingerprint::Fingerprint;
 pub use identity::{Identity, IdentityKind};
-pub use verifier::{PeerVerifier, Refusal, Side, TrustRules};
+pub(crate) use verifier::PeerVerifier;
+pub use verifier::{Refusal, Side, TrustRules};
 
 /// Errors loading or creating an identity, or building a TLS configuration.
 #[derive(Debug, thiserror::Error)]

@@ -199,7 +199,7 @@ struct Seen {
 /// The verifier for both directions: applies [`TrustRules`] and always checks the
 /// handshake signature.
 #[derive(Debug)]
-pub struct PeerVerifier {
+pub(crate) struct PeerVerifier {
     rules: TrustRules,
     algorithms: WebPkiSupportedAlgorithms,
     /// The last certificate checked, for error messages (a client verifier checks one).
@@ -213,14 +213,6 @@ impl PeerVerifier {
             algorithms: provider.signature_verification_algorithms,
             seen: Mutex::default(),
         }
-    }
-
-    /// The fingerprint of the last certificate this verifier was shown.
-    pub fn seen(&self) -> Option<Fingerprint> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .fingerprint
     }
 
     /// Why the last certificate this verifier was shown was refused, if it was.

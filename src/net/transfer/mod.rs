@@ -1,5 +1,5 @@
 //! One message on one stream: the sender's half ([`send_message`], in `send.rs`) and
-//! the receiver's half ([`receive_payload`], in `receive.rs`).
+//! the receiver's half (`receive_payload`, in `receive.rs`).
 //!
 //! Both halves stream: the payload moves in chunks through a small bounded channel
 //! between the QUIC stream and a blocking thread that reads the file (sender) or writes
@@ -26,7 +26,8 @@ use super::retry::Retryable;
 mod receive;
 mod send;
 
-pub use receive::{receive_payload, refuse, send_ack, Limits, Received};
+pub(crate) use receive::{receive_payload, send_ack};
+pub use receive::{refuse, Limits, Received};
 pub use send::{send_message, Pipe, Sent, Source};
 
 /// Size of the chunks read from a source.
@@ -171,7 +172,7 @@ pub fn size(n: u64) -> String {
 /// The SHA-256 of a whole file, read through once (blocking: call it off the
 /// runtime's threads). `send --skip-same` hashes what it will send with it, and the
 /// receiver what it already holds.
-pub fn file_sha256(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
+pub(crate) fn file_sha256(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
     use sha2::Digest as _;
     let mut hasher = sha2::Sha256::new();
     std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
@@ -213,7 +214,7 @@ impl RecvError {
 }
 
 /// Whether a write failed because the disk (or the user's quota) is full.
-pub fn is_out_of_space(e: &std::io::Error) -> bool {
+pub(crate) fn is_out_of_space(e: &std::io::Error) -> bool {
     // ENOSPC and EDQUOT on unix, ERROR_DISK_FULL and ERROR_DISK_QUOTA_EXCEEDED on Windows.
     matches!(
         e.kind(),

@@ -29,7 +29,7 @@ pub struct Limits {
 
 impl Limits {
     /// Refuses a message whose declared length is over the limit, before any payload.
-    pub fn check_declared(&self, header: &Header) -> Result<(), RecvError> {
+    pub(crate) fn check_declared(&self, header: &Header) -> Result<(), RecvError> {
         match (header.length, self.max_size) {
             (Some(len), Some(max)) if len > max => Err(RecvError::Refuse(
                 ErrorCode::TooLarge,
@@ -53,7 +53,7 @@ pub struct Received<W> {
 
 /// Receives the payload of a message into `sink` (written on a blocking thread),
 /// enforcing the declared length and `limits`. The caller commits or drops the sink.
-pub async fn receive_payload<W: Write + Send + 'static>(
+pub(crate) async fn receive_payload<W: Write + Send + 'static>(
     recv: &mut RecvStream,
     header: &Header,
     first: Bytes,
@@ -251,7 +251,7 @@ fn write_all_vectored<W: Write>(sink: &mut W, chunks: &[Bytes]) -> std::io::Resu
 
 /// Answers a bidirectional stream with an ack (and the name the message is stored
 /// under, when there is one) and finishes it.
-pub async fn send_ack(
+pub(crate) async fn send_ack(
     send: &mut SendStream,
     ack: &Ack,
     stored_as: Option<&str>,
