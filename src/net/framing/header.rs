@@ -1,0 +1,348 @@
+//! The header that opens a stream: its bytes, and reading it from a stream without
+//! allocating more than [`MAX_HEADER_LEN`].
+
+use bytes::{Bytes, BytesMut};
+
+use super::*;
+
+/// The header that opens a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Header {
+    /// What the stream carries.
+    pub kind: Kind,
+    /// Identifies the message across retries.
+    pub id: MessageId,
+    /// The payload length, when the sender knows it (not for stdin).
+    pub length: Option<u64>,
+    /// The name the sender proposes; the receiver never uses it unchecked.
+    pub name: String,
+    /// `send --skip-same`: the SHA-256 of the whole payload, sent ahead so that a
+    /// receiver already holding that content under the name answers
+    /// [`AckStatus::Present`] instead of taking it again. An extension field after the
+    /// name, which version 1 receivers without it ignore.
+    pub skip_same: Option<[u8; 32]>,
+}
+
+/// Extension field types in the header body after the name (type u8, length u16,
+/// value); a receiver skips types it does not know.
+const EXT_SKIP_SAME: u8 = 1;
+
+impl Header {
+    /// The header bytes: prefix and body.
+    ///
+    /// Names longer than [`MAX_NAME_LEN`] are the caller's error: they are cut at a
+    /// character boundary so the header stays within bounds.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut ext = Vec::new();
+        if let Some(digest) = &self.skip_same {
+            ext.push(EXT_SKIP_SAME);
+            ext.extend_from_slice(&(digest.len() as u16).to_be_bytes());
+            ext.extend_from_slice(digest);
+        }
+        let max_name = MAX_NAME_LEN - ext.len();
+        let mut name = self.name.as_str();
+        while name.len() > max_name {
+            let mut cut = max_name;
+            while !name.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            name = &name[..cut];
+        }
+        let body_len = BODY_FIXED_LEN + name.len() + ext.len();
+        let mut out = Vec::with_capacity(PREFIX_LEN + body_len);
+        out.extend_from_slice(&MAGIC);
+        out.push(VERSION);
+        out.push(self.kind.to_byte());
+        out.extend_from_slice(&(body_len as u16).to_be_bytes());
+        out.extend_from_slice(&self.id.0);
+        out.push(if self.length.is_some() {
+            FLAG_LENGTH_KNOWN
+        } else {
+            0
+        });
+        out.extend_from_slice(&self.length.unwrap_or(0).to_be_bytes());
+        out.extend_from_slice(&(name.len() as u16).to_be_bytes());
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(&ext);
+        out
+    }
+
+    /// Checks the prefix and returns the kind and the body length to read next.
+    pub fn decode_prefix(prefix: &[u8; PREFIX_LEN]) -> Result<(Kind, usize), FrameError> {
+        if prefix[..4] != MAGIC {
+            return Err(FrameError::BadMagic);
+        }
+        if prefix[4] != VERSION {
+            return Err(FrameError::UnsupportedVersion(prefix[4]));
+        }
+        let kind = Kind::from_byte(prefix[5]).ok_or(FrameError::UnknownKind(prefix[5]))?;
+        let len = u16::from_be_bytes([prefix[6], prefix[7]]) as usize;
+        if len > MAX_HEADER_LEN {
+            return Err(FrameError::TooLarge(len));
+        }
+        if len < BODY_FIXED_LEN {
+            return Err(FrameError::Truncated);
+        }
+        Ok((kind, len))
+    }
+
+    /// Decodes a header body of the given kind.
+    pub fn decode_body(kind: Kind, body: &[u8]) -> Result<Self, FrameError> {
+        if body.len() > MAX_HEADER_LEN {
+            return Err(FrameError::TooLarge(body.len()));
+        }
+        if body.len() < BODY_FIXED_LEN {
+            return Err(FrameError::Truncated);
+        }
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&body[..16]);
+        let flags = body[16];
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&body[17..25]);
+        let name_len = u16::from_be_bytes([body[25], body[26]]) as usize;
+        let name = body
+            .get(BODY_FIXED_LEN..BODY_FIXED_LEN + name_len)
+            .ok_or(FrameError::Truncated)?;
+        let name = std::str::from_utf8(name).map_err(|_| FrameError::BadName)?;
+        let mut skip_same = None;
+        let mut ext = &body[BODY_FIXED_LEN + name_len..];
+        while !ext.is_empty() {
+            let [kind, a, b, rest @ ..] = ext else {
+                return Err(FrameError::Truncated);
+            };
+            let len = u16::from_be_bytes([*a, *b]) as usize;
+            let value = rest.get(..len).ok_or(FrameError::Truncated)?;
+            if *kind == EXT_SKIP_SAME {
+                skip_same = Some(value.try_into().map_err(|_| FrameError::Truncated)?);
+            }
+            ext = &rest[len..];
+        }
+        Ok(Self {
+            kind,
+            id: MessageId(id),
+            length: (flags & FLAG_LENGTH_KNOWN != 0).then(|| u64::from_be_bytes(len)),
+            name: name.to_string(),
+            skip_same,
+        })
+    }
+
+    /// Decodes a whole header (prefix and body) from a buffer; trailing bytes after the
+    /// declared body are not looked at. Used by tests and the fuzzer; streams use
+    /// [`read_header`].
+    pub fn decode(buf: &[u8]) -> Result<Self, FrameError> {
+        let prefix: &[u8; PREFIX_LEN] = buf
+            .get(..PREFIX_LEN)
+            .and_then(|p| p.try_into().ok())
+            .ok_or(FrameError::UnexpectedEnd)?;
+        let (kind, len) = Self::decode_prefix(prefix)?;
+        let body = buf
+            .get(PREFIX_LEN..PREFIX_LEN + len)
+            .ok_or(FrameError::UnexpectedEnd)?;
+        Self::decode_body(kind, body)
+    }
+}
+
+/// Reads and decodes the header at the start of a stream; returns it with the payload
+/// bytes that arrived in the same chunk (for a small message usually the whole
+/// payload), so that they need no further read and no copy.
+///
+/// Holds at most [`MAX_HEADER_LEN`] bytes of header in its own buffer, and only after
+/// the prefix has been checked; the first chunk is quinn's buffer, bounded by what the
+/// flow-control window let in. Not cancel-safe: bytes read before cancellation are
+/// lost, so a caller that times it out must reset the stream.
+pub async fn read_header(recv: &mut quinn::RecvStream) -> Result<(Header, Bytes), ReadError> {
+    let data = gather(recv, Bytes::new(), PREFIX_LEN).await?;
+    let prefix: &[u8; PREFIX_LEN] = data[..PREFIX_LEN].try_into().expect("PREFIX_LEN bytes");
+    let (kind, len) = Header::decode_prefix(prefix)?;
+    let end = PREFIX_LEN + len;
+    let data = gather(recv, data, end).await?;
+    let header = Header::decode_body(kind, &data[PREFIX_LEN..end])?;
+    Ok((header, data.slice(end..)))
+}
+
+/// `data` extended to at least `n` bytes. The first read takes a whole chunk (the
+/// common case: it holds the header and more); a header split across chunks is
+/// gathered into a buffer of exactly `n` bytes.
+async fn gather(recv: &mut quinn::RecvStream, data: Bytes, n: usize) -> Result<Bytes, ReadError> {
+    if data.len() >= n {
+        return Ok(data);
+    }
+    let data = if data.is_empty() {
+        let chunk = next_chunk(recv, usize::MAX).await?;
+        if chunk.len() >= n {
+            return Ok(chunk);
+        }
+        chunk
+    } else {
+        data
+    };
+    let mut buf = BytesMut::with_capacity(n);
+    buf.extend_from_slice(&data);
+    while buf.len() < n {
+        buf.extend_from_slice(&next_chunk(recv, n - buf.len()).await?);
+    }
+    Ok(buf.freeze())
+}
+
+async fn next_chunk(recv: &mut quinn::RecvStream, max: usize) -> Result<Bytes, ReadError> {
+    match recv.read_chunk(max, true).await? {
+        Some(chunk) => Ok(chunk.bytes),
+        None => Err(ReadError::Frame(FrameError::UnexpectedEnd)),
+    }
+}
+
+/// Reads a stream to its end after `first` (the bytes that came with its header), when
+/// it should hold at most `limit` bytes in all: the parts, quinn's own buffers.
+pub(crate) async fn read_rest(
+    recv: &mut quinn::RecvStream,
+    first: Bytes,
+    limit: usize,
+) -> Result<Vec<Bytes>, quinn::ReadToEndError> {
+    let mut total = first.len();
+    if total > limit {
+        return Err(quinn::ReadToEndError::TooLong);
+    }
+    let mut parts = Vec::with_capacity(2);
+    if !first.is_empty() {
+        parts.push(first);
+    }
+    while let Some(chunk) = recv.read_chunk(usize::MAX, true).await? {
+        total += chunk.bytes.len();
+        if total > limit {
+            return Err(quinn::ReadToEndError::TooLong);
+        }
+        parts.push(chunk.bytes);
+    }
+    Ok(parts)
+}
+
+pub(super) async fn read_exact(
+    recv: &mut quinn::RecvStream,
+    buf: &mut [u8],
+) -> Result<(), ReadError> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => ReadError::Frame(FrameError::UnexpectedEnd),
+        quinn::ReadExactError::ReadError(e) => ReadError::Stream(e),
+    })
+}
+
+/// Failure to read a header or ack from a stream.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The bytes were wrong.
+    #[error(transparent)]
+    Frame(#[from] FrameError),
+    /// The stream or connection failed.
+    #[error(transparent)]
+    Stream(#[from] quinn::ReadError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(name: &str, length: Option<u64>) -> Header {
+        Header {
+            kind: Kind::Message,
+            id: MessageId([7; 16]),
+            length,
+            name: name.to_string(),
+            skip_same: None,
+        }
+    }
+
+    #[test]
+    fn header_round_trips() {
+        for h in [
+            header("a.txt", Some(0)),
+            header("", None),
+            header("dir/ü/ß.bin", Some(u64::MAX)),
+        ] {
+            assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+        }
+    }
+
+    #[test]
+    fn header_layout_is_as_documented() {
+        let bytes = header("ab", Some(258)).encode();
+        assert_eq!(&bytes[..4], b"QP2P");
+        assert_eq!(bytes[4], 1, "version");
+        assert_eq!(bytes[5], 1, "kind");
+        assert_eq!(u16::from_be_bytes([bytes[6], bytes[7]]), 29, "body length");
+        assert_eq!(&bytes[8..24], &[7; 16], "message id");
+        assert_eq!(bytes[24], 1, "flags");
+        assert_eq!(&bytes[25..33], &258u64.to_be_bytes());
+        assert_eq!(&bytes[33..35], &[0, 2], "name length");
+        assert_eq!(&bytes[35..], b"ab");
+    }
+
+    #[test]
+    fn oversized_header_is_refused_before_allocation() {
+        let mut bytes = header("x", None).encode();
+        bytes[6..8].copy_from_slice(&((MAX_HEADER_LEN + 1) as u16).to_be_bytes());
+        assert_eq!(
+            Header::decode(&bytes),
+            Err(FrameError::TooLarge(MAX_HEADER_LEN + 1))
+        );
+        assert_eq!(
+            FrameError::TooLarge(0).code(),
+            ErrorCode::HeaderTooLarge,
+            "documented reset code"
+        );
+    }
+
+    #[test]
+    fn long_names_are_cut_to_fit() {
+        let h = header(&"é".repeat(MAX_NAME_LEN), Some(1));
+        let decoded = Header::decode(&h.encode()).unwrap();
+        assert!(decoded.name.len() <= MAX_NAME_LEN);
+        assert!(decoded.name.chars().all(|c| c == 'é'));
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert_eq!(Header::decode(b"GET / HTTP/1.1"), Err(FrameError::BadMagic));
+        assert_eq!(Header::decode(b"QP2"), Err(FrameError::UnexpectedEnd));
+        let mut bad_name_len = header("ab", None).encode();
+        bad_name_len[33..35].copy_from_slice(&[0xff, 0xff]);
+        assert_eq!(Header::decode(&bad_name_len), Err(FrameError::Truncated));
+        let mut v2 = header("a", None).encode();
+        v2[4] = 2;
+        assert_eq!(Header::decode(&v2), Err(FrameError::UnsupportedVersion(2)));
+        let mut probe = header("", Some(1));
+        probe.kind = Kind::Probe;
+        assert_eq!(probe.encode()[5], 2, "probe kind byte");
+        assert_eq!(Header::decode(&probe.encode()).unwrap(), probe);
+        let mut kind = header("a", None).encode();
+        kind[5] = 99;
+        assert_eq!(Header::decode(&kind), Err(FrameError::UnknownKind(99)));
+    }
+
+    #[test]
+    fn the_skip_same_extension_round_trips_and_old_receivers_skip_it() {
+        let mut h = header("a/b.txt", Some(3));
+        h.skip_same = Some([5; 32]);
+        let bytes = h.encode();
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+        // What a version 1 receiver without the extension reads: the name, then
+        // bytes it ignores.
+        assert_eq!(&bytes[35..42], b"a/b.txt");
+        assert_eq!(&bytes[42..45], &[1, 0, 32]);
+        // An unknown extension is skipped; a truncated one is an error.
+        let mut unknown = header("n", None).encode();
+        unknown.extend_from_slice(&[9, 0, 2, 7, 7]);
+        let body = (unknown.len() - PREFIX_LEN) as u16;
+        unknown[6..8].copy_from_slice(&body.to_be_bytes());
+        assert_eq!(Header::decode(&unknown).unwrap(), header("n", None));
+        let mut cut = bytes.clone();
+        cut.truncate(bytes.len() - 1);
+        let body = (cut.len() - PREFIX_LEN) as u16;
+        cut[6..8].copy_from_slice(&body.to_be_bytes());
+        assert_eq!(Header::decode(&cut), Err(FrameError::Truncated));
+        // A long name leaves room for the extension.
+        let mut long = header(&"x".repeat(MAX_NAME_LEN), None);
+        long.skip_same = Some([1; 32]);
+        let decoded = Header::decode(&long.encode()).unwrap();
+        assert_eq!(decoded.skip_same, Some([1; 32]));
+    }
+}
