@@ -9,8 +9,8 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::endpoint::{Endpoint, TransportOptions};
-use super::framing::{self, Ack, AckStatus, Header};
-use super::server::{Server, ServerConfig};
+use super::framing::{Ack, AckStatus, Header};
+use super::server::{Handler, Router, Server, ServerConfig, Stream};
 use super::tls::{Identity, TrustRules};
 use super::transfer::{receive_payload, send_ack, Limits};
 
@@ -57,41 +57,46 @@ pub(crate) fn receiving_listener() -> (
 ) {
     let (ep, addr) = bound_listener();
     let (tx, rx) = mpsc::unbounded_channel();
-    let accept = ep.clone();
-    tokio::spawn(async move {
-        while let Some(incoming) = accept.quinn().accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(conn) = incoming.await else { return };
-                while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-                    let Ok((header, first)) = framing::read_header(&mut recv).await else {
-                        continue;
-                    };
-                    let Ok(got) = receive_payload(
-                        &mut recv,
-                        &header,
-                        first,
-                        Vec::new(),
-                        Limits::default(),
-                        &|_| {},
-                    )
-                    .await
-                    else {
-                        continue;
-                    };
-                    let ack = Ack {
-                        status: AckStatus::Stored,
-                        bytes: got.bytes,
-                        sha256: got.sha256,
-                    };
-                    let name = header.name.clone();
-                    let _ = send_ack(&mut send, &ack, Some(&name)).await;
-                    let _ = tx.send((header, got.sink));
-                }
-            });
-        }
-    });
+    let server = Server::new(ep.clone(), ServerConfig::unlimited());
+    let router = Router::new(IntoMemory(tx));
+    tokio::spawn(async move { server.run(router, std::future::pending()).await });
     (ep, addr, rx)
+}
+
+/// Receives each message into memory and acks it (see [`receiving_listener`]).
+struct IntoMemory(mpsc::UnboundedSender<(Header, Vec<u8>)>);
+
+impl Handler for IntoMemory {
+    async fn message(&self, s: Stream) {
+        let Stream {
+            header,
+            first,
+            send,
+            mut recv,
+            ..
+        } = s;
+        let Some(mut send) = send else { return };
+        let Ok(got) = receive_payload(
+            &mut recv,
+            &header,
+            first,
+            Vec::new(),
+            Limits::default(),
+            &|_| {},
+        )
+        .await
+        else {
+            return;
+        };
+        let ack = Ack {
+            status: AckStatus::Stored,
+            bytes: got.bytes,
+            sha256: got.sha256,
+        };
+        let name = header.name.clone();
+        let _ = send_ack(&mut send, &ack, Some(&name)).await;
+        let _ = self.0.send((header, got.sink));
+    }
 }
 
 /// A client endpoint with a fresh identity and the given connect timeout.

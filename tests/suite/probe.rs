@@ -1,6 +1,6 @@
-//! The probe service of `qp2p listen` on loopback, from a small requester built on the
-//! net module (no root needed): observed address, connect-back from a fresh socket
-//! with the nonce, refusals, `--no-probe`, and malformed probe streams.
+//! The probe service (`listen`'s, served in-process by the library's server) on
+//! loopback, from a small requester built on the net module (no root needed): observed
+//! address, connect-back from a fresh socket with the nonce, refusals, `listen --no-probe`, and malformed probe streams.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::net::probe::{self, Nonce, ProbeError, Request, Status};
-use qp2p::{Endpoint, Identity, Target, TransportOptions, TrustRules};
+use qp2p::{Endpoint, Identity, Server, ServerConfig, Target, TransportOptions, TrustRules};
 
-use crate::util::{reset_code, Listener, TestDir};
+use crate::util::server::InProcess;
+use crate::util::{reset_code, TestDir};
 
 const LIMIT: Duration = Duration::from_secs(10);
 
 /// A requester: one endpoint on 127.0.0.1 that dials and accepts (like upnp-check),
 /// connected to the listener (pinned).
-async fn requester(listener: &Listener) -> (Endpoint, quinn::Connection) {
-    let target: Target = listener.ticket.parse().unwrap();
+async fn requester(ticket: &str) -> (Endpoint, quinn::Connection) {
+    let target: Target = ticket.parse().unwrap();
     let addr = target.resolve().await.unwrap()[0];
     let id = Arc::new(Identity::ephemeral().unwrap());
     let endpoint = Endpoint::bind(
@@ -34,9 +35,12 @@ async fn requester(listener: &Listener) -> (Endpoint, quinn::Connection) {
 
 /// Waits for one incoming connection on `endpoint` and reads the nonce it delivers.
 async fn next_nonce(endpoint: &Endpoint) -> (Nonce, SocketAddr) {
-    let incoming = endpoint.quinn().accept().await.expect("incoming");
-    let conn = incoming.await.expect("handshake");
-    probe::receive_nonce(&conn, LIMIT).await.expect("nonce")
+    let server = Server::new(endpoint.clone(), ServerConfig::unlimited());
+    let incoming = server.accept().await.expect("incoming");
+    let connected = incoming.accept().await.expect("handshake");
+    probe::receive_nonce(&connected.conn, LIMIT)
+        .await
+        .expect("nonce")
 }
 
 fn probe_stream(length: Option<u64>, body: &[u8]) -> Vec<u8> {
@@ -58,10 +62,10 @@ fn probe_stream(length: Option<u64>, body: &[u8]) -> Vec<u8> {
 fn probe_observes_and_connects_back_from_a_fresh_socket() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let listener = dir.listen(&out, &[]);
+    let listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (endpoint, conn) = requester(&listener).await;
+        let (endpoint, conn) = requester(&listener.ticket).await;
         let local = endpoint.local_addr().unwrap();
         let observed = probe::observe(&conn, LIMIT).await.unwrap();
         assert_eq!(observed, local, "observed address");
@@ -88,10 +92,10 @@ fn probe_observes_and_connects_back_from_a_fresh_socket() {
 fn probe_refuses_to_connect_back_to_another_address() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let listener = dir.listen(&out, &[]);
+    let listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (endpoint, conn) = requester(&listener).await;
+        let (endpoint, conn) = requester(&listener.ticket).await;
         let port = endpoint.local_addr().unwrap().port();
         let elsewhere: SocketAddr = format!("127.0.0.2:{port}").parse().unwrap();
         let answer = probe::connect_back(&conn, elsewhere, Nonce::random(), LIMIT)
@@ -107,10 +111,10 @@ fn probe_refuses_to_connect_back_to_another_address() {
 fn probe_connect_back_to_a_silent_port_fails() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let listener = dir.listen(&out, &[]);
+    let listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = requester(&listener).await;
+        let (_endpoint, conn) = requester(&listener.ticket).await;
         let silent: SocketAddr = format!("127.0.0.1:{}", crate::util::free_udp_port())
             .parse()
             .unwrap();
@@ -121,7 +125,8 @@ fn probe_connect_back_to_a_silent_port_fails() {
     });
 }
 
-/// `--no-probe`: probe streams are reset with UNSUPPORTED; the requester says so.
+/// `listen --no-probe` (the binary): probe streams are reset with UNSUPPORTED; the
+/// requester says so.
 #[test]
 fn listen_no_probe_refuses_probes() {
     let dir = TestDir::new();
@@ -129,7 +134,7 @@ fn listen_no_probe_refuses_probes() {
     let listener = dir.listen(&out, &["--no-probe"]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = requester(&listener).await;
+        let (_endpoint, conn) = requester(&listener.ticket).await;
         match probe::observe(&conn, LIMIT).await {
             Err(ProbeError::Unsupported) => {}
             other => panic!("expected Unsupported, got {other:?}"),
@@ -143,10 +148,10 @@ fn listen_no_probe_refuses_probes() {
 fn malformed_probes_reset_only_their_stream() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let listener = dir.listen(&out, &[]);
+    let listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (endpoint, conn) = requester(&listener).await;
+        let (endpoint, conn) = requester(&listener.ticket).await;
         let observe = Request::Observe.encode();
         let cases: [(&str, Vec<u8>, ErrorCode); 5] = [
             (
@@ -195,10 +200,10 @@ fn probe_client_gives_typed_verdicts() {
 
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let listener = dir.listen(&out, &[]);
+    let listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (endpoint, conn) = requester(&listener).await;
+        let (endpoint, conn) = requester(&listener.ticket).await;
         conn.close(0u32.into(), b"");
         let local = endpoint.local_addr().unwrap();
         let target: Target = listener.ticket.parse().unwrap();

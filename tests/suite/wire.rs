@@ -1,5 +1,7 @@
-//! The wire protocol against the real listener, from a small client built on the net
-//! module: what a hostile or unusual peer can do that `qp2p send` never would.
+//! The wire protocol against the library's server (in-process, the receive rules `qp2p
+//! listen` applies) and, for what it prints, the real listener, from a small client
+//! built on the net module: what a hostile or unusual peer can do that `qp2p send`
+//! never would.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -8,6 +10,7 @@ use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LE
 use qp2p::net::transfer::{hex, send_message, Mode, SendError, Source};
 use qp2p::{Endpoint, Fingerprint, Identity, TransportOptions};
 
+use crate::util::server::InProcess;
 use crate::util::{list_all, random_bytes, reset_code, sha256, TestDir, EVENT_TIMEOUT};
 
 /// A client endpoint with a fresh identity, connected to the listener (pinned).
@@ -38,7 +41,7 @@ fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
 fn bad_headers_reset_only_their_stream() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let mut listener = dir.listen(&out, &[]);
+    let mut listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (_endpoint, conn) = connect(&listener.ticket).await;
@@ -84,7 +87,7 @@ fn bad_headers_reset_only_their_stream() {
 fn a_message_in_pieces_lands_whole() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let mut listener = dir.listen(&out, &[]);
+    let mut listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sizes = [1000usize, 300_000];
     rt.block_on(async {
@@ -122,7 +125,7 @@ fn a_message_in_pieces_lands_whole() {
 fn the_same_message_id_is_stored_once() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let mut listener = dir.listen(&out, &[]);
+    let mut listener = InProcess::start(&out);
     let data = random_bytes(200_000);
     let id = MessageId::random();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -170,7 +173,7 @@ fn the_same_message_id_is_stored_once() {
 fn a_lying_length_fails_the_message_only() {
     let dir = TestDir::new();
     let out = dir.mkdir("out");
-    let mut listener = dir.listen(&out, &[]);
+    let mut listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (_endpoint, conn) = connect(&listener.ticket).await;

@@ -1,5 +1,5 @@
-//! Helpers for the integration tests: they run the real `qp2p` binary as separate
-//! processes and never import the crate itself.
+//! Helpers for the integration tests: most run the real `qp2p` binary as separate
+//! processes; [`server`] starts the library's server in-process.
 //!
 //! - [`TestDir`] is a scratch directory per test, with a `HOME` of its own, and
 //!   builds every `qp2p` command with `RUST_LOG` and every `QP2P_*` variable removed
@@ -13,12 +13,15 @@
 //! - File helpers: random files, SHA-256, recursive listings (hidden files included).
 //! - [`relay`]: a UDP relay on loopback that drops, delays, duplicates, reorders or
 //!   black-holes datagrams on command, for the fault tests.
+//! - [`server`]: a listener in-process through the library's API, for the suites that
+//!   test the protocol and need no binary.
 //! - [`netns`]: a router with NAT and miniupnpd between a `wan` and a `lan` network
 //!   namespace, for the UPnP tests (root only).
 
 #[cfg(unix)]
 pub mod netns;
 pub mod relay;
+pub mod server;
 
 use std::collections::VecDeque;
 use std::ffi::OsStr;
