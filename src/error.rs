@@ -7,7 +7,7 @@
 
 use qp2p::net::transfer::SendError;
 use qp2p::net::upnp::UpnpError;
-use qp2p::ConnectError;
+use qp2p::{ConnectError, Rejection};
 
 /// The documented exit codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +110,26 @@ fn of_connect(e: &ConnectError) -> Exit {
     }
 }
 
+/// What to do about an error, in the command line's words, where there is advice to
+/// give: a peer that refused our identity (the library says who refused and why).
+pub fn advice(err: &anyhow::Error) -> Option<&'static str> {
+    for cause in err.chain() {
+        let connect = match cause.downcast_ref::<SendError>() {
+            Some(SendError::Connection(c)) => Some(c),
+            _ => cause.downcast_ref::<ConnectError>(),
+        };
+        if let Some(ConnectError::IdentityRejected(Rejection::ByPeer { alert })) = connect {
+            return match alert {
+                43 => None,
+                45 => Some("qp2p id shows its validity; check both clocks"),
+                48 => Some("it trusts only --ca issuers: ours is a self-signed identity, or one from another CA"),
+                _ => Some("ask its owner to allow our fingerprint (qp2p id prints it)"),
+            };
+        }
+    }
+    None
+}
+
 /// The exit code for an error: the first typed error found in its chain decides.
 pub fn exit_code(err: &anyhow::Error) -> Exit {
     for cause in err.chain() {
@@ -149,6 +169,24 @@ mod tests {
     use std::time::Duration;
 
     #[test]
+    fn a_refusal_of_our_identity_comes_with_what_to_do() {
+        let by_peer = |alert| -> anyhow::Error {
+            SendError::Connection(ConnectError::IdentityRejected(Rejection::ByPeer { alert }))
+                .into()
+        };
+        assert!(advice(&by_peer(45)).unwrap().contains("check both clocks"));
+        assert!(advice(&by_peer(48))
+            .unwrap()
+            .contains("a self-signed identity"));
+        assert!(advice(&by_peer(46))
+            .unwrap()
+            .contains("allow our fingerprint"));
+        assert_eq!(advice(&by_peer(43)), None);
+        let by_us = ConnectError::IdentityRejected(Rejection::Tls("x".into()));
+        assert_eq!(advice(&by_us.into()), None);
+    }
+
+    #[test]
     fn each_error_maps_to_its_documented_code() {
         let timeout = ConnectError::Timeout {
             addr: "127.0.0.1:1".parse().unwrap(),
@@ -159,9 +197,13 @@ mod tests {
             (coded(Exit::Usage, "bad flag"), 2),
             (anyhow::Error::new(timeout.clone()).context("sending x"), 3),
             (SendError::Connection(timeout).into(), 3),
-            (ConnectError::IdentityRejected("x".into()).into(), 4),
             (
-                SendError::Connection(ConnectError::IdentityRejected("x".into())).into(),
+                ConnectError::IdentityRejected(Rejection::ByPeer { alert: 42 }).into(),
+                4,
+            ),
+            (
+                SendError::Connection(ConnectError::IdentityRejected(Rejection::Tls("x".into())))
+                    .into(),
                 4,
             ),
             (SendError::Refused(quinn::VarInt::from_u32(5)).into(), 5),

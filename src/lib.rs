@@ -77,7 +77,9 @@ pub mod store;
 pub mod fuzzing;
 
 // Endpoint, identity and trust.
-pub use net::endpoint::{Congestion, ConnectError, Endpoint, EndpointError, TransportOptions};
+pub use net::endpoint::{
+    Congestion, ConnectError, Endpoint, EndpointError, Rejection, TransportOptions,
+};
 pub use net::tls::{CaTrust, Fingerprint, Identity, Refusal, TrustRules};
 // Dialing: addresses and tickets, racing, the pool, retries.
 pub use net::addr::Target;

@@ -342,6 +342,9 @@ pub fn error_text(e: &anyhow::Error) -> String {
         }
         text.push_str(&part);
     }
+    if let Some(advice) = crate::error::advice(e) {
+        text.push_str(&format!(" ({advice})"));
+    }
     text
 }
 

@@ -4,17 +4,18 @@
 //! What could go wrong, and how it is prevented:
 //! - *Identity rejections mistaken for network trouble*: a TLS alert about certificates,
 //!   sent or received, becomes [`ConnectError::IdentityRejected`], which is never retried.
-//! - *A bare handshake error instead of a reason*: when we refused the peer, the
-//!   verifier's [`tls::Refusal`](super::super::tls::Refusal) is the message ("peer
-//!   certificate rejected: expired (not after …)"); when the peer refused us, its alert
-//!   is named and explained.
+//! - *A bare handshake error instead of a reason*: a [`Rejection`] says which side said
+//!   no and why: when we refused the peer, the verifier's
+//!   [`tls::Refusal`](super::super::tls::Refusal) ("peer certificate rejected: expired
+//!   (not after …)"); when the peer refused us, its alert, named and explained. What to
+//!   do about it is the caller's to say (the command line names its own flags).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use quinn::ConnectionError;
 
-use super::super::tls::TlsError;
+use super::super::tls::{Fingerprint, Refusal, TlsError};
 
 /// Failure to set up the endpoint.
 #[derive(Debug, thiserror::Error)]
@@ -47,9 +48,9 @@ pub enum ConnectError {
         /// The timeout that ran out.
         timeout: Duration,
     },
-    /// One side rejected the other's certificate.
+    /// One side rejected the other's certificate: which, and why.
     #[error("peer identity rejected: {0}")]
-    IdentityRejected(String),
+    IdentityRejected(Rejection),
     /// The peer refused the connection (closed it with an application code, or spoke
     /// another protocol).
     #[error("refused by peer: {0}")]
@@ -90,54 +91,102 @@ impl super::super::retry::Retryable for ConnectError {
     }
 }
 
+/// Why a handshake failed over identity, and which side said no.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// We refused the certificate the peer at `addr` showed.
+    ByUs {
+        /// The peer.
+        addr: SocketAddr,
+        /// The first of our rules it failed.
+        refusal: Refusal,
+        /// The fingerprints the rules pinned (for [`Refusal::NotPinned`]).
+        expected: Vec<Fingerprint>,
+    },
+    /// The peer refused our certificate with this TLS alert (42 bad_certificate,
+    /// 43 unsupported_certificate, 45 certificate_expired, 46 certificate_unknown,
+    /// 48 unknown_ca, 49 access_denied, 116 certificate_required).
+    ByPeer {
+        /// The alert's number.
+        alert: u8,
+    },
+    /// Our TLS stack ended the handshake over the certificate for a reason our verifier
+    /// did not record; its own words.
+    Tls(String),
+}
+
+impl Rejection {
+    /// The name of a certificate alert.
+    pub fn alert_name(alert: u8) -> &'static str {
+        match alert {
+            42 => "bad_certificate",
+            43 => "unsupported_certificate",
+            44 => "certificate_revoked",
+            45 => "certificate_expired",
+            46 => "certificate_unknown",
+            47 => "illegal_parameter",
+            48 => "unknown_ca",
+            49 => "access_denied",
+            116 => "certificate_required",
+            _ => "certificate",
+        }
+    }
+}
+
+impl std::fmt::Display for Rejection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Rejection::ByUs {
+                addr,
+                refusal: Refusal::NotPinned(seen),
+                expected,
+            } => {
+                let expected: Vec<String> = expected.iter().map(|f| f.to_string()).collect();
+                write!(
+                    f,
+                    "{addr} showed fingerprint {seen}, expected {}; nothing was sent",
+                    expected.join(" or ")
+                )
+            }
+            Rejection::ByUs { addr, refusal, .. } => {
+                write!(f, "{addr}: {refusal}; nothing was sent")
+            }
+            Rejection::ByPeer { alert } => {
+                let why = match alert {
+                    43 => {
+                        "our certificate's key usage or extended key usage does not allow this use"
+                    }
+                    45 => "it finds our certificate expired or not yet valid",
+                    48 => "our certificate is not issued by a CA it trusts",
+                    _ => "it does not accept our certificate",
+                };
+                write!(
+                    f,
+                    "the peer refused our identity (TLS alert {alert} {}): {why}",
+                    Rejection::alert_name(*alert)
+                )
+            }
+            Rejection::Tls(detail) => f.write_str(detail),
+        }
+    }
+}
+
 /// TLS alerts that mean "I do not accept your certificate".
 fn is_certificate_alert(code: u64) -> bool {
     // bad_certificate(42) .. unknown_ca(48), access_denied(49), certificate_required(116)
     code & !0xff == 0x100 && matches!(code & 0xff, 42..=49 | 116)
 }
 
-/// What the peer's certificate alert says about our identity, and what to do. The alert
-/// is all the peer tells (`tls::Refusal::to_rustls` picks it); `qp2p id` shows our side.
-fn refused_us(alert: u64) -> String {
-    let (name, why) = match alert {
-        43 => (
-            "unsupported_certificate",
-            "our certificate's key usage or extended key usage does not allow this use",
-        ),
-        45 => (
-            "certificate_expired",
-            "it finds our certificate expired or not yet valid (qp2p id shows its validity; \
-             check both clocks)",
-        ),
-        48 => (
-            "unknown_ca",
-            "our certificate is not issued by a CA it trusts (--ca): a self-signed identity, \
-             or one from another CA",
-        ),
-        42 => (
-            "bad_certificate",
-            "ask its owner to allow our fingerprint (qp2p id prints it)",
-        ),
-        46 => (
-            "certificate_unknown",
-            "ask its owner to allow our fingerprint (qp2p id prints it)",
-        ),
-        _ => (
-            "certificate",
-            "ask its owner to allow our fingerprint (qp2p id prints it)",
-        ),
-    };
-    format!("the peer refused our identity (TLS alert {alert} {name}): {why}")
-}
-
 /// Classifies a connection error: identity rejections, refusals, or transient trouble.
 pub fn classify(e: ConnectionError) -> ConnectError {
     match &e {
         ConnectionError::TransportError(t) if is_certificate_alert(t.code.into()) => {
-            ConnectError::IdentityRejected(t.reason.clone())
+            ConnectError::IdentityRejected(Rejection::Tls(t.reason.clone()))
         }
         ConnectionError::ConnectionClosed(c) if is_certificate_alert(c.error_code.into()) => {
-            ConnectError::IdentityRejected(refused_us(u64::from(c.error_code) & 0xff))
+            ConnectError::IdentityRejected(Rejection::ByPeer {
+                alert: (u64::from(c.error_code) & 0xff) as u8,
+            })
         }
         // A listener at its connection limit refuses before the handshake: busy now,
         // maybe not in a moment, so worth another attempt.
@@ -218,16 +267,15 @@ mod tests {
 
     #[test]
     fn a_refusal_by_the_peer_names_its_alert() {
-        let expired = refused_us(45);
+        let said = |alert| Rejection::ByPeer { alert }.to_string();
+        let expired = said(45);
         assert!(
             expired.contains("TLS alert 45 certificate_expired"),
             "{expired}"
         );
         assert!(expired.contains("expired or not yet valid"), "{expired}");
-        let unknown = refused_us(48);
-        assert!(unknown.contains("unknown_ca"), "{unknown}");
-        assert!(unknown.contains("self-signed"), "{unknown}");
-        assert!(refused_us(46).contains("allow our fingerprint"));
-        assert!(refused_us(43).contains("key usage"));
+        assert!(said(48).contains("unknown_ca"));
+        assert!(said(46).contains("certificate_unknown"));
+        assert!(said(43).contains("key usage"));
     }
 }

@@ -265,7 +265,7 @@ fn route_mtu(socket: &UdpSocket, v4: bool) -> Option<i32> {
 
 mod error;
 
-pub use error::{classify, ConnectError, EndpointError};
+pub use error::{classify, ConnectError, EndpointError, Rejection};
 
 /// A QUIC endpoint with our identity.
 #[derive(Debug, Clone)]
@@ -390,8 +390,8 @@ impl Endpoint {
         match tokio::time::timeout(timeout, connecting).await {
             Ok(Ok(conn)) => Ok(conn),
             Ok(Err(e)) => Err(match classify(e) {
-                ConnectError::IdentityRejected(reason) => {
-                    ConnectError::IdentityRejected(rejection(shown, &verifier, reason))
+                ConnectError::IdentityRejected(Rejection::Tls(detail)) => {
+                    ConnectError::IdentityRejected(rejection(shown, &verifier, detail))
                 }
                 other => other,
             }),
@@ -442,23 +442,14 @@ impl Endpoint {
 
 /// Says who refused whom: we refused a peer (the verifier kept the rule that failed: a
 /// wrong fingerprint, or the certificate's CA trust problem), or the peer refused us.
-fn rejection(addr: SocketAddr, verifier: &tls::PeerVerifier, reason: String) -> String {
+fn rejection(addr: SocketAddr, verifier: &tls::PeerVerifier, detail: String) -> Rejection {
     match verifier.refusal() {
-        Some(tls::Refusal::NotPinned(seen)) => {
-            let expected: Vec<String> = verifier
-                .rules()
-                .pinned
-                .iter()
-                .flatten()
-                .map(|f| f.to_string())
-                .collect();
-            format!(
-                "{addr} showed fingerprint {seen}, expected {}; nothing was sent",
-                expected.join(" or ")
-            )
-        }
-        Some(refusal) => format!("{addr}: {refusal}; nothing was sent"),
-        None => format!("{addr}: {reason}"),
+        Some(refusal) => Rejection::ByUs {
+            addr,
+            refusal,
+            expected: verifier.rules().pinned.iter().flatten().copied().collect(),
+        },
+        None => Rejection::Tls(format!("{addr}: {detail}")),
     }
 }
 
