@@ -31,7 +31,7 @@ use crate::output::Output;
 use qp2p::net::addr::ticket;
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing;
-use qp2p::net::probe::{self, client, Nonce, ProbeError};
+use qp2p::net::probe::{client, Nonce, ProbeError};
 use qp2p::net::upnp::{
     self, classify, AddressKind, Gateway, Keeper, KeeperConfig, KeeperEvent, Mapping, MAX_LEASE,
 };
@@ -354,7 +354,7 @@ async fn reachability(
     // Accept connect-backs for as long as the probes run.
     let arrivals: Arrivals = Arc::default();
     let (notify, mut arrived) = mpsc::unbounded_channel::<()>();
-    let acceptor = tokio::spawn(accept_connect_backs(
+    let acceptor = tokio::spawn(client::accept_connect_backs(
         endpoint.clone(),
         arrivals.clone(),
         notify,
@@ -397,50 +397,6 @@ async fn reachability(
     match first_failure {
         None => Ok(()),
         Some(reason) => Err(reason),
-    }
-}
-
-/// Accepts connections on the check's endpoint and records the nonces they deliver.
-async fn accept_connect_backs(
-    endpoint: Endpoint,
-    arrivals: Arrivals,
-    notify: mpsc::UnboundedSender<()>,
-    limit: Duration,
-) {
-    let server = qp2p::Server::new(
-        endpoint,
-        qp2p::ServerConfig {
-            handshake_timeout: limit,
-            ..qp2p::ServerConfig::unlimited()
-        },
-    );
-    while let Some(incoming) = server.accept().await {
-        let arrivals = arrivals.clone();
-        let notify = notify.clone();
-        tokio::spawn(async move {
-            let connected = match incoming.accept().await {
-                Ok(connected) => connected,
-                Err(qp2p::net::server::HandshakeError::TimedOut(_)) => return,
-                Err(e) => {
-                    debug!(cause = %e, "connect-back handshake failed");
-                    return;
-                }
-            };
-            let conn = &connected.conn;
-            match probe::receive_nonce(conn, limit).await {
-                Ok((nonce, from)) => {
-                    debug!(%from, "nonce delivered on an incoming connection");
-                    arrivals
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(nonce, from);
-                    let _ = notify.send(());
-                }
-                Err(e) => debug!(cause = %e, "incoming connection delivered no nonce"),
-            }
-            // Give the prober time to read our acknowledgement, then close.
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
-        });
     }
 }
 

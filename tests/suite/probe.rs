@@ -211,16 +211,12 @@ fn probe_client_gives_typed_verdicts() {
         let rules = TrustRules::pinned_to(target.expect.unwrap());
         let seen: Arc<Mutex<HashMap<Nonce, SocketAddr>>> = Arc::default();
         let (notify, mut arrived) = tokio::sync::mpsc::unbounded_channel();
-        let acceptor = {
-            let (endpoint, seen) = (endpoint.clone(), seen.clone());
-            tokio::spawn(async move {
-                loop {
-                    let (nonce, from) = next_nonce(&endpoint).await;
-                    seen.lock().unwrap().insert(nonce, from);
-                    let _ = notify.send(());
-                }
-            })
-        };
+        let acceptor = tokio::spawn(client::accept_connect_backs(
+            endpoint.clone(),
+            seen.clone(),
+            notify,
+            LIMIT,
+        ));
         let mut arrivals = Arrivals {
             seen: &seen,
             arrived: &mut arrived,

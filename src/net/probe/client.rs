@@ -16,14 +16,16 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tracing::debug;
 
 use super::{connect_back, observe, Nonce, ProbeError, Status, CONNECT_BACK_TIMEOUT};
 use crate::net::endpoint::{ConnectError, Endpoint};
 use crate::net::framing;
+use crate::net::server::{HandshakeError, Server, ServerConfig};
 use crate::net::tls::TrustRules;
 
 /// Where nonces delivered to the caller's endpoint are recorded, by the connections it
@@ -35,6 +37,51 @@ pub struct Arrivals<'a> {
     pub seen: &'a Mutex<HashMap<Nonce, SocketAddr>>,
     /// Told once per nonce recorded.
     pub arrived: &'a mut mpsc::UnboundedReceiver<()>,
+}
+
+/// The acceptor [`Arrivals`] needs: accepts connections on `endpoint` (through the
+/// server side, each handshake bounded by `limit`), records the nonce each delivers
+/// into `seen` and tells `notify`. Runs until the endpoint closes; abort it when done.
+pub async fn accept_connect_backs(
+    endpoint: Endpoint,
+    seen: Arc<Mutex<HashMap<Nonce, SocketAddr>>>,
+    notify: mpsc::UnboundedSender<()>,
+    limit: Duration,
+) {
+    let server = Server::new(
+        endpoint,
+        ServerConfig {
+            handshake_timeout: limit,
+            ..ServerConfig::unlimited()
+        },
+    );
+    while let Some(incoming) = server.accept().await {
+        let seen = seen.clone();
+        let notify = notify.clone();
+        tokio::spawn(async move {
+            let connected = match incoming.accept().await {
+                Ok(connected) => connected,
+                Err(HandshakeError::TimedOut(_)) => return,
+                Err(e) => {
+                    debug!(cause = %e, "connect-back handshake failed");
+                    return;
+                }
+            };
+            let conn = &connected.conn;
+            match super::receive_nonce(conn, limit).await {
+                Ok((nonce, from)) => {
+                    debug!(%from, "nonce delivered on an incoming connection");
+                    seen.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .insert(nonce, from);
+                    let _ = notify.send(());
+                }
+                Err(e) => debug!(cause = %e, "incoming connection delivered no nonce"),
+            }
+            // Give the prober time to read our acknowledgement, then close.
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.closed()).await;
+        });
+    }
 }
 
 /// What a probe through one prober found.
