@@ -1,5 +1,4 @@
-//! One message into the store: duplicates answered from memory, the payload received,
-//! stored and acknowledged, and the report.
+//! What the listener shows of one message: its progress bar and its report.
 //!
 //! The rules (a message id seen recently is acknowledged again and not stored twice, a
 //! declared length that does not fit DIR's free space is refused before a byte is
