@@ -12,6 +12,7 @@
 //! | [`race`] | dialing several addresses at once, the first handshake wins, the rest cancelled |
 //! | [`pool`] | connections keyed by peer address and the trust rules they were verified under, dials coalesced, dead ones evicted |
 //! | [`retry`] | exponential back-off with jitter for the errors worth retrying |
+//! | [`digest`] | the digest algorithms (BLAKE3 by default, SHA-256 on request), their names on the wire and in reports, hashing a file |
 //! | [`framing`] | the bytes of the protocol: stream header, ack, error codes (PROTOCOL.md) |
 //! | [`receiver`] | the receive rules: duplicate ids, ack then stop, the free-space refusal, `--skip-same`, the `--once`/`--count` quota |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
@@ -28,6 +29,7 @@
 
 pub mod addr;
 pub mod bench;
+pub mod digest;
 pub mod endpoint;
 pub mod framing;
 pub mod pool;
