@@ -89,6 +89,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
         'qp2p;send' {
             [CompletionResult]::new('--expect', '--expect', [CompletionResultType]::ParameterName, 'Refuse the listener unless its fingerprint is FP [default: the ticket''s fingerprint; none for a bare address]')
             [CompletionResult]::new('--name', '--name', [CompletionResultType]::ParameterName, 'Name the receiver stores the data under (one PATH or stdin only) [default: the file''s name, "stdin" for stdin]')
+            [CompletionResult]::new('--digest', '--digest', [CompletionResultType]::ParameterName, 'The digest both ends compute, compare and report')
             [CompletionResult]::new('--text', '--text', [CompletionResultType]::ParameterName, 'Send TEXT (at most 64 KiB) for the person at the listener to read: shown there, not stored [default: send files or stdin]')
             [CompletionResult]::new('--ca', '--ca', [CompletionResultType]::ParameterName, 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]')
             [CompletionResult]::new('--idle-timeout', '--idle-timeout', [CompletionResultType]::ParameterName, 'Close a connection after this long without a packet from the peer')

@@ -84,6 +84,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
         &'qp2p;send'= {
             cand --expect 'Refuse the listener unless its fingerprint is FP [default: the ticket''s fingerprint; none for a bare address]'
             cand --name 'Name the receiver stores the data under (one PATH or stdin only) [default: the file''s name, "stdin" for stdin]'
+            cand --digest 'The digest both ends compute, compare and report'
             cand --text 'Send TEXT (at most 64 KiB) for the person at the listener to read: shown there, not stored [default: send files or stdin]'
             cand --ca 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]'
             cand --idle-timeout 'Close a connection after this long without a packet from the peer'

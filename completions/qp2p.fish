@@ -80,6 +80,8 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -s h -l help -d 'Print
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -s V -l version -d 'Print version'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l expect -d 'Refuse the listener unless its fingerprint is FP [default: the ticket\'s fingerprint; none for a bare address]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l name -d 'Name the receiver stores the data under (one PATH or stdin only) [default: the file\'s name, "stdin" for stdin]' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l digest -d 'The digest both ends compute, compare and report' -r -f -a "blake3\t'BLAKE3, what `b3sum` prints (the default)'
+sha256\t'SHA-256, what `sha256sum` prints; also what a listener of qp2p before BLAKE3 takes'"
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l text -d 'Send TEXT (at most 64 KiB) for the person at the listener to read: shown there, not stored [default: send files or stdin]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l ca -d 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l idle-timeout -d 'Close a connection after this long without a packet from the peer' -r

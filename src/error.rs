@@ -111,9 +111,13 @@ fn of_connect(e: &ConnectError) -> Exit {
 }
 
 /// What to do about an error, in the command line's words, where there is advice to
-/// give: a peer that refused our identity (the library says who refused and why).
+/// give: a peer that refused our identity (the library says who refused and why), a
+/// listener too old for the digest we named.
 pub fn advice(err: &anyhow::Error) -> Option<&'static str> {
     for cause in err.chain() {
+        if let Some(SendError::OlderPeer(_)) = cause.downcast_ref::<SendError>() {
+            return Some("send with --digest sha256, which it takes, or upgrade it");
+        }
         let connect = match cause.downcast_ref::<SendError>() {
             Some(SendError::Connection(c)) => Some(c),
             _ => cause.downcast_ref::<ConnectError>(),
@@ -182,6 +186,8 @@ mod tests {
             .unwrap()
             .contains("allow our fingerprint"));
         assert_eq!(advice(&by_peer(43)), None);
+        let older = SendError::OlderPeer(qp2p::Algorithm::Blake3).into();
+        assert!(advice(&older).unwrap().contains("--digest sha256"));
         let by_us = ConnectError::IdentityRejected(Rejection::Tls("x".into()));
         assert_eq!(advice(&by_us.into()), None);
     }
@@ -208,6 +214,7 @@ mod tests {
             ),
             (SendError::Refused(quinn::VarInt::from_u32(5)).into(), 5),
             (SendError::Source(std::io::Error::other("x")).into(), 5),
+            (SendError::OlderPeer(qp2p::Algorithm::Blake3).into(), 5),
             (coded(Exit::NoGateway, "x"), 6),
             (coded(Exit::MappingRefused, "x"), 7),
             (coded(Exit::Unreachable, "x"), 8),

@@ -7,7 +7,7 @@
 //!
 //! | function | parser | properties |
 //! | --- | --- | --- |
-//! | [`check_header`] | [`Header::decode`], and the streaming pair `decode_prefix` + `decode_body` | never panics; what decodes fits the limits, re-encodes to an equal header, and both decoding paths agree |
+//! | [`check_header`] | [`Header::decode`], and the streaming pair `decode_prefix` + `decode_body` | never panics; what decodes fits the limits, re-encodes to an equal header in the same version (1, or 2 with its algorithm byte), and both decoding paths agree |
 //! | [`check_ack`] | [`Ack::decode`] | never panics; an accepted ack is exactly [`ACK_LEN`] bytes and re-encodes to the same bytes |
 //! | [`check_sanitize`] | [`store::sanitize`] | the result is relative, every component a plain name (not empty, `.` or `..`, no separator or control character, at most [`MAX_COMPONENT`] bytes), at most [`MAX_DEPTH`] deep, and sanitising it again changes nothing |
 //! | [`check_target`] | `Target::from_str` | never panics; what parses prints as text that parses back to the same target |
@@ -31,6 +31,7 @@ pub fn check_header(data: &[u8]) {
             bytes.len() <= PREFIX_LEN + MAX_HEADER_LEN,
             "encoding too long"
         );
+        assert_eq!(bytes[4], data[4], "re-encoded in another version");
         assert_eq!(
             Header::decode(&bytes).as_ref(),
             Ok(h),
@@ -44,11 +45,11 @@ pub fn check_header(data: &[u8]) {
     };
     let prefix: &[u8; PREFIX_LEN] = prefix.try_into().expect("slice of PREFIX_LEN bytes");
     match Header::decode_prefix(prefix) {
-        Ok((kind, len)) => {
+        Ok((version, kind, len)) => {
             assert!(len <= MAX_HEADER_LEN, "prefix accepted an oversized body");
             if let Some(body) = data.get(PREFIX_LEN..PREFIX_LEN + len) {
                 assert_eq!(
-                    Header::decode_body(kind, body),
+                    Header::decode_body(version, kind, body),
                     whole,
                     "streaming and one-shot decoding disagree"
                 );

@@ -411,6 +411,24 @@ pub fn parse_nonzero_duration(s: &str) -> Result<Duration, String> {
     }
 }
 
+/// `send --digest`: the algorithms as the command line names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum DigestArg {
+    /// BLAKE3, what `b3sum` prints (the default).
+    Blake3,
+    /// SHA-256, what `sha256sum` prints; also what a listener of qp2p before BLAKE3 takes.
+    Sha256,
+}
+
+impl From<DigestArg> for qp2p::Algorithm {
+    fn from(d: DigestArg) -> Self {
+        match d {
+            DigestArg::Blake3 => qp2p::Algorithm::Blake3,
+            DigestArg::Sha256 => qp2p::Algorithm::Sha256,
+        }
+    }
+}
+
 /// Parses a size: plain bytes, or with a unit (`64KiB`, `1MiB`, `1GiB`, `10MB`).
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();

@@ -12,7 +12,7 @@ use std::time::Instant;
 
 use serde_json::json;
 
-use super::{all_failed, Context, TransportArgs, TrustArgs};
+use super::{all_failed, Context, DigestArg, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::output::{human_bytes, human_duration, human_rate, shown};
 use qp2p::net::endpoint::canonical;
@@ -20,14 +20,14 @@ use qp2p::net::framing;
 use qp2p::net::race::{race, Candidate};
 use qp2p::net::retry::{rounded, Retry};
 use qp2p::net::sender::{close, Shown};
-use qp2p::net::transfer::{hex, Mode, SendError};
+use qp2p::net::transfer::{Mode, SendError};
 use qp2p::{Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
 
 /// Send files, directories or stdin to a listener.
 ///
 /// Each PATH is one message (a directory one message per file, named by its path), all
-/// over one connection. Exits 0 once the receiver acknowledged the bytes and SHA-256 it
-/// stored. Given a ticket (the line `qp2p listen` printed) or --expect, any other peer
+/// over one connection. Exits 0 once the receiver acknowledged the bytes and digest
+/// (BLAKE3, or SHA-256 with --digest sha256) it stored. Given a ticket (the line `qp2p listen` printed) or --expect, any other peer
 /// is refused; given a bare address, the peer is not authenticated and send says so.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::examples(&[
@@ -60,6 +60,9 @@ pub struct Args {
     /// another copy as name.1.ext].
     #[arg(long, conflicts_with = "uni")]
     pub skip_same: bool,
+    /// The digest both ends compute, compare and report.
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = DigestArg::Blake3)]
+    pub digest: DigestArg,
     /// Send TEXT (at most 64 KiB) for the person at the listener to read: shown there,
     /// not stored [default: send files or stdin].
     #[arg(long, value_name = "TEXT", conflicts_with_all = ["paths", "name"])]
@@ -192,6 +195,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         let sender = Sender::new(pool.clone(), addr, rules.clone())
             .with_backoff(backoff)
             .with_mode(mode)
+            .with_digest(args.digest.into())
             .with_skip_same(args.skip_same);
         deliver(&sender, items, &ctx).await
     }
@@ -548,13 +552,14 @@ async fn send_item(
             ));
         }
     }
-    let sha = hex(&done.sent.sha256);
+    let digest = done.sent.digest;
     ctx.out.event(
         json!({
             "event": "sent",
             "name": name,
             "bytes": done.sent.bytes,
-            "sha256": sha,
+            "digest": digest.algorithm.name(),
+            (digest.algorithm.name()): digest.hex(),
             "peer": canonical(addr).to_string(),
             "peer_fingerprint": done.peer.map(|f| f.to_string()),
             "seconds": seconds,
@@ -572,7 +577,7 @@ async fn send_item(
                 _ => String::new(),
             };
             format!(
-                "sent {} ({} in {}, {}){}{}{stored_as} sha256 {}",
+                "sent {} ({} in {}, {}){}{}{stored_as} {}",
                 name,
                 human_bytes(done.sent.bytes),
                 human_duration(started.elapsed()),
@@ -589,7 +594,7 @@ async fn send_item(
                 } else {
                     ""
                 },
-                sha
+                digest
             )
         },
     );

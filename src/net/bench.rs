@@ -4,7 +4,8 @@
 //! serves and that never touch the disk:
 //! - [`Kind::Discard`]: the payload is read and dropped; the ack carries the byte count.
 //! - [`Kind::DiscardHashed`]: the payload goes through the same receive path as a real
-//!   file (hashed on a blocking thread) into a sink; the ack carries bytes and SHA-256.
+//!   file (hashed on a blocking thread, in the header's algorithm: BLAKE3 from `qp2p
+//!   bench`) into a sink; the ack carries bytes and digest.
 //! - [`Kind::Request`]: a request whose first 8 bytes give the size of the answer; the
 //!   answer is that many bytes, then FIN.
 //!
@@ -18,6 +19,7 @@
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 
+use super::digest::Algorithm;
 use super::endpoint::classify;
 use super::framing::{self, Ack, AckStatus, ErrorCode, Header, Kind, MessageId};
 use super::transfer::{self, Limits, RecvError, SendError};
@@ -89,7 +91,7 @@ async fn serve_on(
                 &|_| {},
             )
             .await?;
-            ack(send, got.bytes, got.sha256).await
+            ack(send, got.bytes, got.digest.bytes).await
         }
         Kind::Request => {
             let request = framing::read_rest(recv, first, MAX_REQUEST)
@@ -134,12 +136,12 @@ fn lost(e: quinn::ReadError) -> RecvError {
     }
 }
 
-async fn ack(send: &mut Option<SendStream>, bytes: u64, sha256: [u8; 32]) -> Result<(), RecvError> {
+async fn ack(send: &mut Option<SendStream>, bytes: u64, digest: [u8; 32]) -> Result<(), RecvError> {
     if let Some(send) = send.as_mut() {
         let ack = Ack {
             status: AckStatus::Stored,
             bytes,
-            sha256,
+            digest,
         };
         transfer::send_ack(send, &ack, None)
             .await
@@ -149,7 +151,8 @@ async fn ack(send: &mut Option<SendStream>, bytes: u64, sha256: [u8; 32]) -> Res
 }
 
 /// Sends `total` bytes to be thrown away; with `hashed`, through the real sender path
-/// (hashed on a blocking thread) and checked against the peer's SHA-256.
+/// (hashed with BLAKE3, the default digest, on a blocking thread) and checked against
+/// the peer's digest.
 pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Result<u64, SendError> {
     let header = Header {
         kind: if hashed {
@@ -160,6 +163,9 @@ pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Resu
         id: MessageId::random(),
         length: Some(total),
         name: String::new(),
+        // Unhashed data needs no algorithm: a version 1 header, which every listener
+        // reads.
+        digest: hashed.then_some(Algorithm::Blake3),
         skip_same: None,
     };
     if hashed {
@@ -179,9 +185,9 @@ pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Resu
     if ack.bytes != total {
         return Err(SendError::Integrity {
             sent: total,
-            sent_sha: String::new(),
+            sent_digest: None,
             stored: ack.bytes,
-            stored_sha: String::new(),
+            stored_digest: None,
         });
     }
     Ok(total)
@@ -209,6 +215,7 @@ pub async fn request(
         id: MessageId::random(),
         length: Some(request.max(8) as u64),
         name: String::new(),
+        digest: None,
         skip_same: None,
     };
     let mut out = header.encode();
@@ -239,9 +246,9 @@ pub async fn request(
     if got != response.min(MAX_RESPONSE) {
         return Err(SendError::Integrity {
             sent: response,
-            sent_sha: String::new(),
+            sent_digest: None,
             stored: got,
-            stored_sha: String::new(),
+            stored_digest: None,
         });
     }
     Ok(())

@@ -38,6 +38,7 @@ use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use super::digest::Digest;
 use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
 use super::server::Stream;
 use super::transfer::{self, receive_payload, Limits, RecvError};
@@ -51,8 +52,8 @@ pub(crate) const RECENT_IDS: usize = 4096;
 pub struct Stored {
     /// Bytes stored.
     pub bytes: u64,
-    /// Their SHA-256.
-    pub sha256: [u8; 32],
+    /// Their digest, in the algorithm the message's header named.
+    pub digest: Digest,
     /// Where they landed (`None` for stdout and texts).
     pub path: Option<PathBuf>,
     /// Where it landed, relative to DIR, `/`-separated: told to the sender in the ack.
@@ -164,7 +165,7 @@ pub(crate) async fn ack(send: &mut Option<quinn::SendStream>, stored: &Stored) {
     let ack = Ack {
         status: AckStatus::Stored,
         bytes: stored.bytes,
-        sha256: stored.sha256,
+        digest: stored.digest.bytes,
     };
     if let Err(e) = transfer::send_ack(send, &ack, stored.name.as_deref()).await {
         debug!(cause = %e, "could not deliver the ack; the sender will retry");
@@ -185,7 +186,7 @@ pub(crate) async fn answer_without_payload(
         let ack = Ack {
             status,
             bytes: stored.bytes,
-            sha256: stored.sha256,
+            digest: stored.digest.bytes,
         };
         let _ = transfer::send_ack(send, &ack, stored.name.as_deref()).await;
     }
@@ -207,13 +208,13 @@ pub(crate) fn relative_name(root: &Path, path: &Path) -> Option<String> {
 
 /// `send --skip-same`: whether DIR holds `len` bytes of content `digest` under `rel`
 /// already: a regular file (not a symlink, and inside DIR once every link on the way is
-/// resolved) of that length and SHA-256. Reads it whole; only asked when the sender
+/// resolved) of that length and digest. Reads it whole; only asked when the sender
 /// asked and the length matches. Any error means no.
 pub(crate) fn holds_same(
     root: &Path,
     rel: &Path,
     len: u64,
-    digest: &[u8; 32],
+    digest: &Digest,
 ) -> Option<(PathBuf, String)> {
     let path = root.join(rel);
     let meta = std::fs::symlink_metadata(&path).ok()?;
@@ -227,7 +228,7 @@ pub(crate) fn holds_same(
     {
         return None;
     }
-    let same = super::transfer::file_sha256(&path).ok()?;
+    let same = digest.algorithm.file_digest(&path).ok()?;
     let name = relative_name(root, &path)?;
     (same == *digest).then_some((path, name))
 }
@@ -431,6 +432,10 @@ impl Receiver {
         if let (Sink::Dir(store), Some(rel), Some(len), Some(digest)) =
             (&self.target, &rel, header.length, header.skip_same)
         {
+            let digest = Digest {
+                algorithm: header.algorithm(),
+                bytes: digest,
+            };
             let (root, rel) = (store.root().to_path_buf(), rel.clone());
             let held = tokio::task::spawn_blocking(move || holds_same(&root, &rel, len, &digest))
                 .await
@@ -439,7 +444,7 @@ impl Receiver {
                 info!(name = %name.escape_debug(), "same content already there: not taken again");
                 let stored = Stored {
                     bytes: len,
-                    sha256: digest,
+                    digest,
                     path: Some(path),
                     name: Some(name),
                 };
@@ -455,7 +460,7 @@ impl Receiver {
             let text = receive_text(header, first, recv).await?;
             let stored = Stored {
                 bytes: text.len() as u64,
-                sha256: <sha2::Sha256 as sha2::Digest>::digest(text.as_bytes()).into(),
+                digest: header.algorithm().digest(text.as_bytes()),
                 path: None,
                 name: None,
             };
@@ -479,7 +484,7 @@ impl Receiver {
                     .map_err(RecvError::Storage)?;
                 Stored {
                     bytes: got.bytes,
-                    sha256: got.sha256,
+                    digest: got.digest,
                     name: relative_name(store.root(), &path),
                     path: Some(path),
                 }
@@ -517,7 +522,7 @@ impl Receiver {
                 };
                 Stored {
                     bytes: got.bytes,
-                    sha256: got.sha256,
+                    digest: got.digest,
                     path: None,
                     name: None,
                 }

@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::digest::{Algorithm, Digest};
 use super::endpoint::{canonical, ConnectError, Endpoint};
 use super::framing::{self, Header, Kind, MessageId};
 use super::pool::{Pool, Pooled};
@@ -134,7 +135,8 @@ pub struct Delivered {
 }
 
 /// Sends messages to one listener: its address, the rules it must pass, the pool and
-/// back-off that reach it, the stream mode, and whether to skip content it holds.
+/// back-off that reach it, the stream mode, the digest algorithm, and whether to skip
+/// content it holds.
 #[derive(Debug, Clone)]
 pub struct Sender {
     pool: Pool,
@@ -142,12 +144,13 @@ pub struct Sender {
     addr: SocketAddr,
     rules: TrustRules,
     mode: Mode,
+    digest: Algorithm,
     skip_same: bool,
 }
 
 impl Sender {
     /// A sender to `addr`, whose peer must pass `rules`, over connections from `pool`;
-    /// the default back-off, bidirectional streams, no skipping.
+    /// the default back-off, bidirectional streams, BLAKE3, no skipping.
     pub fn new(pool: Pool, addr: SocketAddr, rules: TrustRules) -> Self {
         Self {
             pool,
@@ -155,6 +158,7 @@ impl Sender {
             addr,
             rules,
             mode: Mode::Bidi,
+            digest: Algorithm::default(),
             skip_same: false,
         }
     }
@@ -171,8 +175,16 @@ impl Sender {
         self
     }
 
-    /// Files go with their SHA-256, computed before sending, and are not sent again where
-    /// the listener holds that content under the name (`--skip-same`).
+    /// Messages are hashed with `digest` at both ends. SHA-256 goes in version 1
+    /// headers, which listeners of every version take; any other algorithm in version
+    /// 2, which older listeners refuse ([`SendError::OlderPeer`]).
+    pub fn with_digest(mut self, digest: Algorithm) -> Self {
+        self.digest = digest;
+        self
+    }
+
+    /// Files go with their digest, computed before sending, and are not sent again
+    /// where the listener holds that content under the name (`--skip-same`).
     pub fn with_skip_same(mut self, skip_same: bool) -> Self {
         self.skip_same = skip_same;
         self
@@ -206,7 +218,9 @@ impl Sender {
         let id = MessageId::random();
         let started = Instant::now();
         let skip_same = match &message {
-            Outgoing::File { path, .. } if self.skip_same => Some(content_digest(path).await?),
+            Outgoing::File { path, .. } if self.skip_same => {
+                Some(content_digest(self.digest, path).await?.bytes)
+            }
             _ => None,
         };
         let header = Header {
@@ -223,6 +237,10 @@ impl Sender {
             name: match &message {
                 Outgoing::Text(_) => String::new(),
                 message => message.name().to_string(),
+            },
+            digest: match self.digest {
+                Algorithm::Sha256 => None,
+                algorithm => Some(algorithm),
             },
             skip_same,
         };
@@ -426,11 +444,11 @@ pub async fn close(endpoint: &Endpoint, pool: Option<&Pool>, interrupted: bool) 
         .await;
 }
 
-/// `--skip-same`: the SHA-256 of a file, read on a blocking thread before it is sent.
-async fn content_digest(path: &Path) -> Result<[u8; 32], SendError> {
+/// `--skip-same`: the digest of a file, read on a blocking thread before it is sent.
+async fn content_digest(algorithm: Algorithm, path: &Path) -> Result<Digest, SendError> {
     let path = path.to_path_buf();
     let shown_path = path.display().to_string();
-    tokio::task::spawn_blocking(move || super::transfer::file_sha256(&path))
+    tokio::task::spawn_blocking(move || algorithm.file_digest(&path))
         .await
         .map_err(std::io::Error::other)
         .and_then(|r| r)
@@ -463,8 +481,6 @@ mod tests {
     use std::io::Write as _;
     use std::time::Duration;
 
-    use sha2::Digest as _;
-
     use super::*;
     use crate::net::testing::{client_endpoint, receiving_listener};
 
@@ -486,10 +502,7 @@ mod tests {
         };
         let done = sender.send(message, &()).await.unwrap();
         assert_eq!(done.sent.bytes, payload.len() as u64);
-        assert_eq!(
-            done.sent.sha256,
-            <[u8; 32]>::from(sha2::Sha256::digest(&payload))
-        );
+        assert_eq!(done.sent.digest, Algorithm::Blake3.digest(&payload));
         assert_eq!(done.sent.stored_as.as_deref(), Some("data.bin"));
         assert!(!done.sent.duplicate && !done.reused);
         assert_eq!(done.retries, 0);

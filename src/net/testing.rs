@@ -91,7 +91,7 @@ impl Handler for IntoMemory {
         let ack = Ack {
             status: AckStatus::Stored,
             bytes: got.bytes,
-            sha256: got.sha256,
+            digest: got.digest.bytes,
         };
         let name = header.name.clone();
         let _ = send_ack(&mut send, &ack, Some(&name)).await;

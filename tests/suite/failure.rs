@@ -10,8 +10,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    free_udp_port, list_files, path_str, random_bytes, sha256_file, Listener, Proc, TestDir,
-    EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
+    blake3_file, digest, free_udp_port, list_files, path_str, random_bytes, Listener, Proc,
+    TestDir, EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
 };
 
 /// Starts `send TICKET -`, feeds it 8 MiB without closing its stdin, waits 300 ms
@@ -70,9 +70,9 @@ fn killed_sender_leaves_nothing_and_listener_goes_on() {
     let (file, sha) = t.random_file("src/after.bin", 100_000);
     t.send(&[l.ticket.as_str(), path_str(&file)]).assert_code(0);
     let recv = l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["sha256"], sha.as_str());
+    assert_eq!(digest(&recv), sha.as_str());
     assert_eq!(list_files(&out), vec![PathBuf::from("after.bin")]);
-    assert_eq!(sha256_file(&out.join("after.bin")), sha);
+    assert_eq!(blake3_file(&out.join("after.bin")), sha);
 }
 
 /// Once the dead sender's connection times out, the listener reports the message
@@ -125,11 +125,11 @@ fn listener_starting_late_is_reached_by_retry() {
         sent["retries"].as_u64().is_some_and(|n| n >= 1),
         "retries must be counted: {sent}"
     );
-    assert_eq!(sent["sha256"], sha.as_str());
+    assert_eq!(digest(sent), sha.as_str());
     assert_eq!(sent["peer_fingerprint"], l.fingerprint.as_str());
     l.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(list_files(&out), vec![PathBuf::from("late.bin")]);
-    assert_eq!(sha256_file(&out.join("late.bin")), sha);
+    assert_eq!(blake3_file(&out.join("late.bin")), sha);
 }
 
 /// `--retry-for 0` against a port where nobody listens: exit 3 after one attempt,

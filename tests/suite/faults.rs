@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::util::relay::{Dir, Impairment, Relay};
 use crate::util::{
-    list_files, path_str, sha256_file, Listener, Outcome, Proc, TestDir, EVENT_TIMEOUT, MIB,
+    blake3_file, digest, list_files, path_str, Listener, Outcome, Proc, TestDir, EVENT_TIMEOUT, MIB,
 };
 
 /// The ticket that pins `l` but reaches it through `relay`.
@@ -40,7 +40,7 @@ fn sent_ok<'a>(r: &'a Outcome, l: &Listener, name: &str, size: usize, sha: &str)
     let sent = r.one("sent");
     assert_eq!(sent["name"], name, "{r}");
     assert_eq!(sent["bytes"], size as u64, "{r}");
-    assert_eq!(sent["sha256"], sha, "{r}");
+    assert_eq!(digest(sent), sha, "{r}");
     assert_eq!(sent["peer_fingerprint"], l.fingerprint.as_str(), "{r}");
     sent
 }
@@ -53,7 +53,7 @@ fn stored_once(out: &Path, name: &str, sha: &str) {
         vec![PathBuf::from(name)],
         "DIR must hold the file exactly once"
     );
-    assert_eq!(sha256_file(&out.join(name)), sha, "stored file differs");
+    assert_eq!(blake3_file(&out.join(name)), sha, "stored file differs");
 }
 
 /// The `received` events for message `id`: waits up to `timeout` for `n` of them, then
@@ -97,7 +97,7 @@ fn through_loss(size: usize, congestion: Option<&str>, timeout: Duration) -> Dur
     let r = spawn_send(&t, &args, &ticket, &[&file]).finish(timeout);
     let sent = sent_ok(&r, &l, "lossy.bin", size, &sha);
     let recv = l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["sha256"], sha.as_str());
+    assert_eq!(digest(&recv), sha.as_str());
     assert_eq!(recv["duplicate"], false);
     stored_once(&out, "lossy.bin", &sha);
 
@@ -191,7 +191,7 @@ fn faults_black_out_mid_transfer_is_retried_and_stored_once() {
     let received = received_for(&mut l, &id, 1, EVENT_TIMEOUT);
     assert_eq!(received.len(), 1, "{}", l.describe());
     assert_eq!(received[0]["duplicate"], false);
-    assert_eq!(received[0]["sha256"], sha.as_str());
+    assert_eq!(digest(&received[0]), sha.as_str());
     let failed = l
         .seen
         .iter()
@@ -400,7 +400,7 @@ fn check_senders(runs: &[Outcome], shas: &BTreeMap<String, String>) {
         r.assert_code(0);
         for sent in r.named("sent") {
             let name = sent["name"].as_str().unwrap_or_default();
-            assert_eq!(sent["sha256"], shas[name].as_str(), "{r}");
+            assert_eq!(digest(sent), shas[name].as_str(), "{r}");
         }
     }
     let mut names: Vec<&str> = runs
@@ -437,7 +437,7 @@ fn collect_received(
         }
         let name = ev["name"].as_str().unwrap_or_default().to_string();
         assert_eq!(ev["duplicate"], false, "{ev}");
-        assert_eq!(ev["sha256"], shas[&name].as_str(), "{ev}");
+        assert_eq!(digest(&ev), shas[&name].as_str(), "{ev}");
         assert!(!names.contains(&name), "{name} received twice");
         names.push(name);
     }
@@ -450,7 +450,7 @@ fn all_stored(out: &Path, shas: &BTreeMap<String, String>) {
     let expected: Vec<PathBuf> = shas.keys().map(PathBuf::from).collect();
     assert_eq!(on_disk, expected, "DIR must hold every file, once");
     for (name, sha) in shas {
-        assert_eq!(&sha256_file(&out.join(name)), sha, "{name} differs");
+        assert_eq!(&blake3_file(&out.join(name)), sha, "{name} differs");
     }
 }
 

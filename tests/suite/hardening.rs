@@ -20,8 +20,8 @@ use qp2p::net::transfer::{send_message, Mode, Source};
 use qp2p::{ConnectError, Endpoint, Identity, TransportOptions, TrustRules};
 
 use crate::util::{
-    list_all, list_files, path_str, random_bytes, reset_code, sha256, sha256_file, Listener,
-    TestDir, EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
+    blake3_file, digest, list_all, list_files, path_str, random_bytes, reset_code, sha256,
+    Listener, TestDir, EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -97,6 +97,7 @@ fn header(name: &str, length: Option<u64>) -> Header {
         id: MessageId::random(),
         length,
         name: name.to_string(),
+        digest: None,
         skip_same: None,
     }
 }
@@ -506,7 +507,7 @@ fn full_disk_mid_way_through_large_files_fails_cleanly() {
         if r.code == Some(0) {
             landed += 1;
             assert_eq!(
-                sha256_file(&out.join(name)),
+                blake3_file(&out.join(name)),
                 *sha,
                 "{name} landed but differs"
             );
@@ -923,6 +924,6 @@ fn lying_lengths_on_the_streamed_path_fail_only_their_stream() {
             .expect("the connection goes on");
     });
     let ev = unlimited.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(ev["sha256"], sha256(&honest));
+    assert_eq!(digest(&ev), sha256(&honest), "a version 1 header: SHA-256");
     assert_eq!(list_files(&out), vec![PathBuf::from("honest.bin")]);
 }

@@ -75,6 +75,7 @@ async fn a_message_sent_to_an_in_process_server_is_stored() {
         id: MessageId::random(),
         length: Some(payload.len() as u64),
         name: "hello.bin".into(),
+        digest: Some(qp2p::Algorithm::Blake3),
         skip_same: None,
     };
     let source = Source::File(std::fs::File::open(&file).unwrap());

@@ -49,6 +49,7 @@ fn probe_stream(length: Option<u64>, body: &[u8]) -> Vec<u8> {
         id: MessageId::random(),
         length,
         name: String::new(),
+        digest: None,
         skip_same: None,
     }
     .encode();

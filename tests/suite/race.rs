@@ -15,7 +15,8 @@ use serde_json::Value;
 
 use crate::util::relay::{Dir, Impairment, Relay};
 use crate::util::{
-    free_udp_port, list_files, path_str, sha256_file, Listener, Outcome, TestDir, EVENT_TIMEOUT,
+    blake3_file, digest, free_udp_port, list_files, path_str, Listener, Outcome, TestDir,
+    EVENT_TIMEOUT,
 };
 
 /// C's delay each way, and so its round trip (40 ms).
@@ -261,15 +262,15 @@ fn race_send_lands_at_the_winner_only() {
     assert_eq!(winner["addr"], f.rc.addr().to_string(), "{r}");
     let sent = r.one("sent");
     assert_eq!(sent["name"], "raced.bin", "{r}");
-    assert_eq!(sent["sha256"], sha.as_str(), "{r}");
+    assert_eq!(digest(sent), sha.as_str(), "{r}");
     assert_eq!(sent["peer_fingerprint"], f.c.fingerprint.as_str(), "{r}");
     assert_eq!(losers(&r).len(), 3, "{r}");
 
     let recv = f.c.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["sha256"], sha.as_str());
+    assert_eq!(digest(&recv), sha.as_str());
     let out_c = t.path().join("c");
     assert_eq!(list_files(&out_c), vec![PathBuf::from("raced.bin")]);
-    assert_eq!(sha256_file(&out_c.join("raced.bin")), sha);
+    assert_eq!(blake3_file(&out_c.join("raced.bin")), sha);
 
     // B would have had time to complete a handshake by now, and A's relay is open
     // again: neither gets anything.

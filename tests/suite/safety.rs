@@ -9,7 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::util::{
-    list_all, list_files, path_str, random_bytes, sha256, TestDir, EVENT_TIMEOUT, RUN_TIMEOUT,
+    blake3, digest, list_all, list_files, path_str, random_bytes, TestDir, EVENT_TIMEOUT,
+    RUN_TIMEOUT,
 };
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -79,7 +80,7 @@ fn hostile_name(name: &str, expect: Expect) -> Option<PathBuf> {
                 stored,
                 "received.path for {name:?}"
             );
-            assert_eq!(recv["sha256"], sha256(&payload));
+            assert_eq!(digest(&recv), blake3(&payload));
             Some(rel)
         }
         Some(5) => {
@@ -284,7 +285,7 @@ fn max_size_refuses_larger_files() {
     let r = t.send(&[l.ticket.as_str(), path_str(&fits)]);
     r.assert_code(0);
     let recv = l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(recv["sha256"], fits_sha.as_str());
+    assert_eq!(digest(&recv), fits_sha.as_str());
     assert_eq!(list_files(&out), vec![PathBuf::from("fits.bin")]);
 }
 

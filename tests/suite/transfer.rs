@@ -9,8 +9,8 @@ use std::thread;
 use std::time::Duration;
 
 use crate::util::{
-    assert_report, list_files, path_str, random_bytes, sha256, sha256_file, TestDir, EVENT_TIMEOUT,
-    MIB, RUN_TIMEOUT,
+    assert_report, blake3, blake3_file, digest, list_files, path_str, random_bytes, TestDir,
+    EVENT_TIMEOUT, MIB, RUN_TIMEOUT,
 };
 
 /// Sends one random file of `size` bytes over a ticket and checks both reports and
@@ -49,7 +49,7 @@ fn roundtrip(size: usize, timeout: Duration) {
     assert_eq!(list_files(&out), vec![PathBuf::from("payload.bin")]);
     assert_eq!(fs::metadata(&stored).unwrap().len(), size as u64);
     assert_eq!(
-        sha256_file(&stored),
+        blake3_file(&stored),
         sha,
         "stored file differs from the sent one"
     );
@@ -102,9 +102,9 @@ fn every_congestion_controller_delivers_on_loopback() {
             RUN_TIMEOUT,
         );
         r.assert_code(0);
-        assert_eq!(r.one("sent")["sha256"], sha.as_str(), "{cc}: {r}");
+        assert_eq!(digest(r.one("sent")), sha.as_str(), "{cc}: {r}");
         let recv = l.wait_for("received", EVENT_TIMEOUT);
-        assert_eq!(recv["sha256"], sha.as_str(), "{cc}");
+        assert_eq!(digest(&recv), sha.as_str(), "{cc}");
     }
 }
 
@@ -124,7 +124,7 @@ fn stdin_to_stdout() {
         .unwrap()
         .expect("write the payload to the sender's stdin");
     r.assert_code(0);
-    assert_report(r.one("sent"), "stdin", data.len(), &sha256(&data), "bi");
+    assert_report(r.one("sent"), "stdin", data.len(), &blake3(&data), "bi");
 
     let out = listener.finish(Duration::from_secs(20));
     assert!(
@@ -133,11 +133,11 @@ fn stdin_to_stdout() {
     );
     assert!(
         out.stdout == data,
-        "listener stdout ({} bytes, sha {}) is not the input ({} bytes, sha {})",
+        "listener stdout ({} bytes, blake3 {}) is not the input ({} bytes, blake3 {})",
         out.stdout.len(),
-        sha256(&out.stdout),
+        blake3(&out.stdout),
         data.len(),
-        sha256(&data)
+        blake3(&data)
     );
 }
 
@@ -191,7 +191,7 @@ fn three_files_reuse_one_connection() {
     expected.sort();
     assert_eq!(list_files(&out), expected);
     for (i, name) in names.iter().enumerate() {
-        assert_eq!(sha256_file(&out.join(name)), files[i].1, "{name}");
+        assert_eq!(blake3_file(&out.join(name)), files[i].1, "{name}");
     }
 }
 
@@ -210,7 +210,7 @@ fn uni_stream_delivers() {
     let recv = l.wait_for("received", EVENT_TIMEOUT);
     assert_report(&recv, "uni.bin", 300_000, &sha, "uni");
     assert_eq!(list_files(&out), vec![PathBuf::from("uni.bin")]);
-    assert_eq!(sha256_file(&out.join("uni.bin")), sha);
+    assert_eq!(blake3_file(&out.join("uni.bin")), sha);
 }
 
 /// Builds d/a.txt, d/sub/b.bin, d/sub/deeper/c under `src` and returns the relative
@@ -247,7 +247,7 @@ fn send_tree(dir_arg: &str, t: &TestDir, out: &Path, tree: &[(String, String)]) 
     let listed: Vec<PathBuf> = tree.iter().map(|(n, _)| PathBuf::from(n)).collect();
     assert_eq!(list_files(out), listed, "the tree under DIR");
     for (name, sha) in tree {
-        assert_eq!(&sha256_file(&out.join(name)), sha, "{name}");
+        assert_eq!(&blake3_file(&out.join(name)), sha, "{name}");
     }
 }
 
@@ -285,7 +285,7 @@ fn human_mode_keeps_stdout_clean() {
         "send without --json wrote to stdout\n{r}"
     );
     l.wait_for("received", EVENT_TIMEOUT);
-    assert_eq!(sha256_file(&out.join("h.txt")), sha);
+    assert_eq!(blake3_file(&out.join("h.txt")), sha);
 }
 
 /// `listen --count 2` keeps running after the first sender and exits 0 by itself

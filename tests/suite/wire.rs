@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LEN};
 use qp2p::net::transfer::{hex, send_message, Mode, SendError, Source};
-use qp2p::{Endpoint, Fingerprint, Identity, TransportOptions};
+use qp2p::{Algorithm, Endpoint, Fingerprint, Identity, TransportOptions};
 
 use crate::util::server::InProcess;
-use crate::util::{list_all, random_bytes, reset_code, sha256, TestDir, EVENT_TIMEOUT};
+use crate::util::{blake3, digest, list_all, random_bytes, reset_code, TestDir, EVENT_TIMEOUT};
 
 /// A client endpoint with a fresh identity, connected to the listener (pinned).
 async fn connect(ticket: &str) -> (Endpoint, quinn::Connection) {
@@ -30,6 +30,7 @@ fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
         id,
         length: Some(data.len() as u64),
         name: name.to_string(),
+        digest: Some(Algorithm::Blake3),
         skip_same: None,
     };
     (header, Source::pipe(std::io::Cursor::new(data.to_vec())))
@@ -70,13 +71,13 @@ fn bad_headers_reset_only_their_stream() {
         let sent = send_message(&conn, &header, source, Mode::Bidi, &|_| {})
             .await
             .expect("the connection survives bad streams");
-        assert_eq!(hex(&sent.sha256), sha256(&data));
+        assert_eq!(sent.digest.hex(), blake3(&data));
         assert!(conn.close_reason().is_none(), "connection still open");
     });
     let ev = listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(ev["name"], "after.bin");
     let landed = std::fs::read(out.join("after.bin")).expect("file landed");
-    assert_eq!(ev["sha256"], sha256(&landed));
+    assert_eq!(digest(&ev), blake3(&landed));
     assert_eq!(list_all(&out).len(), 1, "only the valid message landed");
 }
 
@@ -108,14 +109,14 @@ fn a_message_in_pieces_lands_whole() {
             send.finish().unwrap();
             let (ack, _) = framing::read_ack(&mut recv).await.expect("an ack");
             assert_eq!(ack.bytes, size as u64);
-            assert_eq!(hex(&ack.sha256), sha256(&data));
+            assert_eq!(hex(&ack.digest), blake3(&data));
         }
     });
     for size in sizes {
         let ev = listener.wait_for("received", EVENT_TIMEOUT);
         let landed = std::fs::read(out.join(format!("pieces-{size}"))).expect("file landed");
         assert_eq!(landed.len(), size);
-        assert_eq!(ev["sha256"], sha256(&landed));
+        assert_eq!(digest(&ev), blake3(&landed));
     }
 }
 
@@ -144,7 +145,7 @@ fn the_same_message_id_is_stored_once() {
             .await
             .unwrap();
         assert!(again.duplicate, "second delivery acked as duplicate");
-        assert_eq!(again.sha256, sent.sha256);
+        assert_eq!(again.digest, sent.digest);
 
         // A different payload under a known id is not silently accepted either: the
         // sender's hash differs from what was stored.
@@ -162,8 +163,8 @@ fn the_same_message_id_is_stored_once() {
     let files = list_all(&out);
     assert_eq!(files.len(), 1, "stored once: {files:?}");
     assert_eq!(
-        sha256(&std::fs::read(out.join(&files[0])).unwrap()),
-        sha256(&data)
+        blake3(&std::fs::read(out.join(&files[0])).unwrap()),
+        blake3(&data)
     );
 }
 
@@ -183,6 +184,7 @@ fn a_lying_length_fails_the_message_only() {
                 id: MessageId::random(),
                 length: Some(declared),
                 name: "liar.bin".into(),
+                digest: Some(Algorithm::Blake3),
                 skip_same: None,
             };
             let mut bytes = header.encode();

@@ -10,7 +10,9 @@
 //!   [`Proc::finish`] kills it when its time is up, so no test can hang.
 //! - [`Listener`] is a `qp2p --json listen` that has reported its `listening` event,
 //!   with its address, fingerprint and ticket, and a queue of its later events.
-//! - File helpers: random files, SHA-256, recursive listings (hidden files included).
+//! - File helpers: random files, digests (BLAKE3 as `b3sum` prints it, the default on
+//!   the wire; SHA-256 for `--digest sha256`), recursive listings (hidden files
+//!   included). [`digest`] reads the value an event names in its `digest` field.
 //! - [`relay`]: a UDP relay on loopback that drops, delays, duplicates, reorders or
 //!   black-holes datagrams on command, for the fault tests.
 //! - [`server`]: a listener in-process through the library's API, for the suites that
@@ -39,7 +41,7 @@ use std::time::{Duration, Instant};
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 /// The binary under test, built by cargo for this test run.
 pub const BIN: &str = env!("CARGO_BIN_EXE_qp2p");
@@ -104,7 +106,7 @@ impl TestDir {
         path
     }
 
-    /// Writes `size` random bytes to `rel` and returns the path and its SHA-256.
+    /// Writes `size` random bytes to `rel` and returns the path and its BLAKE3 (hex).
     pub fn random_file(&self, rel: &str, size: usize) -> (PathBuf, String) {
         let path = self.path().join(rel);
         fs::create_dir_all(path.parent().unwrap()).expect("create parent dir");
@@ -751,10 +753,11 @@ impl Listener {
     }
 }
 
-/// Writes `size` random bytes to `path` and returns their SHA-256 (lowercase hex).
+/// Writes `size` random bytes to `path` and returns their BLAKE3 (lowercase hex, as
+/// `b3sum` prints it).
 pub fn write_random(path: &Path, size: usize) -> String {
     let mut rng = StdRng::from_entropy();
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut out = BufWriter::new(fs::File::create(path).expect("create random file"));
     let mut chunk = vec![0u8; MIB];
     let mut left = size;
@@ -766,7 +769,7 @@ pub fn write_random(path: &Path, size: usize) -> String {
         left -= n;
     }
     out.flush().expect("flush random file");
-    format!("{:x}", hasher.finalize())
+    hasher.finalize().to_hex().to_string()
 }
 
 /// `size` random bytes.
@@ -781,10 +784,15 @@ pub fn sha256(data: &[u8]) -> String {
     format!("{:x}", Sha256::digest(data))
 }
 
-/// SHA-256 of the file at `path`, lowercase hex, read in chunks.
-pub fn sha256_file(path: &Path) -> String {
+/// BLAKE3 of `data`, lowercase hex: what `b3sum` prints, and the default digest.
+pub fn blake3(data: &[u8]) -> String {
+    blake3::hash(data).to_hex().to_string()
+}
+
+/// BLAKE3 of the file at `path`, lowercase hex, read in chunks.
+pub fn blake3_file(path: &Path) -> String {
     let mut f = fs::File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
-    let mut hasher = Sha256::new();
+    let mut hasher = blake3::Hasher::new();
     let mut chunk = vec![0u8; MIB];
     loop {
         let n = f.read(&mut chunk).expect("read file");
@@ -793,7 +801,18 @@ pub fn sha256_file(path: &Path) -> String {
         }
         hasher.update(&chunk[..n]);
     }
-    format!("{:x}", hasher.finalize())
+    hasher.finalize().to_hex().to_string()
+}
+
+/// The digest value of a `sent` / `received` event: the field its `digest` field names
+/// (`"digest": "blake3", "blake3": HEX`). Panics when either is missing.
+pub fn digest(ev: &Value) -> &str {
+    let algorithm = ev["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no digest algorithm in {ev}"));
+    ev[algorithm]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {algorithm} value in {ev}"))
 }
 
 /// Every entry under `dir` that is not a directory (regular files, symlinks, fifos
@@ -846,7 +865,8 @@ pub fn free_udp_port() -> u16 {
 pub fn assert_report(ev: &Value, name: &str, bytes: usize, sha: &str, stream: &str) {
     assert_eq!(ev["name"], name, "name in {ev}");
     assert_eq!(ev["bytes"], bytes as u64, "bytes in {ev}");
-    assert_eq!(ev["sha256"], sha, "sha256 in {ev}");
+    assert_eq!(ev["digest"], "blake3", "default digest in {ev}");
+    assert_eq!(digest(ev), sha, "blake3 in {ev}");
     assert_eq!(ev["stream"], stream, "stream in {ev}");
     assert_eq!(ev["duplicate"], false, "duplicate in {ev}");
     assert!(

@@ -6,7 +6,7 @@
 //! with its own runtime, so that a test can drive it from any runtime or none. It
 //! stores messages in a directory through `qp2p::Receiver` (the rules `qp2p listen`
 //! applies), answers probes unless told not to, and reports what became of each message
-//! as an event shaped like the binary's JSON (`received` with `name`, `sha256`,
+//! as an event shaped like the binary's JSON (`received` with `name`, `digest` and its value,
 //! `duplicate`, `message_id`, `bytes`; `failed` with `error`). Dropping it stops the
 //! server and joins its thread.
 
@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use qp2p::net::framing::AckStatus;
 use qp2p::net::probe::ProbeService;
-use qp2p::net::transfer::hex;
 use qp2p::{Endpoint, Handler, Identity, Limits, NoProgress, Outcome, Quota, Receiver, Router};
 use qp2p::{Server, ServerConfig, Sink, Store, Stream, TransportOptions, TrustRules};
 use serde_json::{json, Value};
@@ -68,7 +67,8 @@ impl Handler for Reporting {
                 "event": "received",
                 "name": stored.name,
                 "bytes": stored.bytes,
-                "sha256": hex(&stored.sha256),
+                "digest": stored.digest.algorithm.name(),
+                (stored.digest.algorithm.name()): stored.digest.hex(),
                 "duplicate": status == AckStatus::Duplicate,
                 "message_id": id,
             }),

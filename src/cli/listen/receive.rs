@@ -16,7 +16,6 @@ use super::State;
 use crate::output::{human_bytes, human_duration, human_rate, short_fingerprint, shown, Output};
 use qp2p::net::framing::{AckStatus, Header};
 use qp2p::net::receiver::{Bar, Progress, Stored};
-use qp2p::net::transfer::hex;
 use qp2p::Fingerprint;
 
 /// The CLI's progress bars for payloads (hidden without a terminal, or with `-q`).
@@ -72,7 +71,7 @@ pub(super) fn report_received(
     stream: &str,
     seconds: f64,
 ) {
-    let sha = hex(&stored.sha256);
+    let digest = stored.digest;
     let path = stored.path.as_deref().map(Path::display);
     state.ctx.out.event(
         json!({
@@ -80,7 +79,8 @@ pub(super) fn report_received(
             "name": header.name,
             "path": stored.path.as_ref().map(|p| p.display().to_string()),
             "bytes": stored.bytes,
-            "sha256": sha,
+            "digest": digest.algorithm.name(),
+            (digest.algorithm.name()): digest.hex(),
             "peer": peer.to_string(),
             "peer_fingerprint": peer_fp.map(|f| f.to_string()),
             "duplicate": status != AckStatus::Stored,
@@ -95,7 +95,7 @@ pub(super) fn report_received(
                 None => String::new(),
             };
             format!(
-                "received {}{dest} ({} in {}, {}) from {}{} sha256 {sha}",
+                "received {}{dest} ({} in {}, {}) from {}{} {digest}",
                 shown(&header.name),
                 human_bytes(stored.bytes),
                 human_duration(Duration::from_secs_f64(seconds)),

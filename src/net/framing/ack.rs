@@ -24,8 +24,9 @@ pub struct Ack {
     pub status: AckStatus,
     /// Bytes stored.
     pub bytes: u64,
-    /// SHA-256 of the bytes stored.
-    pub sha256: [u8; 32],
+    /// The digest of the bytes stored, in the algorithm the message's header named
+    /// (the ack does not repeat it).
+    pub digest: [u8; 32],
 }
 
 impl Ack {
@@ -33,14 +34,14 @@ impl Ack {
     pub fn encode(&self) -> [u8; ACK_LEN] {
         let mut out = [0u8; ACK_LEN];
         out[..4].copy_from_slice(&ACK_MAGIC);
-        out[4] = VERSION;
+        out[4] = ACK_VERSION;
         out[5] = match self.status {
             AckStatus::Stored => 0,
             AckStatus::Duplicate => 1,
             AckStatus::Present => 2,
         };
         out[6..14].copy_from_slice(&self.bytes.to_be_bytes());
-        out[14..].copy_from_slice(&self.sha256);
+        out[14..].copy_from_slice(&self.digest);
         out
     }
 
@@ -50,7 +51,7 @@ impl Ack {
         if buf[..4] != ACK_MAGIC {
             return Err(FrameError::BadAck);
         }
-        if buf[4] != VERSION {
+        if buf[4] != ACK_VERSION {
             return Err(FrameError::UnsupportedVersion(buf[4]));
         }
         let status = match buf[5] {
@@ -61,12 +62,12 @@ impl Ack {
         };
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(&buf[6..14]);
-        let mut sha256 = [0u8; 32];
-        sha256.copy_from_slice(&buf[14..]);
+        let mut digest = [0u8; 32];
+        digest.copy_from_slice(&buf[14..]);
         Ok(Self {
             status,
             bytes: u64::from_be_bytes(bytes),
-            sha256,
+            digest,
         })
     }
 }
@@ -132,7 +133,7 @@ mod tests {
         let ack = Ack {
             status: AckStatus::Duplicate,
             bytes: 12345,
-            sha256: [9; 32],
+            digest: [9; 32],
         };
         assert_eq!(Ack::decode(&ack.encode()).unwrap(), ack);
         assert_eq!(Ack::decode(&[0; 3]), Err(FrameError::BadAck));

@@ -1,9 +1,15 @@
 //! The header that opens a stream: its bytes, and reading it from a stream without
 //! allocating more than [`MAX_HEADER_LEN`].
+//!
+//! Two versions are read. Version 2 has one more byte in its body, after the payload
+//! length: the digest [`Algorithm`]. Version 1 has none and means SHA-256. A header
+//! without an algorithm ([`Header::digest`] `None`) is written in version 1, so every
+//! listener takes it; one with an algorithm in version 2.
 
 use bytes::{Bytes, BytesMut};
 
 use super::*;
+use crate::net::digest::Algorithm;
 
 /// The header that opens a stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -16,10 +22,14 @@ pub struct Header {
     pub length: Option<u64>,
     /// The name the sender proposes; the receiver never uses it unchecked.
     pub name: String,
-    /// `send --skip-same`: the SHA-256 of the whole payload, sent ahead so that a
-    /// receiver already holding that content under the name answers
-    /// [`AckStatus::Present`] instead of taking it again. An extension field after the
-    /// name, which version 1 receivers without it ignore.
+    /// The digest algorithm the receiver's ack (and `skip_same`) is in: `Some` makes a
+    /// version 2 header, which names it; `None` a version 1 header, which every
+    /// listener reads and which means SHA-256 ([`Header::algorithm`]).
+    pub digest: Option<Algorithm>,
+    /// `send --skip-same`: the digest of the whole payload in the header's algorithm,
+    /// sent ahead so that a receiver already holding that content under the name
+    /// answers [`AckStatus::Present`] instead of taking it again. An extension field
+    /// after the name, which receivers without it ignore.
     pub skip_same: Option<[u8; 32]>,
 }
 
@@ -28,6 +38,25 @@ pub struct Header {
 const EXT_SKIP_SAME: u8 = 1;
 
 impl Header {
+    /// The algorithm of the digests about this message: the one named, SHA-256 for a
+    /// version 1 header.
+    pub fn algorithm(&self) -> Algorithm {
+        self.digest.unwrap_or(Algorithm::Sha256)
+    }
+
+    /// The version this header is written in: 2 when it names an algorithm.
+    pub fn version(&self) -> u8 {
+        match self.digest {
+            Some(_) => VERSION,
+            None => VERSION_1,
+        }
+    }
+
+    /// Size of the fixed part of the body in this header's version.
+    fn fixed_len(&self) -> usize {
+        BODY_FIXED_LEN + usize::from(self.digest.is_some())
+    }
+
     /// The header bytes: prefix and body.
     ///
     /// Names longer than [`MAX_NAME_LEN`] are the caller's error: they are cut at a
@@ -39,7 +68,7 @@ impl Header {
             ext.extend_from_slice(&(digest.len() as u16).to_be_bytes());
             ext.extend_from_slice(digest);
         }
-        let max_name = MAX_NAME_LEN - ext.len();
+        let max_name = MAX_HEADER_LEN - self.fixed_len() - ext.len();
         let mut name = self.name.as_str();
         while name.len() > max_name {
             let mut cut = max_name;
@@ -48,10 +77,10 @@ impl Header {
             }
             name = &name[..cut];
         }
-        let body_len = BODY_FIXED_LEN + name.len() + ext.len();
+        let body_len = self.fixed_len() + name.len() + ext.len();
         let mut out = Vec::with_capacity(PREFIX_LEN + body_len);
         out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
+        out.push(self.version());
         out.push(self.kind.to_byte());
         out.extend_from_slice(&(body_len as u16).to_be_bytes());
         out.extend_from_slice(&self.id.0);
@@ -61,37 +90,47 @@ impl Header {
             0
         });
         out.extend_from_slice(&self.length.unwrap_or(0).to_be_bytes());
+        if let Some(algorithm) = self.digest {
+            out.push(algorithm.to_byte());
+        }
         out.extend_from_slice(&(name.len() as u16).to_be_bytes());
         out.extend_from_slice(name.as_bytes());
         out.extend_from_slice(&ext);
         out
     }
 
-    /// Checks the prefix and returns the kind and the body length to read next.
-    pub fn decode_prefix(prefix: &[u8; PREFIX_LEN]) -> Result<(Kind, usize), FrameError> {
+    /// Checks the prefix and returns the version, the kind and the body length to read
+    /// next.
+    pub fn decode_prefix(prefix: &[u8; PREFIX_LEN]) -> Result<(u8, Kind, usize), FrameError> {
         if prefix[..4] != MAGIC {
             return Err(FrameError::BadMagic);
         }
-        if prefix[4] != VERSION {
-            return Err(FrameError::UnsupportedVersion(prefix[4]));
+        let version = prefix[4];
+        if version != VERSION && version != VERSION_1 {
+            return Err(FrameError::UnsupportedVersion(version));
         }
         let kind = Kind::from_byte(prefix[5]).ok_or(FrameError::UnknownKind(prefix[5]))?;
         let len = u16::from_be_bytes([prefix[6], prefix[7]]) as usize;
         if len > MAX_HEADER_LEN {
             return Err(FrameError::TooLarge(len));
         }
-        if len < BODY_FIXED_LEN {
+        if len < BODY_FIXED_LEN + usize::from(version != VERSION_1) {
             return Err(FrameError::Truncated);
         }
-        Ok((kind, len))
+        Ok((version, kind, len))
     }
 
-    /// Decodes a header body of the given kind.
-    pub fn decode_body(kind: Kind, body: &[u8]) -> Result<Self, FrameError> {
+    /// Decodes a header body of the given version (checked by
+    /// [`Header::decode_prefix`]) and kind.
+    pub fn decode_body(version: u8, kind: Kind, body: &[u8]) -> Result<Self, FrameError> {
+        if version != VERSION && version != VERSION_1 {
+            return Err(FrameError::UnsupportedVersion(version));
+        }
         if body.len() > MAX_HEADER_LEN {
             return Err(FrameError::TooLarge(body.len()));
         }
-        if body.len() < BODY_FIXED_LEN {
+        let fixed = BODY_FIXED_LEN + usize::from(version != VERSION_1);
+        if body.len() < fixed {
             return Err(FrameError::Truncated);
         }
         let mut id = [0u8; 16];
@@ -99,13 +138,17 @@ impl Header {
         let flags = body[16];
         let mut len = [0u8; 8];
         len.copy_from_slice(&body[17..25]);
-        let name_len = u16::from_be_bytes([body[25], body[26]]) as usize;
+        let digest = match version {
+            VERSION_1 => None,
+            _ => Some(Algorithm::from_byte(body[25]).ok_or(FrameError::UnknownDigest(body[25]))?),
+        };
+        let name_len = u16::from_be_bytes([body[fixed - 2], body[fixed - 1]]) as usize;
         let name = body
-            .get(BODY_FIXED_LEN..BODY_FIXED_LEN + name_len)
+            .get(fixed..fixed + name_len)
             .ok_or(FrameError::Truncated)?;
         let name = std::str::from_utf8(name).map_err(|_| FrameError::BadName)?;
         let mut skip_same = None;
-        let mut ext = &body[BODY_FIXED_LEN + name_len..];
+        let mut ext = &body[fixed + name_len..];
         while !ext.is_empty() {
             let [kind, a, b, rest @ ..] = ext else {
                 return Err(FrameError::Truncated);
@@ -122,6 +165,7 @@ impl Header {
             id: MessageId(id),
             length: (flags & FLAG_LENGTH_KNOWN != 0).then(|| u64::from_be_bytes(len)),
             name: name.to_string(),
+            digest,
             skip_same,
         })
     }
@@ -134,11 +178,11 @@ impl Header {
             .get(..PREFIX_LEN)
             .and_then(|p| p.try_into().ok())
             .ok_or(FrameError::UnexpectedEnd)?;
-        let (kind, len) = Self::decode_prefix(prefix)?;
+        let (version, kind, len) = Self::decode_prefix(prefix)?;
         let body = buf
             .get(PREFIX_LEN..PREFIX_LEN + len)
             .ok_or(FrameError::UnexpectedEnd)?;
-        Self::decode_body(kind, body)
+        Self::decode_body(version, kind, body)
     }
 }
 
@@ -153,10 +197,10 @@ impl Header {
 pub async fn read_header(recv: &mut quinn::RecvStream) -> Result<(Header, Bytes), ReadError> {
     let data = gather(recv, Bytes::new(), PREFIX_LEN).await?;
     let prefix: &[u8; PREFIX_LEN] = data[..PREFIX_LEN].try_into().expect("PREFIX_LEN bytes");
-    let (kind, len) = Header::decode_prefix(prefix)?;
+    let (version, kind, len) = Header::decode_prefix(prefix)?;
     let end = PREFIX_LEN + len;
     let data = gather(recv, data, end).await?;
-    let header = Header::decode_body(kind, &data[PREFIX_LEN..end])?;
+    let header = Header::decode_body(version, kind, &data[PREFIX_LEN..end])?;
     Ok((header, data.slice(end..)))
 }
 
@@ -247,6 +291,7 @@ mod tests {
             id: MessageId([7; 16]),
             length,
             name: name.to_string(),
+            digest: None,
             skip_same: None,
         }
     }
@@ -274,6 +319,48 @@ mod tests {
         assert_eq!(&bytes[25..33], &258u64.to_be_bytes());
         assert_eq!(&bytes[33..35], &[0, 2], "name length");
         assert_eq!(&bytes[35..], b"ab");
+    }
+
+    #[test]
+    fn version_2_names_the_algorithm_after_the_length() {
+        let mut h = header("ab", Some(258));
+        h.digest = Some(Algorithm::Blake3);
+        let bytes = h.encode();
+        assert_eq!(bytes[4], 2, "version");
+        assert_eq!(u16::from_be_bytes([bytes[6], bytes[7]]), 30, "body length");
+        assert_eq!(&bytes[25..33], &258u64.to_be_bytes());
+        assert_eq!(bytes[33], 2, "algorithm: blake3");
+        assert_eq!(&bytes[34..36], &[0, 2], "name length");
+        assert_eq!(&bytes[36..], b"ab");
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+        assert_eq!(h.algorithm(), Algorithm::Blake3);
+        h.digest = Some(Algorithm::Sha256);
+        assert_eq!(h.encode()[33], 1, "algorithm: sha256");
+        assert_eq!(Header::decode(&h.encode()).unwrap(), h);
+        // Version 1 means SHA-256 and has no algorithm byte.
+        let v1 = header("ab", Some(258));
+        assert_eq!((v1.version(), v1.algorithm()), (1, Algorithm::Sha256));
+        // An algorithm this build does not know is refused as unsupported.
+        let mut unknown = bytes.clone();
+        unknown[33] = 9;
+        assert_eq!(Header::decode(&unknown), Err(FrameError::UnknownDigest(9)));
+        assert_eq!(FrameError::UnknownDigest(9).code(), ErrorCode::Unsupported);
+        // A version 2 body too short for its algorithm byte is truncated.
+        let mut short = header("", None).encode();
+        short[4] = 2;
+        assert_eq!(Header::decode(&short), Err(FrameError::Truncated));
+        // Long names leave room for the algorithm byte and the extension.
+        let mut long = header(&"y".repeat(MAX_NAME_LEN), None);
+        long.digest = Some(Algorithm::Blake3);
+        long.skip_same = Some([3; 32]);
+        let encoded = long.encode();
+        assert!(encoded.len() <= PREFIX_LEN + MAX_HEADER_LEN);
+        let decoded = Header::decode(&encoded).unwrap();
+        assert_eq!(decoded.name.len(), MAX_NAME_LEN - 1 - 35);
+        assert_eq!(
+            (decoded.digest, decoded.skip_same),
+            (long.digest, long.skip_same)
+        );
     }
 
     #[test]
@@ -306,9 +393,9 @@ mod tests {
         let mut bad_name_len = header("ab", None).encode();
         bad_name_len[33..35].copy_from_slice(&[0xff, 0xff]);
         assert_eq!(Header::decode(&bad_name_len), Err(FrameError::Truncated));
-        let mut v2 = header("a", None).encode();
-        v2[4] = 2;
-        assert_eq!(Header::decode(&v2), Err(FrameError::UnsupportedVersion(2)));
+        let mut v3 = header("a", None).encode();
+        v3[4] = 3;
+        assert_eq!(Header::decode(&v3), Err(FrameError::UnsupportedVersion(3)));
         let mut probe = header("", Some(1));
         probe.kind = Kind::Probe;
         assert_eq!(probe.encode()[5], 2, "probe kind byte");

@@ -2,10 +2,11 @@
 //!
 //! A stream opens with a header: an 8-byte prefix (magic `QP2P`, version, kind, and the
 //! length of the header body) and a body (16-byte message id, flags, declared payload
-//! length, name). The payload follows until the stream's FIN. On a bidirectional stream
-//! the receiver answers with a fixed-size [`Ack`]: status, bytes stored and the SHA-256
-//! of what it stored. Everything that goes wrong is a stream reset or stop with one of
-//! the [`ErrorCode`]s.
+//! length, in version 2 the digest algorithm, name). The payload follows until the
+//! stream's FIN. On a bidirectional stream the receiver answers with a fixed-size
+//! [`Ack`]: status, bytes stored and the digest of what it stored, in the algorithm the
+//! header named (BLAKE3 by default, SHA-256 for a version 1 header). Everything that
+//! goes wrong is a stream reset or stop with one of the [`ErrorCode`]s.
 //!
 //! | file | what it holds |
 //! | --- | --- |
@@ -24,18 +25,30 @@
 //!   caller resets that one stream with the matching [`ErrorCode`].
 //! - *Unknown future fields*: bytes after the name inside the declared body length are
 //!   ignored, so a later version can add fields without breaking version 1 receivers.
+//! - *Two ends hashing differently*: a header that names an algorithm other than
+//!   SHA-256 is written in version 2, which a version 1 receiver refuses (`UNSUPPORTED`)
+//!   before any payload, rather than acking a SHA-256 the sender would call corrupt;
+//!   SHA-256 headers stay version 1, so `--digest sha256` reaches every listener.
 
 /// The first four bytes of every stream.
 pub(crate) const MAGIC: [u8; 4] = *b"QP2P";
-/// The protocol version this build speaks.
-pub const VERSION: u8 = 1;
+/// The newest header version this build speaks: 2, whose body names the digest
+/// algorithm. Version 1 headers (SHA-256 implied) are still read, and still written
+/// for SHA-256 so that older listeners take them.
+pub const VERSION: u8 = 2;
+/// The header version without the algorithm byte: the digest is SHA-256.
+pub const VERSION_1: u8 = 1;
+/// The ack's version: unchanged by header version 2 (its digest is in the header's
+/// algorithm).
+const ACK_VERSION: u8 = 1;
 /// Size of the fixed prefix: magic, version, kind, body length (u16).
 pub const PREFIX_LEN: usize = 8;
 /// The largest header body accepted (and sent): 8 KiB.
 pub const MAX_HEADER_LEN: usize = 8 * 1024;
-/// Size of the fixed part of a header body: id, flags, length, name length.
+/// Size of the fixed part of a version 1 header body: id, flags, length, name length.
 const BODY_FIXED_LEN: usize = 16 + 1 + 8 + 2;
-/// The longest name that fits in a header.
+/// The longest name that fits in a header (version 1; version 2 holds one byte less,
+/// its algorithm byte).
 pub const MAX_NAME_LEN: usize = MAX_HEADER_LEN - BODY_FIXED_LEN;
 /// Size of an encoded [`Ack`].
 pub const ACK_LEN: usize = 4 + 1 + 1 + 8 + 32;
@@ -52,7 +65,7 @@ pub enum Kind {
     Probe,
     /// Benchmark data: read and thrown away, acked with the byte count (`bench`).
     Discard,
-    /// Benchmark data: hashed, thrown away, acked with byte count and SHA-256.
+    /// Benchmark data: hashed, thrown away, acked with byte count and digest.
     DiscardHashed,
     /// Benchmark round trip: answered with as many bytes as the request asks for.
     Request,
@@ -117,6 +130,9 @@ pub enum FrameError {
     /// A kind this build does not know.
     #[error("unknown stream kind {0}")]
     UnknownKind(u8),
+    /// A version 2 header names a digest algorithm this build does not know.
+    #[error("unknown digest algorithm {0}")]
+    UnknownDigest(u8),
     /// The header body is larger than [`MAX_HEADER_LEN`].
     #[error("header of {0} bytes exceeds the limit of {MAX_HEADER_LEN}")]
     TooLarge(usize),
@@ -139,9 +155,9 @@ impl FrameError {
     pub fn code(&self) -> ErrorCode {
         match self {
             FrameError::TooLarge(_) => ErrorCode::HeaderTooLarge,
-            FrameError::UnsupportedVersion(_) | FrameError::UnknownKind(_) => {
-                ErrorCode::Unsupported
-            }
+            FrameError::UnsupportedVersion(_)
+            | FrameError::UnknownKind(_)
+            | FrameError::UnknownDigest(_) => ErrorCode::Unsupported,
             _ => ErrorCode::BadHeader,
         }
     }

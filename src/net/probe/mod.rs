@@ -180,6 +180,8 @@ impl Request {
             id: MessageId::random(),
             length: Some(body.len() as u64),
             name: String::new(),
+            // No digest: a version 1 header, which listeners of every version answer.
+            digest: None,
             skip_same: None,
         }
         .encode();

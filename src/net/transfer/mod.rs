@@ -3,14 +3,18 @@
 //!
 //! Both halves stream: the payload moves in chunks through a small bounded channel
 //! between the QUIC stream and a blocking thread that reads the file (sender) or writes
-//! it (receiver) and computes the SHA-256 on the way. Memory per message is the channel
+//! it (receiver) and computes the digest on the way (BLAKE3 unless the header says
+//! otherwise, see `digest`). Memory per message is the channel
 //! (a few chunks), whatever the size of the file, and hashing and disk I/O run beside
 //! the network task instead of inside it.
 //!
 //! What could go wrong, and how it is prevented (each half tells its own cases in
 //! detail in its file):
 //! - *Silent corruption between the two files*: the ack carries the receiver's own
-//!   SHA-256 and byte count; the sender compares them with what it read.
+//!   digest and byte count; the sender compares them with what it read.
+//! - *A listener too old for the header*: a version 1 listener resets a version 2
+//!   header with `UNSUPPORTED`; [`send_message`] reports that as
+//!   [`SendError::OlderPeer`], naming the algorithm, not as a bare refusal.
 //! - The receiver's cases: a peer that lies about the length, a message larger than
 //!   allowed (the stream stopped with [`ErrorCode::LengthMismatch`] or
 //!   [`ErrorCode::TooLarge`], nothing stored).
@@ -19,6 +23,7 @@
 
 use quinn::{ReadError as QuinnReadError, VarInt, WriteError};
 
+use super::digest::{Algorithm, Digest};
 use super::endpoint::{classify, ConnectError};
 use super::framing::{self, ErrorCode, FrameError, ReadError};
 use super::retry::Retryable;
@@ -57,17 +62,27 @@ pub enum SendError {
     #[error("{0}")]
     Source(std::io::Error),
     /// The receiver stored something else than was sent.
-    #[error("integrity check failed: sent {sent} bytes (sha256 {sent_sha}), peer stored {stored} bytes (sha256 {stored_sha})")]
+    #[error(
+        "integrity check failed: sent {sent} bytes{}, peer stored {stored} bytes{}",
+        in_parens(.sent_digest),
+        in_parens(.stored_digest)
+    )]
     Integrity {
         /// Bytes sent.
         sent: u64,
-        /// Hash sent.
-        sent_sha: String,
+        /// Digest of what was sent (none for bench data, which only counts bytes).
+        sent_digest: Option<Digest>,
         /// Bytes the peer stored.
         stored: u64,
-        /// Hash of what the peer stored.
-        stored_sha: String,
+        /// Digest of what the peer stored, in the header's algorithm.
+        stored_digest: Option<Digest>,
     },
+    /// The listener refused a version 2 header as unsupported: it runs a qp2p from
+    /// before digests were named, which takes SHA-256 in version 1 headers only.
+    #[error(
+        "the listener runs an older qp2p: it does not take {0} digests (protocol header version 2) and refused the message"
+    )]
+    OlderPeer(Algorithm),
     /// The receiver's answer was malformed.
     #[error("malformed answer from peer: {0}")]
     Protocol(FrameError),
@@ -82,6 +97,11 @@ impl Retryable for SendError {
             _ => false,
         }
     }
+}
+
+/// ` (blake3 HEX)`, or nothing.
+fn in_parens(digest: &Option<Digest>) -> String {
+    digest.map(|d| format!(" ({d})")).unwrap_or_default()
 }
 
 fn describe_reset(code: VarInt) -> String {
@@ -167,16 +187,6 @@ pub fn size(n: u64) -> String {
         unit += 1;
     }
     format!("{value:.2} {}", UNITS[unit])
-}
-
-/// The SHA-256 of a whole file, read through once (blocking: call it off the
-/// runtime's threads). `send --skip-same` hashes what it will send with it, and the
-/// receiver what it already holds.
-pub(crate) fn file_sha256(path: &std::path::Path) -> std::io::Result<[u8; 32]> {
-    use sha2::Digest as _;
-    let mut hasher = sha2::Sha256::new();
-    std::io::copy(&mut std::fs::File::open(path)?, &mut hasher)?;
-    Ok(hasher.finalize().into())
 }
 
 /// Lowercase hex.

@@ -14,9 +14,9 @@ use std::io::Write;
 use bytes::Bytes;
 use futures_util::FutureExt;
 use quinn::{ReadError as QuinnReadError, RecvStream, SendStream, WriteError};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::super::digest::{Digest, Hasher};
 use super::super::framing::{self, Ack, ErrorCode, Header};
 use super::{size, RecvError, CHUNK, DEPTH, INLINE};
 
@@ -47,8 +47,8 @@ pub struct Received<W> {
     pub sink: W,
     /// Bytes received.
     pub bytes: u64,
-    /// SHA-256 of the bytes received.
-    pub sha256: [u8; 32],
+    /// The digest of the bytes received, in the header's algorithm.
+    pub digest: Digest,
 }
 
 /// Receives the payload of a message into `sink` (written on a blocking thread),
@@ -63,12 +63,14 @@ pub(crate) async fn receive_payload<W: Write + Send + 'static>(
 ) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
     if let Some(declared) = header.length.filter(|&len| len <= INLINE) {
-        return receive_small(recv, declared, first, sink, progress).await;
+        let hasher = header.algorithm().hasher();
+        return receive_small(recv, declared, first, sink, hasher, progress).await;
     }
     // The payload bytes that came with the header open the first batch.
     let mut first = (!first.is_empty()).then_some(first);
     let (tx, rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
-    let writer = tokio::task::spawn_blocking(move || write_sink(sink, rx));
+    let hasher = header.algorithm().hasher();
+    let writer = tokio::task::spawn_blocking(move || write_sink(sink, hasher, rx));
     let mut total: u64 = 0;
     let read_result = loop {
         // Wait for data, then take whatever else is already there without waiting:
@@ -151,7 +153,7 @@ pub(crate) async fn receive_payload<W: Write + Send + 'static>(
         .await
         .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?;
     read_result?;
-    let (sink, bytes, sha256) = written.map_err(RecvError::Storage)?;
+    let (sink, bytes, digest) = written.map_err(RecvError::Storage)?;
     if bytes != total {
         return Err(RecvError::Storage(std::io::Error::other(
             "writer stopped early",
@@ -160,7 +162,7 @@ pub(crate) async fn receive_payload<W: Write + Send + 'static>(
     Ok(Received {
         sink,
         bytes,
-        sha256,
+        digest,
     })
 }
 
@@ -171,6 +173,7 @@ async fn receive_small<W: Write>(
     declared: u64,
     first: Bytes,
     mut sink: W,
+    mut hasher: Hasher,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
     let parts = match framing::read_rest(recv, first, declared as usize).await {
@@ -198,7 +201,6 @@ async fn receive_small<W: Write>(
             format!("{bytes} bytes received, {declared} declared"),
         ));
     }
-    let mut hasher = Sha256::new();
     for part in &parts {
         hasher.update(part);
         sink.write_all(part).map_err(RecvError::Storage)?;
@@ -208,7 +210,7 @@ async fn receive_small<W: Write>(
     Ok(Received {
         sink,
         bytes,
-        sha256: hasher.finalize().into(),
+        digest: hasher.finalize(),
     })
 }
 
@@ -218,9 +220,9 @@ fn chunk_bytes(chunk: Option<quinn::Chunk>) -> Option<Bytes> {
 
 fn write_sink<W: Write>(
     mut sink: W,
+    mut hasher: Hasher,
     mut rx: mpsc::Receiver<Vec<Bytes>>,
-) -> std::io::Result<(W, u64, [u8; 32])> {
-    let mut hasher = Sha256::new();
+) -> std::io::Result<(W, u64, Digest)> {
     let mut total = 0u64;
     while let Some(batch) = rx.blocking_recv() {
         for chunk in &batch {
@@ -230,7 +232,7 @@ fn write_sink<W: Write>(
         write_all_vectored(&mut sink, &batch)?;
     }
     sink.flush()?;
-    Ok((sink, total, hasher.finalize().into()))
+    Ok((sink, total, hasher.finalize()))
 }
 
 /// Writes every chunk with as few system calls as the sink allows.

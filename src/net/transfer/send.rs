@@ -12,20 +12,20 @@ use std::io::Read;
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream, WriteError};
-use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
+use super::super::digest::{Digest, Hasher};
 use super::super::endpoint::classify;
 use super::super::framing::{self, AckStatus, ErrorCode, Header};
-use super::{hex, Mode, SendError, CHUNK, DEPTH, INLINE};
+use super::{Mode, SendError, CHUNK, DEPTH, INLINE};
 
 /// What the sender knows after a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sent {
     /// Bytes of payload read from the source.
     pub bytes: u64,
-    /// SHA-256 of the payload.
-    pub sha256: [u8; 32],
+    /// The digest of the payload, in the header's algorithm.
+    pub digest: Digest,
     /// The receiver had stored this message id before.
     pub duplicate: bool,
     /// The receiver already held this content under the name (`--skip-same`): the
@@ -68,7 +68,18 @@ pub async fn send_message(
     // future dropped) would look like a complete message of unknown length. The guard
     // resets it instead unless `send_on` finished it.
     let mut send = CancelOnDrop(send);
-    let result = send_on(&mut send.0, recv, header, source, progress).await;
+    let result = send_on(&mut send.0, recv, header, source, progress)
+        .await
+        .map_err(|e| match (e, header.digest) {
+            // A listener that predates version 2 headers refuses the version before it
+            // looks at anything else (the kind of every message is one it knows).
+            (SendError::Refused(code), Some(algorithm))
+                if code == ErrorCode::Unsupported.varint() =>
+            {
+                SendError::OlderPeer(algorithm)
+            }
+            (e, _) => e,
+        });
     match &result {
         Err(_) => {
             let _ = send.0.reset(ErrorCode::Cancelled.varint());
@@ -104,7 +115,7 @@ async fn send_on(
     source: Source,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
-    let (sent, sha256, duplicate) = match header.length {
+    let (sent, digest, duplicate) = match header.length {
         Some(len) if len <= INLINE => send_small(send, header, source, progress).await?,
         _ => send_streamed(send, header, source, progress).await?,
     };
@@ -123,7 +134,7 @@ async fn send_on(
         // Unidirectional: done when the peer's transport acknowledged every byte.
         let unacked = |duplicate| Sent {
             bytes: sent,
-            sha256,
+            digest,
             duplicate,
             present: false,
             stored_as: None,
@@ -139,17 +150,20 @@ async fn send_on(
         };
     };
     let (ack, stored_as) = framing::read_ack(&mut recv).await?;
-    if ack.bytes != sent || ack.sha256 != sha256 {
+    if ack.bytes != sent || ack.digest != digest.bytes {
         return Err(SendError::Integrity {
             sent,
-            sent_sha: hex(&sha256),
+            sent_digest: Some(digest),
             stored: ack.bytes,
-            stored_sha: hex(&ack.sha256),
+            stored_digest: Some(Digest {
+                algorithm: digest.algorithm,
+                bytes: ack.digest,
+            }),
         });
     }
     Ok(Sent {
         bytes: sent,
-        sha256,
+        digest,
         duplicate: ack.status == AckStatus::Duplicate,
         present: ack.status == AckStatus::Present,
         stored_as,
@@ -242,7 +256,7 @@ async fn send_small(
     header: &Header,
     mut source: Source,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(u64, [u8; 32], bool), SendError> {
+) -> Result<(u64, Digest, bool), SendError> {
     let mut out = header.encode();
     let start = out.len();
     // One byte more than declared, so a file that grew is noticed.
@@ -259,7 +273,7 @@ async fn send_small(
         }
     }
     let payload = &out[start..];
-    let sha256: [u8; 32] = Sha256::digest(payload).into();
+    let digest = header.algorithm().digest(payload);
     let sent = payload.len() as u64;
     if header.length.is_some_and(|declared| sent > declared) {
         return Err(SendError::Source(std::io::Error::other(
@@ -274,7 +288,7 @@ async fn send_small(
         Err(WriteError::Stopped(code)) if code == ErrorCode::Duplicate.varint() => true,
         Err(e) => return Err(e.into()),
     };
-    Ok((sent, sha256, duplicate))
+    Ok((sent, digest, duplicate))
 }
 
 /// Sends a payload of any size: read and hashed on a blocking thread, handed over in
@@ -284,10 +298,11 @@ async fn send_streamed(
     header: &Header,
     source: Source,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(u64, [u8; 32], bool), SendError> {
+) -> Result<(u64, Digest, bool), SendError> {
     send.write_chunk(Bytes::from(header.encode())).await?;
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
-    let reader = tokio::task::spawn_blocking(move || read_source(source, tx));
+    let hasher = header.algorithm().hasher();
+    let reader = tokio::task::spawn_blocking(move || read_source(source, hasher, tx));
 
     // Whether the receiver said it has the message already: keep reading (to hash),
     // stop sending.
@@ -315,19 +330,19 @@ async fn send_streamed(
             Err(e) => return Err(e.into()),
         }
     }
-    let sha256: [u8; 32] = reader
+    let digest = reader
         .await
-        .map_err(|e| SendError::Source(std::io::Error::other(e)))?
-        .into();
-    Ok((sent, sha256, duplicate))
+        .map_err(|e| SendError::Source(std::io::Error::other(e)))?;
+    Ok((sent, digest, duplicate))
 }
 
-/// Reads `source` in chunks into `tx`, hashing on the way; returns the hash.
+/// Reads `source` in chunks into `tx`, hashing on the way with `hasher`; returns the
+/// digest.
 fn read_source(
     mut source: Source,
+    mut hasher: Hasher,
     tx: mpsc::Sender<std::io::Result<Bytes>>,
-) -> sha2::digest::Output<Sha256> {
-    let mut hasher = Sha256::new();
+) -> Digest {
     loop {
         let chunk = match source.next_chunk(CHUNK) {
             Ok(chunk) if chunk.is_empty() => break,
