@@ -16,6 +16,8 @@ mod bench;
 mod bench_faults;
 #[path = "suite/ca.rs"]
 mod ca;
+#[path = "suite/digest.rs"]
+mod digest;
 #[path = "suite/failure.rs"]
 mod failure;
 #[path = "suite/faults.rs"]
