@@ -11,8 +11,11 @@ ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "corpus")
 
 
 def header(kind=1, name=b"a.txt", length=5, known=True, version=1, magic=b"QP2P",
-           body_len=None, name_len=None, extra=b"", msg_id=bytes(range(16))):
+           body_len=None, name_len=None, extra=b"", msg_id=bytes(range(16)), digest=None):
+    # digest: the algorithm byte of a version 2 header (1 SHA-256, 2 BLAKE3).
     body = msg_id + bytes([1 if known else 0]) + struct.pack(">Q", length)
+    if digest is not None:
+        body += bytes([digest])
     body += struct.pack(">H", len(name) if name_len is None else name_len) + name + extra
     n = len(body) if body_len is None else body_len
     return magic + bytes([version, kind]) + struct.pack(">H", n) + body
@@ -59,6 +62,16 @@ seeds = {
         b"QP2P",
         b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
         header() + b"payload follows",
+        header(version=2, digest=2),
+        header(version=2, digest=1),
+        header(version=2, digest=9),
+        header(version=2, digest=0),
+        header(version=2, digest=2, body_len=27, name=b""),
+        header(version=2, digest=2, body_len=28, name=b""),
+        header(version=2, digest=2, extra=bytes([1, 0, 32]) + b"\x22" * 32),
+        header(version=2, digest=2, body_len=8192, name=b"x" * (8192 - 28)),
+        header(version=2, digest=2, kind=2, name=b"", length=1),
+        header(version=3, digest=2),
     ],
     "ack": [
         ack(),

@@ -8,7 +8,7 @@
 //! Scenarios:
 //! - throughput: one stream (or `--parallel N`) moving `--size` bytes, three ways: raw
 //!   quinn streams (in-process only), framed (header and ack), and hashed (the real
-//!   transfer path: SHA-256 at both ends on their I/O threads);
+//!   transfer path: BLAKE3, the default digest, at both ends on their I/O threads);
 //! - messages: `--message-size` messages with 32 in flight, over one pooled connection
 //!   and with a new connection per message; the ratio is what pooling buys;
 //! - latency: round trips one at a time, 8-byte request and `--message-size` answer;
@@ -373,6 +373,9 @@ async fn throughput(peer: &Peer, args: &Args, ctx: &Context) -> anyhow::Result<V
             "cwnd": stats.path.cwnd,
             "mtu": stats.path.current_mtu,
         });
+        if mode == "hashed" {
+            row["digest"] = json!(qp2p::Algorithm::Blake3.name());
+        }
         match (mode, raw_rate) {
             ("raw", _) => raw_rate = Some(gbit),
             (_, Some(raw)) => row["vs_raw"] = json!(gbit / raw),
@@ -531,7 +534,7 @@ fn print_table(rows: &[Value], peer: &Peer) {
     for row in rows {
         let line = match row["scenario"].as_str().unwrap_or("") {
             "throughput" => format!(
-                "throughput  {:<7} {:>7.2} Gbit/s  {} stream(s), {:.2} CPU-s/GiB, rtt {:.2} ms, lost {}, cwnd {} KiB{}",
+                "throughput  {:<7} {:>7.2} Gbit/s  {} stream(s), {:.2} CPU-s/GiB, rtt {:.2} ms, lost {}, cwnd {} KiB{}{}",
                 row["mode"].as_str().unwrap_or(""),
                 f(row, "gbit_s"),
                 row["streams"],
@@ -541,6 +544,10 @@ fn print_table(rows: &[Value], peer: &Peer) {
                 row["cwnd"].as_u64().unwrap_or(0) / 1024,
                 match row.get("vs_raw").and_then(Value::as_f64) {
                     Some(r) => format!(", {r:.2} × raw"),
+                    None => String::new(),
+                },
+                match row.get("digest").and_then(Value::as_str) {
+                    Some(d) => format!(", {d} at both ends"),
                     None => String::new(),
                 }
             ),

@@ -40,6 +40,12 @@ fn bench_runs_in_process_with_no_set_up() {
         .map(|row| row["mode"].as_str().unwrap_or("").to_string())
         .collect();
     assert_eq!(modes, ["raw", "framed", "hashed"], "{r}");
+    let hashed = r
+        .named("bench")
+        .into_iter()
+        .find(|row| row["mode"] == "hashed")
+        .unwrap();
+    assert_eq!(hashed["digest"], "blake3", "the default digest: {r}");
 }
 
 /// Regression: with the listener's default per-address limit (16), the bench's 32
