@@ -113,9 +113,9 @@ oneshot_ms=$(printf '%s\n' "${oneshot[@]}" | sort -n | awk '{ v[NR] = $1 } END {
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'; }
 printf '\n%-44s %12s %10s\n' "measurement ($size, loopback)" "Gbit/s" "÷ qp2p"
-printf '%-44s %12.2f %10s\n' "qp2p send -> listen --out (disk, SHA-256)" "$qp2p_file" "1.00"
+printf '%-44s %12.2f %10s\n' "qp2p send -> listen --out (disk, BLAKE3)" "$qp2p_file" "1.00"
 printf '%-44s %12.2f %10s\n' "socat TCP file copy (disk)" "$socat_file" "$(ratio "$socat_file" "$qp2p_file")"
-printf '%-44s %12.2f %10s\n' "qp2p bench hashed (memory, SHA-256 both ends)" "$hashed" "$(ratio "$hashed" "$qp2p_file")"
+printf '%-44s %12.2f %10s\n' "qp2p bench hashed (memory, BLAKE3 both ends)" "$hashed" "$(ratio "$hashed" "$qp2p_file")"
 printf '%-44s %12.2f %10s\n' "qp2p bench framed (memory)" "$framed" "$(ratio "$framed" "$qp2p_file")"
 printf '%-44s %12.2f %10s\n' "quinn raw stream (qp2p bench --raw)" "$raw" "$(ratio "$raw" "$qp2p_file")"
 printf '%-44s %12.2f %10s\n' "iperf3 TCP (memory)" "$iperf" "$(ratio "$iperf" "$qp2p_file")"

@@ -27,8 +27,9 @@ use qp2p::{Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
 ///
 /// Each PATH is one message (a directory one message per file, named by its path), all
 /// over one connection. Exits 0 once the receiver acknowledged the bytes and digest
-/// (BLAKE3, or SHA-256 with --digest sha256) it stored. Given a ticket (the line `qp2p listen` printed) or --expect, any other peer
-/// is refused; given a bare address, the peer is not authenticated and send says so.
+/// (BLAKE3, or SHA-256 with --digest sha256) it stored. Given a ticket (the line `qp2p
+/// listen` printed) or --expect, any other peer is refused; given a bare address, the
+/// peer is not authenticated and send says so.
 #[derive(Debug, clap::Args)]
 #[command(after_help = super::examples(&[
     "qp2p send FP@192.0.2.7:7447 photo.jpg notes/     # files and a directory tree",
