@@ -354,7 +354,21 @@ async fn throughput(peer: &Peer, args: &Args, ctx: &Context) -> anyhow::Result<V
         bar.finish_and_clear();
         let mut bytes = 0;
         for r in results {
-            bytes += r?;
+            bytes += match r {
+                Ok(n) => n,
+                // The advice for `send` (--digest sha256) has no meaning here.
+                Err(transfer::SendError::OlderPeer(algorithm)) => {
+                    return Err(coded(
+                        Exit::Transfer,
+                        format!(
+                            "the listener runs an older qp2p, which does not take {algorithm} \
+                             digests: the hashed mode needs a listener of this version \
+                             (--raw measures the framed stream only)"
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e.into()),
+            };
         }
         let gbit = bytes as f64 * 8.0 / seconds / 1e9;
         let stats = conn.stats();

@@ -305,3 +305,29 @@ fn an_older_listener_refuses_blake3_clearly_and_takes_sha256() {
     assert_eq!(sent["digest"], "sha256", "{r}");
     assert_eq!(sent["sha256"], sha256(&data), "{r}");
 }
+
+/// `bench --peer` against a listener that speaks only version 1: the hashed mode (BLAKE3,
+/// version 2) ends the run with a line that says why, without the advice meant for
+/// `send`.
+#[test]
+fn bench_against_an_older_listener_says_the_hashed_mode_needs_a_newer_one() {
+    let (ticket, _stop) = version_1_listener();
+    let t = TestDir::new();
+    let r = t.run(&[
+        "--ephemeral",
+        "bench",
+        "--peer",
+        &ticket,
+        "--scenario",
+        "throughput",
+        "--size",
+        "1MiB",
+    ]);
+    r.assert_code(5);
+    assert!(
+        r.stderr
+            .contains("does not take blake3 digests: the hashed mode needs a listener"),
+        "{r}"
+    );
+    assert!(!r.stderr.contains("--digest"), "{r}");
+}
