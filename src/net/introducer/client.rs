@@ -1,0 +1,262 @@
+//! The sender's side: introductions, and every way of a ticket raced at once.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+
+use super::wire::{Request, Status};
+use super::{ask, order, AskError, PeerPath};
+use crate::net::addr::{Ticket, Way};
+use crate::net::endpoint::{canonical, ConnectError};
+use crate::net::race::{race, Candidate, Fate};
+use crate::net::tls::{Fingerprint, TrustRules};
+use crate::net::{Backoff, Endpoint};
+
+/// What an introducer told a sender.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Introduced {
+    /// The sender's own address as the introducer sees it.
+    pub own_observed: SocketAddr,
+    /// The listener's address as the introducer sees it (its NAT's mapping), where
+    /// the listener has punched toward `own_observed`.
+    pub listener_observed: SocketAddr,
+    /// The listener's own addresses (LAN, IPv6, mappings) as it registered them.
+    pub listener_addrs: Vec<SocketAddr>,
+}
+
+/// Why an introduction failed.
+#[derive(Debug, thiserror::Error)]
+pub enum IntroduceError {
+    /// No connection to the introducer.
+    #[error("cannot reach the introducer: {0}")]
+    Connect(#[from] ConnectError),
+    /// The exchange failed.
+    #[error("{0}")]
+    Ask(#[from] AskError),
+    /// The listener is not registered there.
+    #[error("the listener is not registered with it (is its `listen --via` running?)")]
+    Unknown,
+    /// Rate-limited.
+    #[error("busy (too many introductions); try again later")]
+    Busy,
+    /// Refused: not an introducer.
+    #[error("refused: it is no introducer (no `listen --introduce`)")]
+    Refused,
+    /// The listener did not take the punch order.
+    #[error("the listener did not answer the punch order")]
+    NoAnswer,
+}
+
+/// Asks the introducer `ifp` at `at` to introduce us to `target`, from `endpoint`'s
+/// socket (the one that then dials: the introducer observes its NAT mapping).
+pub async fn introduce(
+    endpoint: &Endpoint,
+    at: SocketAddr,
+    ifp: Fingerprint,
+    target: Fingerprint,
+    limit: Duration,
+) -> Result<Introduced, IntroduceError> {
+    let conn = endpoint.connect(at, TrustRules::pinned_to(ifp)).await?;
+    let answer = ask(&conn, &Request::Introduce { target }, limit).await;
+    conn.close(crate::net::framing::close::DONE, b"introduced");
+    let answer = answer?;
+    match answer.status {
+        Status::Ok if answer.addrs.len() >= 2 => Ok(Introduced {
+            own_observed: canonical(answer.addrs[0]),
+            listener_observed: canonical(answer.addrs[1]),
+            listener_addrs: answer.addrs[2..].iter().map(|a| canonical(*a)).collect(),
+        }),
+        Status::Ok => Err(AskError::Malformed(crate::net::framing::FrameError::BadAck).into()),
+        Status::Unknown => Err(IntroduceError::Unknown),
+        Status::Busy => Err(IntroduceError::Busy),
+        Status::Refused => Err(IntroduceError::Refused),
+        Status::NoAnswer => Err(IntroduceError::NoAnswer),
+    }
+}
+
+/// The connection a [`reach`] won.
+#[derive(Debug)]
+pub struct Reached {
+    /// The connection.
+    pub conn: quinn::Connection,
+    /// Where it goes.
+    pub addr: SocketAddr,
+    /// How.
+    pub path: PeerPath,
+    /// The winning handshake's duration.
+    pub handshake: Duration,
+    /// Retries the winner needed.
+    pub retries: u32,
+    /// Every other candidate and its fate.
+    pub losers: Vec<(SocketAddr, PeerPath, Fate)>,
+}
+
+/// Why no way of a ticket worked.
+#[derive(Debug)]
+pub struct Unreached {
+    /// Every candidate dialed and why it failed.
+    pub tried: Vec<(SocketAddr, PeerPath, String)>,
+    /// Every introducer asked and why it gave no candidates.
+    pub introducers: Vec<(String, String)>,
+    /// What the NATs on the way looked like, when that explains the failure.
+    pub hint: Option<String>,
+    /// Every candidate failed on identity (the peer there is not the one pinned).
+    pub identity: bool,
+}
+
+impl fmt::Display for Unreached {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("could not connect by any way")?;
+        let mut parts: Vec<String> = self
+            .tried
+            .iter()
+            .map(|(a, p, why)| format!("{a} ({}): {why}", p.name()))
+            .collect();
+        parts.extend(
+            self.introducers
+                .iter()
+                .map(|(who, why)| format!("introducer {who}: {why}")),
+        );
+        if !parts.is_empty() {
+            write!(f, " ({})", parts.join("; "))?;
+        }
+        if let Some(hint) = &self.hint {
+            write!(f, "; {hint}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Unreached {}
+
+/// Tries every way of `ticket` at once and returns the first connection whose
+/// handshake proves the pinned identity (`rules`). Direct ways are dialed; each
+/// introducer is asked for an introduction first (all at once, each bounded by the
+/// connect timeout and `ORDER_TIMEOUT`), and what it answers joins the race: the
+/// listener's observed address (the punched path) and its own addresses.
+pub async fn reach(
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+    rules: &TrustRules,
+    backoff: &Backoff,
+) -> Result<Reached, Unreached> {
+    let mut candidates: Vec<(SocketAddr, PeerPath)> = Vec::new();
+    let mut introducers = Vec::new();
+    let mut hints = Vec::new();
+    let mut asks = Vec::new();
+    for way in &ticket.ways {
+        match way {
+            Way::Direct(t) => match t.resolve().await {
+                Ok(addrs) => candidates.extend(addrs.into_iter().map(|a| (a, PeerPath::Direct))),
+                Err(e) => introducers.push((t.to_string(), format!("cannot resolve: {e}"))),
+            },
+            Way::Introducer(t) => asks.push(async move {
+                let shown = t.to_string();
+                let (Some(ifp), Some(target)) = (t.expect, ticket.expect) else {
+                    return Err((shown, "no fingerprint".to_string()));
+                };
+                let addrs = t
+                    .resolve()
+                    .await
+                    .map_err(|e| (shown.clone(), format!("cannot resolve: {e}")))?;
+                let limit = super::ORDER_TIMEOUT + Duration::from_secs(2);
+                let mut last = String::new();
+                for at in addrs {
+                    match introduce(endpoint, at, ifp, target, limit).await {
+                        Ok(found) => return Ok((ifp, found)),
+                        Err(e) => last = e.to_string(),
+                    }
+                }
+                Err((shown, last))
+            }),
+        }
+    }
+    for result in join_all(asks).await {
+        match result {
+            Ok((ifp, found)) => {
+                let local = endpoint.local_addr().map(|a| a.port()).ok();
+                if local.is_some_and(|p| p != found.own_observed.port()) {
+                    hints.push(format!(
+                        "our NAT changed our port ({} seen as {}): it may map each destination to a new port",
+                        local.unwrap_or_default(),
+                        found.own_observed
+                    ));
+                }
+                if !found.listener_addrs.is_empty()
+                    && found
+                        .listener_addrs
+                        .iter()
+                        .all(|a| a.port() != found.listener_observed.port())
+                {
+                    hints.push(format!(
+                        "the listener's NAT changed its port (seen as {}): it may map each destination to a new port",
+                        found.listener_observed
+                    ));
+                }
+                candidates.push((found.listener_observed, PeerPath::Punched(ifp)));
+                candidates.extend(
+                    found
+                        .listener_addrs
+                        .into_iter()
+                        .map(|a| (a, PeerPath::Direct)),
+                );
+            }
+            Err(failed) => introducers.push(failed),
+        }
+    }
+    order(&mut candidates);
+    let dial: Vec<Candidate> = candidates
+        .iter()
+        .map(|(addr, _)| Candidate {
+            addr: *addr,
+            rules: rules.clone(),
+        })
+        .collect();
+    let outcome = race(endpoint, &dial, backoff, None).await;
+    let losers = outcome
+        .losers
+        .into_iter()
+        .map(|(i, fate)| (candidates[i].0, candidates[i].1, fate));
+    match outcome.winner {
+        Some(w) => Ok(Reached {
+            conn: w.conn,
+            addr: candidates[w.index].0,
+            path: candidates[w.index].1,
+            handshake: w.handshake,
+            retries: w.retries,
+            losers: losers.collect(),
+        }),
+        None => {
+            let mut identity = !candidates.is_empty();
+            let tried = losers
+                .map(|(a, p, fate)| {
+                    let why = match fate {
+                        Fate::Failed(e) => {
+                            identity &= matches!(e, ConnectError::IdentityRejected(_));
+                            e.to_string()
+                        }
+                        Fate::Cancelled => {
+                            identity = false;
+                            "cancelled".into()
+                        }
+                    };
+                    (canonical(a), p, why)
+                })
+                .collect();
+            let punched = candidates
+                .iter()
+                .any(|(_, p)| matches!(p, PeerPath::Punched(_)));
+            if punched {
+                hints.push("no relay offered".into());
+            }
+            Err(Unreached {
+                tried,
+                introducers,
+                hint: (!hints.is_empty()).then(|| hints.join("; ")),
+                identity,
+            })
+        }
+    }
+}

@@ -1,0 +1,207 @@
+//! The introducer's side (`listen --introduce`): the registry of listeners, and
+//! introductions with their punch orders.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream};
+use tracing::{debug, info, warn};
+
+use super::wire::{self, Answer, Request, Status};
+use super::{ask, INTRODUCTIONS_PER_WINDOW, ORDER_TIMEOUT, RATE_WINDOW};
+use crate::net::endpoint::canonical;
+use crate::net::framing::{ErrorCode, Header};
+use crate::net::tls::Fingerprint;
+use crate::net::transfer;
+
+/// The registrations an introducer keeps: at most this many listeners.
+pub const MAX_REGISTRATIONS: usize = 4096;
+
+struct Registration {
+    conn: quinn::Connection,
+    observed: SocketAddr,
+    addrs: Vec<SocketAddr>,
+}
+
+#[derive(Default)]
+struct State {
+    registered: HashMap<Fingerprint, Registration>,
+    /// Introductions asked per requester IP in the current window.
+    asked: HashMap<IpAddr, (Instant, u32)>,
+}
+
+/// The introducer service of a listener (`--introduce`).
+#[derive(Clone, Default)]
+pub struct IntroducerService {
+    state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for IntroducerService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IntroducerService").finish_non_exhaustive()
+    }
+}
+
+impl IntroducerService {
+    /// A service with no registrations yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How many listeners are registered now.
+    pub fn registered(&self) -> usize {
+        self.lock().registered.len()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves one introduction stream whose header has been read, on `conn` from
+    /// `peer` (whose fingerprint TLS proved).
+    pub async fn serve(
+        &self,
+        header: &Header,
+        first: Bytes,
+        (send, mut recv): (Option<SendStream>, RecvStream),
+        conn: &quinn::Connection,
+        peer_fp: Option<Fingerprint>,
+    ) {
+        let Some(mut send) = send else {
+            transfer::refuse(&mut recv, None, ErrorCode::Unsupported);
+            return;
+        };
+        let request = match wire::read_body(header, first, &mut recv).await {
+            Ok(r) => r,
+            Err(code) => {
+                warn!(code = ?code, "malformed introduction stream; resetting it");
+                transfer::refuse(&mut recv, Some(&mut send), code);
+                return;
+            }
+        };
+        let peer = canonical(conn.remote_address());
+        let answer = match (request, peer_fp) {
+            (_, None) => Answer::bare(Status::Refused),
+            (Request::Register { addrs }, Some(fp)) => self.register(conn, peer, fp, addrs),
+            (Request::Introduce { target }, Some(fp)) => self.introduce(peer, fp, target).await,
+            (Request::Punch { .. }, Some(_)) => {
+                // Punch orders go from an introducer to its listeners, never here.
+                transfer::refuse(&mut recv, Some(&mut send), ErrorCode::Unsupported);
+                return;
+            }
+        };
+        if send.write_all(&answer.encode()).await.is_ok() {
+            let _ = send.finish();
+            let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
+        }
+    }
+
+    fn register(
+        &self,
+        conn: &quinn::Connection,
+        observed: SocketAddr,
+        fp: Fingerprint,
+        addrs: Vec<SocketAddr>,
+    ) -> Answer {
+        {
+            let mut state = self.lock();
+            if state.registered.len() >= MAX_REGISTRATIONS && !state.registered.contains_key(&fp) {
+                warn!(%observed, "registration refused: {MAX_REGISTRATIONS} listeners registered");
+                return Answer::bare(Status::Busy);
+            }
+            state.registered.insert(
+                fp,
+                Registration {
+                    conn: conn.clone(),
+                    observed,
+                    addrs: addrs.clone(),
+                },
+            );
+        }
+        info!(fingerprint = %fp, %observed, addrs = ?addrs, "listener registered");
+        // Forgotten when its connection ends (unless it registered again since).
+        let this = self.clone();
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            conn.closed().await;
+            let mut state = this.lock();
+            if state
+                .registered
+                .get(&fp)
+                .is_some_and(|r| r.conn.stable_id() == conn.stable_id())
+            {
+                state.registered.remove(&fp);
+                drop(state);
+                info!(fingerprint = %fp, "listener gone; registration removed");
+            }
+        });
+        Answer {
+            status: Status::Ok,
+            addrs: vec![observed],
+        }
+    }
+
+    async fn introduce(
+        &self,
+        requester: SocketAddr,
+        fp: Fingerprint,
+        target: Fingerprint,
+    ) -> Answer {
+        let found = {
+            let mut state = self.lock();
+            let now = Instant::now();
+            let entry = state.asked.entry(requester.ip()).or_insert((now, 0));
+            if now.duration_since(entry.0) > RATE_WINDOW {
+                *entry = (now, 0);
+            }
+            entry.1 += 1;
+            if entry.1 > INTRODUCTIONS_PER_WINDOW {
+                drop(state);
+                info!(%requester, "introduction refused: too many from this address");
+                return Answer::bare(Status::Busy);
+            }
+            if state.asked.len() > MAX_REGISTRATIONS {
+                state
+                    .asked
+                    .retain(|_, (t, _)| now.duration_since(*t) <= RATE_WINDOW);
+            }
+            state
+                .registered
+                .get(&target)
+                .map(|r| (r.conn.clone(), r.observed, r.addrs.clone()))
+        };
+        let Some((conn, observed, addrs)) = found else {
+            info!(%requester, target = %target, "introduction: no such listener registered");
+            return Answer::bare(Status::Unknown);
+        };
+        // The punch goes toward the address *we* see the requester at: nothing the
+        // requester says can aim the listener elsewhere.
+        let order = Request::Punch {
+            toward: requester,
+            requester: fp,
+        };
+        let status = match ask(&conn, &order, ORDER_TIMEOUT).await {
+            Ok(answer) => answer.status,
+            Err(e) => {
+                debug!(cause = %e, "punch order not answered");
+                Status::NoAnswer
+            }
+        };
+        info!(%requester, target = %target, listener = %observed, ?status, "introduction");
+        if status != Status::Ok {
+            return Answer::bare(status);
+        }
+        // The listener's own addresses as it registered them, its observed one too
+        // if it is among them (then no NAT is in between: the sender calls it direct).
+        let mut all = vec![requester, observed];
+        all.extend(addrs);
+        all.truncate(wire::MAX_ADDRS);
+        Answer {
+            status: Status::Ok,
+            addrs: all,
+        }
+    }
+}
