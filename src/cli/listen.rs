@@ -48,6 +48,7 @@ use crate::output::shown;
 use crate::store::Store;
 
 mod receive;
+mod via;
 use crate::net::receiver::{Outcome, Quota, Receiver, Target};
 use receive::{report_received, report_text, who};
 
@@ -125,6 +126,17 @@ pub struct Args {
     /// Do not answer reachability probes (`qp2p upnp-check --probe`).
     #[arg(long)]
     pub no_probe: bool,
+    /// Also serve as an introducer: listeners behind NAT register here (`--via`) and
+    /// senders ask for introductions; it learns addresses and fingerprints, never
+    /// content. --allow/--ca limit who may register or ask.
+    #[arg(long)]
+    pub introduce: bool,
+    /// Register with the introducer at TICKET (repeatable) from the listening socket,
+    /// keep the NAT binding open and register again when the connection is lost; the
+    /// ticket printed then names every way to this listener [default: no introducer,
+    /// reachable only at its own addresses].
+    #[arg(long, value_name = "TICKET")]
+    pub via: Vec<crate::net::Target>,
     /// Serve at most N connections at once; more are refused before the handshake.
     #[arg(
         long,
@@ -230,7 +242,11 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Target::Dir(output_dir(&args.out, args.overwrite)?)
     };
     let shown = display_addr(bound);
-    let ticket = ticket(&fingerprint, shown);
+    let vias = via::resolve(&args.via).await?;
+    let ticket = match vias.is_empty() {
+        true => ticket(&fingerprint, shown),
+        false => via::ticket(&fingerprint, shown, &vias),
+    };
     ctx.out.event(
         json!({
             "event": "listening",
@@ -299,9 +315,15 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
-    server
-        .run(Router::new(state.clone()).probe(probe), stop)
-        .await;
+    let registrations = via::spawn(&endpoint, &vias, via::own_addrs(bound), &ctx.out);
+    let mut router = Router::new(state.clone()).probe(probe);
+    if args.introduce {
+        router = router.introducer(crate::net::introducer::IntroducerService::new());
+    }
+    server.run(router, stop).await;
+    for task in registrations {
+        task.abort();
+    }
     if state.stdout_closed.load(Ordering::SeqCst) {
         // Closing now would discard the stream refusal still queued for the sender
         // (it would see a vanished listener, not "could not store"); it closes its

@@ -145,7 +145,13 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
         let sender =
             Sender::new(pool.clone(), chosen.addr, chosen.rules.clone()).with_backoff(backoff);
-        let result = deliver(&sender, items, &ctx).await;
+        let result = deliver(
+            &sender,
+            items,
+            &ctx,
+            crate::net::introducer::PeerPath::Direct,
+        )
+        .await;
         close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
         result
     }
