@@ -137,6 +137,24 @@ pub struct Args {
     /// reachable only at its own addresses].
     #[arg(long, value_name = "TICKET")]
     pub via: Vec<crate::net::Target>,
+    /// With --introduce, also relay: forward the datagrams of two peers whose punch
+    /// failed (they stay end to end encrypted), within --relay-sessions,
+    /// --relay-bytes and --relay-time.
+    #[arg(long, requires = "introduce")]
+    pub relay: bool,
+    /// Relay sessions at once; more are refused (and logged).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "relay",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub relay_sessions: u32,
+    /// Bytes a relay session may carry (both directions); past it the session is cut
+    /// and the sender told why.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", requires = "relay",
+          value_parser = parse_size)]
+    pub relay_bytes: u64,
+    /// How long a relay session may last.
+    #[arg(long, value_name = "DUR", default_value = "10m", requires = "relay",
+          value_parser = super::parse_nonzero_duration)]
+    pub relay_time: Duration,
     /// Serve at most N connections at once; more are refused before the handshake.
     #[arg(
         long,
@@ -318,7 +336,14 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let registrations = via::spawn(&endpoint, &vias, via::own_addrs(bound), &ctx.out);
     let mut router = Router::new(state.clone()).probe(probe);
     if args.introduce {
-        router = router.introducer(crate::net::introducer::IntroducerService::new());
+        let relay = args.relay.then(|| {
+            crate::net::introducer::Relay::new(crate::net::introducer::RelayLimits {
+                sessions: args.relay_sessions as usize,
+                bytes: args.relay_bytes,
+                time: args.relay_time,
+            })
+        });
+        router = router.introducer(crate::net::introducer::IntroducerService::new(relay));
     }
     server.run(router, stop).await;
     for task in registrations {

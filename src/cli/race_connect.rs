@@ -126,6 +126,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             "fingerprint": fingerprint.map(|f| f.to_string()),
             "handshake_ms": handshake_ms,
             "retries": winner.retries,
+            // race-connect dials the addresses it is given, never through an introducer.
+            "path": "direct",
         }),
         || {
             format!(

@@ -166,6 +166,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let backoff = args.transport.backoff();
     let mode = if args.uni { Mode::Uni } else { Mode::Bidi };
 
+    let mut control = None;
     let result = async {
         let (addr, path) = match ticket.single() {
             Some(target) => (
@@ -185,6 +186,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
                         coded(code, e.to_string())
                     })?;
                 pool.insert(reached.addr, rules.clone(), reached.conn);
+                control = reached.control;
                 (reached.addr, reached.path)
             }
         };
@@ -192,11 +194,33 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             .with_backoff(backoff)
             .with_mode(mode)
             .with_skip_same(args.skip_same);
-        deliver(&sender, items, &ctx, path).await
+        let Some(control) = control else {
+            return deliver(&sender, items, &ctx, path).await;
+        };
+        // Relayed: the relay closes our control connection, with the reason, when it
+        // cuts the session (a quota).
+        tokio::select! {
+            result = deliver(&sender, items, &ctx, path) => result,
+            reason = relay_cut(&control) => Err(coded(Exit::Transfer, reason)),
+        }
     }
     .await;
     close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
     result
+}
+
+/// Resolves when the relay cut our session (closed the control connection with
+/// `REFUSED`), with its reason; never otherwise.
+async fn relay_cut(control: &quinn::Connection) -> String {
+    match control.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == framing::close::REFUSED => {
+            format!(
+                "the relay cut the session: {}",
+                shown(&String::from_utf8_lossy(&c.reason))
+            )
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 /// Connects to a one-way target: its one address, or a race of the addresses a name
@@ -610,7 +634,7 @@ async fn send_item(
             };
             let via = match path {
                 PeerPath::Direct => String::new(),
-                PeerPath::Punched(_) => format!(", {path}"),
+                PeerPath::Punched(_) | PeerPath::Relayed(_) => format!(", {path}"),
             };
             format!(
                 "sent {} ({} in {}, {}{via}){}{}{stored_as} sha256 {}",

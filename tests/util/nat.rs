@@ -235,6 +235,27 @@ impl Nat {
         (input, output)
     }
 
+    /// Makes router `ns` forget idle UDP bindings after `seconds`, like many home
+    /// routers (30 s).
+    pub fn udp_timeout(&self, ns: &str, seconds: u32) {
+        for key in [
+            "nf_conntrack_udp_timeout",
+            "nf_conntrack_udp_timeout_stream",
+        ] {
+            sh(
+                "ip",
+                &[
+                    "netns",
+                    "exec",
+                    ns,
+                    "sh",
+                    "-c",
+                    &format!("echo {seconds} > /proc/sys/net/netfilter/{key}"),
+                ],
+            );
+        }
+    }
+
     /// Both routers' rulesets, for failure messages.
     pub fn describe(&self) -> String {
         let mut out = String::new();

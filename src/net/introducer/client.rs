@@ -24,6 +24,8 @@ pub struct Introduced {
     pub listener_observed: SocketAddr,
     /// The listener's own addresses (LAN, IPv6, mappings) as it registered them.
     pub listener_addrs: Vec<SocketAddr>,
+    /// The introducer offers a relay.
+    pub relay: bool,
 }
 
 /// Why an introduction failed.
@@ -67,6 +69,7 @@ pub async fn introduce(
             own_observed: canonical(answer.addrs[0]),
             listener_observed: canonical(answer.addrs[1]),
             listener_addrs: answer.addrs[2..].iter().map(|a| canonical(*a)).collect(),
+            relay: answer.relay,
         }),
         Status::Ok => Err(AskError::Malformed(crate::net::framing::FrameError::BadAck).into()),
         Status::Unknown => Err(IntroduceError::Unknown),
@@ -74,6 +77,56 @@ pub async fn introduce(
         Status::Refused => Err(IntroduceError::Refused),
         Status::NoAnswer => Err(IntroduceError::NoAnswer),
     }
+}
+
+/// A relay session given to a sender.
+#[derive(Debug)]
+pub struct RelaySession {
+    /// The relay's address: dial it.
+    pub addr: SocketAddr,
+    /// The control connection to the introducer: the session lasts while it is open,
+    /// and the relay closes it with the reason when it cuts the session.
+    pub control: quinn::Connection,
+}
+
+/// Asks the introducer `ifp` at `at` for a relay session to `target`, and binds our
+/// side of it (bind datagrams from `endpoint`'s socket).
+pub async fn relay(
+    endpoint: &Endpoint,
+    at: SocketAddr,
+    ifp: Fingerprint,
+    target: Fingerprint,
+) -> Result<RelaySession, IntroduceError> {
+    let control = endpoint.connect(at, TrustRules::pinned_to(ifp)).await?;
+    let limit = super::ORDER_TIMEOUT * 2 + Duration::from_secs(1);
+    let answer = ask(&control, &Request::Relay { target }, limit).await;
+    let answer = match answer {
+        Ok(a) => a,
+        Err(e) => {
+            control.close(crate::net::framing::close::DONE, b"no relay");
+            return Err(e.into());
+        }
+    };
+    let (Status::Ok, [addr], Some(nonce)) = (answer.status, answer.addrs.as_slice(), answer.nonce)
+    else {
+        control.close(crate::net::framing::close::DONE, b"no relay");
+        return Err(match answer.status {
+            Status::Unknown => IntroduceError::Unknown,
+            Status::Busy => IntroduceError::Busy,
+            Status::Refused => IntroduceError::Refused,
+            Status::NoAnswer => IntroduceError::NoAnswer,
+            Status::Ok => AskError::Malformed(crate::net::framing::FrameError::BadAck).into(),
+        });
+    };
+    let addr = canonical(*addr);
+    let datagram = super::relay::bind_datagram(&nonce);
+    for _ in 0..3 {
+        endpoint
+            .send_datagram(addr, &datagram)
+            .await
+            .map_err(|e| AskError::Stream(format!("relay bind datagram: {e}")))?;
+    }
+    Ok(RelaySession { addr, control })
 }
 
 /// The connection a [`reach`] won.
@@ -91,6 +144,9 @@ pub struct Reached {
     pub retries: u32,
     /// Every other candidate and its fate.
     pub losers: Vec<(SocketAddr, PeerPath, Fate)>,
+    /// For a relayed path, the control connection to the introducer: keep it while
+    /// the connection is used; its close reason says why a relay cut the session.
+    pub control: Option<quinn::Connection>,
 }
 
 /// Why no way of a ticket worked.
@@ -146,6 +202,7 @@ pub async fn reach(
     let mut introducers = Vec::new();
     let mut hints = Vec::new();
     let mut asks = Vec::new();
+    let mut relays: Vec<(Fingerprint, SocketAddr)> = Vec::new();
     for way in &ticket.ways {
         match way {
             Way::Direct(t) => match t.resolve().await {
@@ -165,7 +222,7 @@ pub async fn reach(
                 let mut last = String::new();
                 for at in addrs {
                     match introduce(endpoint, at, ifp, target, limit).await {
-                        Ok(found) => return Ok((ifp, found)),
+                        Ok(found) => return Ok((ifp, at, found)),
                         Err(e) => last = e.to_string(),
                     }
                 }
@@ -175,7 +232,10 @@ pub async fn reach(
     }
     for result in join_all(asks).await {
         match result {
-            Ok((ifp, found)) => {
+            Ok((ifp, at, found)) => {
+                if found.relay {
+                    relays.push((ifp, at));
+                }
                 let local = endpoint.local_addr().map(|a| a.port()).ok();
                 if local.is_some_and(|p| p != found.own_observed.port()) {
                     hints.push(format!(
@@ -214,23 +274,74 @@ pub async fn reach(
             rules: rules.clone(),
         })
         .collect();
-    let outcome = race(endpoint, &dial, backoff, None).await;
-    let losers = outcome
+    // With a relay offered, the direct and punched candidates get RELAY_AFTER, then
+    // the relay is asked for; without, they get the whole retry budget.
+    let deadline = (!relays.is_empty()).then_some(super::RELAY_AFTER);
+    let outcome = race(endpoint, &dial, backoff, deadline).await;
+    let mut losers: Vec<(SocketAddr, PeerPath, Fate)> = outcome
         .losers
         .into_iter()
-        .map(|(i, fate)| (candidates[i].0, candidates[i].1, fate));
-    match outcome.winner {
-        Some(w) => Ok(Reached {
+        .map(|(i, fate)| (candidates[i].0, candidates[i].1, fate))
+        .collect();
+    let target = ticket.expect;
+    let winner =
+        match outcome.winner {
+            Some(w) => {
+                let (addr, path) = candidates[w.index];
+                Some((w, addr, path, None))
+            }
+            None => {
+                let mut relayed = None;
+                for (ifp, at) in relays.iter().copied() {
+                    let Some(target) = target else { break };
+                    match relay(endpoint, at, ifp, target).await {
+                        Ok(session) => {
+                            let dial = [Candidate {
+                                addr: session.addr,
+                                rules: rules.clone(),
+                            }];
+                            let out = race(endpoint, &dial, backoff, None).await;
+                            match out.winner {
+                                Some(w) => {
+                                    relayed = Some((
+                                        w,
+                                        session.addr,
+                                        PeerPath::Relayed(ifp),
+                                        Some(session.control),
+                                    ));
+                                    break;
+                                }
+                                None => {
+                                    session
+                                        .control
+                                        .close(crate::net::framing::close::DONE, b"relay not used");
+                                    losers.extend(out.losers.into_iter().map(|(_, fate)| {
+                                        (session.addr, PeerPath::Relayed(ifp), fate)
+                                    }));
+                                }
+                            }
+                        }
+                        Err(e) => introducers.push((format!("{ifp}@{at}"), format!("relay: {e}"))),
+                    }
+                }
+                relayed
+            }
+        };
+    let mut losers = losers.into_iter();
+    match winner {
+        Some((w, addr, path, control)) => Ok(Reached {
             conn: w.conn,
-            addr: candidates[w.index].0,
-            path: candidates[w.index].1,
+            addr,
+            path,
             handshake: w.handshake,
             retries: w.retries,
             losers: losers.collect(),
+            control,
         }),
         None => {
             let mut identity = !candidates.is_empty();
             let tried = losers
+                .by_ref()
                 .map(|(a, p, fate)| {
                     let why = match fate {
                         Fate::Failed(e) => {
@@ -248,8 +359,8 @@ pub async fn reach(
             let punched = candidates
                 .iter()
                 .any(|(_, p)| matches!(p, PeerPath::Punched(_)));
-            if punched {
-                hints.push("no relay offered".into());
+            if punched && relays.is_empty() {
+                hints.push("no relay offered by the introducer".into());
             }
             Err(Unreached {
                 tried,

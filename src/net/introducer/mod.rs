@@ -17,6 +17,11 @@
 //!   introducer answer the sender with the listener's candidates, which the sender
 //!   races together with the ticket's direct ways.
 //!
+//! When no direct or punched candidate connects within [`RELAY_AFTER`] and an
+//! introducer offers a relay (`--relay`, [`relay`]), the sender asks it for a relay
+//! session and dials that: a NAT that maps every destination to a new port
+//! (symmetric) cannot be punched, but it can reach the relay.
+//!
 //! The order is sequenced rather than simultaneous (DCUtR has both sides dial at
 //! RTT/2 of a measured round trip): the listener's punch leaves before the
 //! introducer's answer does, so when the sender's first Initial arrives at the
@@ -34,8 +39,11 @@
 //! - *Someone registering as another listener*: the fingerprint registered is the one
 //!   TLS proved on the registration connection; `--allow`/`--ca` on the introducer
 //!   limit who may register or ask.
-//! - *The introducer as a data path or an amplifier*: it carries a few hundred bytes
-//!   per introduction and never payload; introductions are limited per requester IP
+//! - *The introducer as a data path or an amplifier*: without `--relay` it carries a
+//!   few hundred bytes per introduction and never payload; a relay forwards only
+//!   between the two addresses that proved a session nonce, within its limits
+//!   ([`RelayLimits`]). A relay order must name the introducer's own IP, or the
+//!   listener refuses it. Introductions are limited per requester IP
 //!   ([`INTRODUCTIONS_PER_WINDOW`]), registrations in number
 //!   ([`MAX_REGISTRATIONS`]).
 //! - *A lost introducer* (restart, network change): the registration connection has a
@@ -54,11 +62,13 @@ use crate::net::tls::Fingerprint;
 
 mod client;
 mod register;
+pub mod relay;
 mod service;
 pub mod wire;
 
 pub use client::{introduce, reach, IntroduceError, Introduced, Reached, Unreached};
 pub use register::{keep_registered, RegistrationEvent};
+pub use relay::{Relay, RelayLimits};
 pub use service::{IntroducerService, MAX_REGISTRATIONS};
 
 /// What a punch datagram carries: 8 bytes whose first has QUIC's fixed bit clear, so
@@ -77,6 +87,9 @@ pub const INTRODUCTIONS_PER_WINDOW: u32 = 16;
 pub const ORDER_TIMEOUT: Duration = Duration::from_secs(3);
 /// The idle timeout of a registration connection (its keep-alive is a third of it).
 pub const REGISTRATION_IDLE: Duration = Duration::from_secs(6);
+/// How long a sender tries the direct and punched candidates before it falls back to
+/// an offered relay.
+pub const RELAY_AFTER: Duration = Duration::from_secs(3);
 /// How often a listener tries to register again after losing its introducer.
 pub const REREGISTER_EVERY: Duration = Duration::from_secs(1);
 
@@ -87,6 +100,8 @@ pub enum PeerPath {
     Direct,
     /// Through the hole punched at the listener's NAT, introduced by this introducer.
     Punched(Fingerprint),
+    /// Through this introducer's relay.
+    Relayed(Fingerprint),
 }
 
 impl PeerPath {
@@ -95,6 +110,7 @@ impl PeerPath {
         match self {
             PeerPath::Direct => "direct",
             PeerPath::Punched(_) => "punched",
+            PeerPath::Relayed(_) => "relayed",
         }
     }
 
@@ -102,7 +118,7 @@ impl PeerPath {
     pub fn introducer(&self) -> Option<Fingerprint> {
         match self {
             PeerPath::Direct => None,
-            PeerPath::Punched(fp) => Some(*fp),
+            PeerPath::Punched(fp) | PeerPath::Relayed(fp) => Some(*fp),
         }
     }
 }
@@ -112,6 +128,7 @@ impl fmt::Display for PeerPath {
         match self {
             PeerPath::Direct => f.write_str("direct"),
             PeerPath::Punched(fp) => write!(f, "punched via {fp}"),
+            PeerPath::Relayed(fp) => write!(f, "relayed by {fp}"),
         }
     }
 }

@@ -88,6 +88,7 @@ pub async fn keep_registered(
             Ok(Answer {
                 status: Status::Ok,
                 addrs: seen,
+                ..
             }) if !seen.is_empty() => {
                 lost_told = false;
                 on_event(RegistrationEvent::Registered {
@@ -134,6 +135,7 @@ async fn take_orders(
         let endpoint = endpoint.clone();
         let window = window.clone();
         let on_event = on_event.clone();
+        let conn_remote = conn.remote_address();
         tokio::spawn(async move {
             let request = match wire::read_request(&mut recv).await {
                 Ok(r) => r,
@@ -142,14 +144,23 @@ async fn take_orders(
                     return;
                 }
             };
-            let Request::Punch { toward, requester } = request else {
-                transfer::refuse(&mut recv, Some(&mut send), ErrorCode::Unsupported);
-                return;
+            let status = match request {
+                Request::Punch { toward, requester } => {
+                    let status = punch(&endpoint, canonical(toward), &window).await;
+                    if status == Status::Ok {
+                        on_event(RegistrationEvent::Punched { toward, requester });
+                    }
+                    status
+                }
+                Request::RelayOrder { relay, nonce } => {
+                    let introducer = canonical(conn_remote);
+                    bind_relay(&endpoint, introducer, canonical(relay), &nonce, &window).await
+                }
+                _ => {
+                    transfer::refuse(&mut recv, Some(&mut send), ErrorCode::Unsupported);
+                    return;
+                }
             };
-            let status = punch(&endpoint, canonical(toward), &window).await;
-            if status == Status::Ok {
-                on_event(RegistrationEvent::Punched { toward, requester });
-            }
             if send.write_all(&Answer::bare(status).encode()).await.is_ok() {
                 let _ = send.finish();
                 let _ = tokio::time::timeout(Duration::from_secs(2), send.stopped()).await;
@@ -158,20 +169,55 @@ async fn take_orders(
     }
 }
 
+/// Takes one slot of the rate limit; false when the window's are used up.
+fn take_slot(window: &Window) -> bool {
+    let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if now.duration_since(w.0) > RATE_WINDOW {
+        *w = (now, 0);
+    }
+    if w.1 >= PUNCHES_PER_WINDOW {
+        return false;
+    }
+    w.1 += 1;
+    true
+}
+
+/// Carries out a relay order: three bind datagrams from the listening socket to the
+/// relay, which must be on the introducer's own IP (an introducer cannot aim us at
+/// anyone else either).
+async fn bind_relay(
+    endpoint: &Endpoint,
+    introducer: SocketAddr,
+    relay: SocketAddr,
+    nonce: &super::wire::Nonce,
+    window: &Window,
+) -> Status {
+    if relay.ip() != introducer.ip() {
+        warn!(%relay, %introducer, "relay order refused: the relay is not on the introducer's address");
+        return Status::Refused;
+    }
+    if !take_slot(window) {
+        info!(%relay, "relay order refused: rate limit");
+        return Status::Busy;
+    }
+    info!(%relay, "binding to the introducer's relay");
+    let datagram = super::relay::bind_datagram(nonce);
+    for _ in 0..3 {
+        if let Err(e) = endpoint.send_datagram(relay, &datagram).await {
+            warn!(%relay, cause = %e, "relay bind datagram not sent");
+            return Status::Refused;
+        }
+    }
+    Status::Ok
+}
+
 /// Carries out one punch order within the rate limit: two datagrams now, the rest
 /// spread over the next second in the background.
 async fn punch(endpoint: &Endpoint, toward: SocketAddr, window: &Window) -> Status {
-    {
-        let mut w = window.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        if now.duration_since(w.0) > RATE_WINDOW {
-            *w = (now, 0);
-        }
-        if w.1 >= PUNCHES_PER_WINDOW {
-            info!(%toward, "punch order refused: {PUNCHES_PER_WINDOW} in the last {RATE_WINDOW:?}");
-            return Status::Busy;
-        }
-        w.1 += 1;
+    if !take_slot(window) {
+        info!(%toward, "punch order refused: {PUNCHES_PER_WINDOW} in the last {RATE_WINDOW:?}");
+        return Status::Busy;
     }
     info!(%toward, "punching toward the introduced peer");
     for _ in 0..2 {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use quinn::{RecvStream, SendStream};
 use tracing::{debug, info, warn};
 
+use super::relay::Relay;
 use super::wire::{self, Answer, Request, Status};
 use super::{ask, INTRODUCTIONS_PER_WINDOW, ORDER_TIMEOUT, RATE_WINDOW};
 use crate::net::endpoint::canonical;
@@ -33,10 +34,11 @@ struct State {
     asked: HashMap<IpAddr, (Instant, u32)>,
 }
 
-/// The introducer service of a listener (`--introduce`).
+/// The introducer service of a listener (`--introduce`, with `--relay` a relay).
 #[derive(Clone, Default)]
 pub struct IntroducerService {
     state: Arc<Mutex<State>>,
+    relay: Option<Relay>,
 }
 
 impl std::fmt::Debug for IntroducerService {
@@ -46,9 +48,12 @@ impl std::fmt::Debug for IntroducerService {
 }
 
 impl IntroducerService {
-    /// A service with no registrations yet.
-    pub fn new() -> Self {
-        Self::default()
+    /// A service with no registrations yet; with `relay`, it also relays.
+    pub fn new(relay: Option<Relay>) -> Self {
+        Self {
+            state: Arc::default(),
+            relay,
+        }
     }
 
     /// How many listeners are registered now.
@@ -87,7 +92,8 @@ impl IntroducerService {
             (_, None) => Answer::bare(Status::Refused),
             (Request::Register { addrs }, Some(fp)) => self.register(conn, peer, fp, addrs),
             (Request::Introduce { target }, Some(fp)) => self.introduce(peer, fp, target).await,
-            (Request::Punch { .. }, Some(_)) => {
+            (Request::Relay { target }, Some(_)) => self.relay(conn, target).await,
+            (Request::Punch { .. } | Request::RelayOrder { .. }, Some(_)) => {
                 // Punch orders go from an introducer to its listeners, never here.
                 transfer::refuse(&mut recv, Some(&mut send), ErrorCode::Unsupported);
                 return;
@@ -139,8 +145,8 @@ impl IntroducerService {
             }
         });
         Answer {
-            status: Status::Ok,
             addrs: vec![observed],
+            ..Answer::bare(Status::Ok)
         }
     }
 
@@ -200,8 +206,54 @@ impl IntroducerService {
         all.extend(addrs);
         all.truncate(wire::MAX_ADDRS);
         Answer {
-            status: Status::Ok,
+            relay: self.relay.is_some(),
             addrs: all,
+            ..Answer::bare(Status::Ok)
+        }
+    }
+
+    /// A relay session between the requester (its control connection `conn`) and
+    /// the registered listener `target`.
+    async fn relay(&self, conn: &quinn::Connection, target: Fingerprint) -> Answer {
+        let Some(relay) = &self.relay else {
+            return Answer::bare(Status::Refused);
+        };
+        let found = self.lock().registered.get(&target).map(|r| r.conn.clone());
+        let Some(listener) = found else {
+            return Answer::bare(Status::Unknown);
+        };
+        // The session socket goes on the address the requester reached us at.
+        let Some(ip) = conn.local_ip() else {
+            warn!("relay: the local address of the connection is unknown");
+            return Answer::bare(Status::Refused);
+        };
+        let ip = ip.to_canonical();
+        let Some(session) = relay.open(ip, target, conn.clone()).await else {
+            return Answer::bare(Status::Busy);
+        };
+        let order = Request::RelayOrder {
+            relay: session.addr,
+            nonce: session.listener_nonce,
+        };
+        match ask(&listener, &order, ORDER_TIMEOUT).await {
+            Ok(a) if a.status == Status::Ok => {}
+            Ok(a) => return Answer::bare(a.status),
+            Err(e) => {
+                debug!(cause = %e, "relay order not answered");
+                return Answer::bare(Status::NoAnswer);
+            }
+        }
+        if tokio::time::timeout(ORDER_TIMEOUT, session.listener_bound)
+            .await
+            .is_err()
+        {
+            info!(relay = %session.addr, "relay: the listener's bind datagram did not arrive");
+            return Answer::bare(Status::NoAnswer);
+        }
+        Answer {
+            addrs: vec![session.addr],
+            nonce: Some(session.sender_nonce),
+            ..Answer::bare(Status::Ok)
         }
     }
 }

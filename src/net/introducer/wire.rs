@@ -16,8 +16,9 @@ use crate::net::tls::Fingerprint;
 pub const MAX_BODY: usize = 256;
 /// The most addresses a request or an answer carries.
 pub const MAX_ADDRS: usize = 8;
-/// The largest answer: magic, version, status, count, addresses of 19 bytes.
-pub const MAX_ANSWER: usize = 4 + 1 + 1 + 1 + MAX_ADDRS * 19;
+/// The largest answer: magic, version, status, flags, count, addresses of 19 bytes,
+/// a nonce.
+pub const MAX_ANSWER: usize = 4 + 1 + 1 + 1 + 1 + MAX_ADDRS * 19 + 16;
 /// How long a request body may take after its header.
 const BODY_DEADLINE: Duration = Duration::from_secs(10);
 const MAGIC: [u8; 4] = *b"QP2I";
@@ -25,6 +26,15 @@ const VERSION: u8 = 1;
 const OP_REGISTER: u8 = 1;
 const OP_INTRODUCE: u8 = 2;
 const OP_PUNCH: u8 = 3;
+const OP_RELAY: u8 = 4;
+const OP_RELAY_ORDER: u8 = 5;
+/// Answer flag: the introducer offers a relay (`--relay`).
+const FLAG_RELAY: u8 = 1;
+/// Answer flag: a 16-byte nonce follows the addresses.
+const FLAG_NONCE: u8 = 2;
+
+/// A 16-byte random value that binds a peer's address to a relay session.
+pub type Nonce = [u8; 16];
 
 /// What an introduction stream asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +59,20 @@ pub enum Request {
         toward: SocketAddr,
         /// Who asked (the listener may log it; its TLS rules still decide).
         requester: Fingerprint,
+    },
+    /// Sender → introducer: "relay me to the listener with this fingerprint".
+    Relay {
+        /// The listener wanted.
+        target: Fingerprint,
+    },
+    /// Introducer → listener, on the registration connection: "send the relay bind
+    /// datagram with this nonce to the relay at this address" (same IP as the
+    /// introducer).
+    RelayOrder {
+        /// The relay's address.
+        relay: SocketAddr,
+        /// What the bind datagram carries.
+        nonce: Nonce,
     },
 }
 
@@ -103,6 +127,15 @@ impl Request {
                 put_addr(&mut out, *toward);
                 out.extend_from_slice(&requester.0);
             }
+            Request::Relay { target } => {
+                out.push(OP_RELAY);
+                out.extend_from_slice(&target.0);
+            }
+            Request::RelayOrder { relay, nonce } => {
+                out.push(OP_RELAY_ORDER);
+                put_addr(&mut out, *relay);
+                out.extend_from_slice(nonce);
+            }
         }
         out
     }
@@ -129,6 +162,18 @@ impl Request {
                 }
                 let (requester, rest) = get_fp(rest)?;
                 (Request::Punch { toward, requester }, rest)
+            }
+            OP_RELAY => {
+                let (target, rest) = get_fp(rest)?;
+                (Request::Relay { target }, rest)
+            }
+            OP_RELAY_ORDER => {
+                let (relay, rest) = get_addr(rest)?;
+                if relay.port() == 0 || relay.ip().is_unspecified() {
+                    return Err(FrameError::Truncated);
+                }
+                let nonce: Nonce = rest.try_into().map_err(|_| FrameError::Truncated)?;
+                (Request::RelayOrder { relay, nonce }, &[][..])
             }
             _ => return Err(FrameError::Truncated),
         };
@@ -183,16 +228,21 @@ impl Status {
     }
 }
 
-/// The answer to a [`Request`]: a status and addresses. For `Register`, the
+/// The answer to a [`Request`]: a status, flags and addresses. For `Register`, the
 /// listener's address as the introducer observes it. For `Introduce`, the
 /// requester's observed address, the listener's observed address, then the
-/// listener's own addresses. For `Punch`, none.
+/// listener's own addresses. For `Relay`, the relay's address and the sender's
+/// nonce. For `Punch` and `RelayOrder`, none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
     /// What happened.
     pub status: Status,
+    /// The introducer offers a relay (in answers to `Introduce`).
+    pub relay: bool,
     /// The addresses.
     pub addrs: Vec<SocketAddr>,
+    /// The nonce of a relay session (in answers to `Relay`).
+    pub nonce: Option<Nonce>,
 }
 
 impl Answer {
@@ -200,7 +250,9 @@ impl Answer {
     pub fn bare(status: Status) -> Self {
         Self {
             status,
+            relay: false,
             addrs: Vec::new(),
+            nonce: None,
         }
     }
 
@@ -210,7 +262,18 @@ impl Answer {
         out.extend_from_slice(&MAGIC);
         out.push(VERSION);
         out.push(self.status as u8);
+        let mut flags = 0;
+        if self.relay {
+            flags |= FLAG_RELAY;
+        }
+        if self.nonce.is_some() {
+            flags |= FLAG_NONCE;
+        }
+        out.push(flags);
         put_addrs(&mut out, &self.addrs);
+        if let Some(nonce) = &self.nonce {
+            out.extend_from_slice(nonce);
+        }
         out
     }
 
@@ -228,11 +291,22 @@ impl Answer {
             .get(5)
             .and_then(|b| Status::from_byte(*b))
             .ok_or(FrameError::BadAck)?;
-        let (addrs, rest) = get_addrs(&buf[6..]).map_err(|_| FrameError::BadAck)?;
-        if !rest.is_empty() {
+        let flags = *buf.get(6).ok_or(FrameError::BadAck)?;
+        if flags & !(FLAG_RELAY | FLAG_NONCE) != 0 {
             return Err(FrameError::BadAck);
         }
-        Ok(Self { status, addrs })
+        let (addrs, rest) = get_addrs(&buf[7..]).map_err(|_| FrameError::BadAck)?;
+        let nonce = match flags & FLAG_NONCE {
+            0 if rest.is_empty() => None,
+            0 => return Err(FrameError::BadAck),
+            _ => Some(Nonce::try_from(rest).map_err(|_| FrameError::BadAck)?),
+        };
+        Ok(Self {
+            status,
+            relay: flags & FLAG_RELAY != 0,
+            addrs,
+            nonce,
+        })
     }
 }
 
@@ -300,6 +374,11 @@ mod tests {
                 toward: "203.0.113.2:4000".parse().unwrap(),
                 requester: fp(9),
             },
+            Request::Relay { target: fp(3) },
+            Request::RelayOrder {
+                relay: "203.0.113.10:40000".parse().unwrap(),
+                nonce: [5; 16],
+            },
         ] {
             let bytes = r.encode();
             assert!(bytes.len() <= MAX_BODY);
@@ -320,10 +399,20 @@ mod tests {
         assert_eq!(&b[8..], &[1; 32]);
         let a = Answer {
             status: Status::Ok,
+            relay: true,
             addrs: vec!["198.51.100.1:7".parse().unwrap()],
+            nonce: None,
         }
         .encode();
-        assert_eq!(a, b"QP2I\x01\x00\x01\x04\xc6\x33\x64\x01\x00\x07");
+        assert_eq!(a, b"QP2I\x01\x00\x01\x01\x04\xc6\x33\x64\x01\x00\x07");
+        let with_nonce = Answer {
+            nonce: Some([8; 16]),
+            ..Answer::bare(Status::Ok)
+        };
+        let bytes = with_nonce.encode();
+        assert_eq!(&bytes[..8], b"QP2I\x01\x00\x02\x00");
+        assert_eq!(Answer::decode(&bytes).unwrap(), with_nonce);
+        assert!(Answer::decode(&a).unwrap().relay);
     }
 
     #[test]
