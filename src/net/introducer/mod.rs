@@ -61,6 +61,8 @@ use crate::net::framing::{ErrorCode, FrameError};
 use crate::net::tls::Fingerprint;
 
 mod client;
+#[cfg(test)]
+mod refusals;
 mod register;
 pub mod relay;
 mod service;
