@@ -525,6 +525,18 @@ fn nat_figures() {
             ],
         );
         listener.wait_for("registered", Duration::from_secs(15));
+        if name == "punched" {
+            // Keep-alive cost of a registered listener: a quiet minute at the
+            // introducer's host.
+            let before = nat.wan_host_bytes();
+            std::thread::sleep(Duration::from_secs(60));
+            let after = nat.wan_host_bytes();
+            let bytes = (after.0 - before.0) + (after.1 - before.1);
+            report.push(format!(
+                "keep-alive of a registered listener: {bytes} bytes/min at the introducer ({} KiB/h)",
+                bytes * 60 / 1024
+            ));
+        }
         let tiny = dir.write("tiny", b"x");
         let mut times: Vec<f64> = (0..5)
             .map(|_| {
@@ -560,4 +572,34 @@ fn nat_figures() {
         ));
     }
     eprintln!("{}", report.join("\n"));
+}
+
+/// `bench --peer` with a ticket of several ways races them once (punched here) and
+/// measures over the winner's way; its rows say which.
+#[test]
+#[ignore = "needs root: see README"]
+fn netns_bench_peer_takes_the_punched_way() {
+    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
+    let dir = TestDir::new();
+    let introducer = introducer(&nat, &dir);
+    let listener = listener_in_a(&nat, &dir, &introducer);
+    let out = nat.run(
+        &nat.lan_b,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "bench",
+            "--peer",
+            &listener.ticket,
+            "--scenario",
+            "latency",
+            "--count",
+            "50",
+        ],
+        SEND_TIMEOUT,
+    );
+    out.assert_code(0);
+    let row = out.one("bench");
+    assert_eq!(row["path"], "punched", "{out}");
 }

@@ -276,7 +276,15 @@ pub async fn reach(
         .collect();
     // With a relay offered, the direct and punched candidates get RELAY_AFTER, then
     // the relay is asked for; without, they get the whole retry budget.
-    let deadline = (!relays.is_empty()).then_some(super::RELAY_AFTER);
+    // A NAT seen changing ports cannot be punched: then the LAN candidates get a
+    // moment and the relay is asked for at once.
+    let symmetric = !hints.is_empty();
+    let wait = if symmetric {
+        super::RELAY_AFTER_SYMMETRIC
+    } else {
+        super::RELAY_AFTER
+    };
+    let deadline = (!relays.is_empty()).then_some(wait);
     let outcome = race(endpoint, &dial, backoff, deadline).await;
     let mut losers: Vec<(SocketAddr, PeerPath, Fate)> = outcome
         .losers

@@ -92,6 +92,9 @@ pub const REGISTRATION_IDLE: Duration = Duration::from_secs(6);
 /// How long a sender tries the direct and punched candidates before it falls back to
 /// an offered relay.
 pub const RELAY_AFTER: Duration = Duration::from_secs(3);
+/// [`RELAY_AFTER`] when a NAT on the way was seen changing ports (symmetric): the
+/// punch cannot work, the LAN candidates have this long.
+pub const RELAY_AFTER_SYMMETRIC: Duration = Duration::from_millis(500);
 /// How often a listener tries to register again after losing its introducer.
 pub const REREGISTER_EVERY: Duration = Duration::from_secs(1);
 
