@@ -209,6 +209,8 @@ struct State {
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
     ctx: Context,
+    /// Where introduced senders come from (`--via`): how each was reached.
+    paths: via::Seen,
 }
 
 impl State {
@@ -307,6 +309,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ),
         stdout_closed: Default::default(),
         ctx: ctx.clone(),
+        paths: via::Seen::default(),
     });
     let upnp = match args.upnp {
         true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
@@ -333,7 +336,13 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
-    let registrations = via::spawn(&endpoint, &vias, via::own_addrs(bound), &ctx.out);
+    let registrations = via::spawn(
+        &endpoint,
+        &vias,
+        via::own_addrs(bound),
+        &ctx.out,
+        &state.paths,
+    );
     let mut router = Router::new(state.clone()).probe(probe);
     if args.introduce {
         let relay = args.relay.then(|| {

@@ -244,6 +244,7 @@ fn netns_punched_transfer_through_two_port_preserving_nats() {
     assert_eq!(sent["sha256"], sha);
     let received = listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(received["sha256"], sha);
+    assert_eq!(received["peer_path"], "punched", "{received}");
     let stored = received["path"].as_str().expect("stored path");
     assert_eq!(sha256_file(std::path::Path::new(stored)), sha);
     let carried = (after.0 - before.0) + (after.1 - before.1);
@@ -432,6 +433,8 @@ fn netns_symmetric_nat_with_a_relay_is_relayed() {
     assert_eq!(sent["sha256"], sha);
     let received = listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(received["sha256"], sha);
+    assert_eq!(received["peer_path"], "relayed", "{received}");
+    assert_eq!(received["introducer"], introducer.fingerprint, "{received}");
 }
 
 /// Relay quotas: a session over `--relay-bytes` is cut with a clear error at the

@@ -1,14 +1,16 @@
 //! `listen --via TICKET` (registration with introducers, kept up for the whole run)
 //! and the ticket that names every way to this listener.
 
+use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use serde_json::json;
 
 use super::{display_addr, local_addresses};
 use crate::error::{coded, Exit};
 use crate::net::addr::Target;
-use crate::net::introducer::{keep_registered, RegistrationEvent};
+use crate::net::introducer::{keep_registered, PeerPath, RegistrationEvent};
 use crate::net::{Endpoint, Fingerprint};
 use crate::output::Output;
 
@@ -85,6 +87,34 @@ pub fn ticket(fp: &Fingerprint, direct: SocketAddr, vias: &[Via]) -> String {
     text
 }
 
+/// The addresses recent introductions told us to expect peers from: toward a punch
+/// (punched), a relay session (relayed). The most recent [`SEEN`] are kept.
+#[derive(Debug, Clone, Default)]
+pub struct Seen(Arc<Mutex<VecDeque<(SocketAddr, PeerPath)>>>);
+
+const SEEN: usize = 64;
+
+impl Seen {
+    fn note(&self, addr: SocketAddr, path: PeerPath) {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|(a, _)| *a != addr);
+        if seen.len() == SEEN {
+            seen.pop_front();
+        }
+        seen.push_back((addr, path));
+    }
+
+    /// How a peer at `addr` reached us: through a punch or a relay we were told of,
+    /// else directly.
+    pub fn path_of(&self, addr: SocketAddr) -> PeerPath {
+        let seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.iter()
+            .rev()
+            .find(|(a, _)| *a == addr)
+            .map_or(PeerPath::Direct, |(_, p)| *p)
+    }
+}
+
 /// Keeps this listener registered with every introducer for the whole run, each
 /// change reported (`registered`, `registration_lost`, `punched` events).
 pub fn spawn(
@@ -92,23 +122,25 @@ pub fn spawn(
     vias: &[Via],
     addrs: Vec<SocketAddr>,
     out: &Output,
+    seen: &Seen,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let mut tasks = Vec::new();
     for via in vias {
         let out = out.clone();
+        let seen = seen.clone();
         let ifp = via.fingerprint;
         tasks.push(tokio::spawn(keep_registered(
             endpoint.clone(),
             via.addr,
             ifp,
             addrs.clone(),
-            move |event| report(&out, ifp, event),
+            move |event| report(&out, &seen, ifp, event),
         )));
     }
     tasks
 }
 
-fn report(out: &Output, ifp: Fingerprint, event: RegistrationEvent) {
+fn report(out: &Output, seen: &Seen, ifp: Fingerprint, event: RegistrationEvent) {
     match event {
         RegistrationEvent::Registered {
             introducer,
@@ -126,10 +158,21 @@ fn report(out: &Output, ifp: Fingerprint, event: RegistrationEvent) {
                 || format!("not registered with introducer {introducer} ({reason}); retrying"),
             )
         }
-        RegistrationEvent::Punched { toward, requester } => out.event(
-            json!({"event": "punched", "toward": toward.to_string(),
+        RegistrationEvent::RelayBound { relay } => {
+            seen.note(relay, PeerPath::Relayed(ifp));
+            out.event(
+                json!({"event": "relay_bound", "relay": relay.to_string(),
+                       "introducer_fingerprint": ifp.to_string()}),
+                || format!("a sender comes through the relay of {ifp} at {relay}"),
+            )
+        }
+        RegistrationEvent::Punched { toward, requester } => {
+            seen.note(toward, PeerPath::Punched(ifp));
+            out.event(
+                json!({"event": "punched", "toward": toward.to_string(),
                    "requester": requester.to_string(), "introducer_fingerprint": ifp.to_string()}),
-            || format!("introduced to {requester}: punching toward {toward}"),
-        ),
+                || format!("introduced to {requester}: punching toward {toward}"),
+            )
+        }
     }
 }

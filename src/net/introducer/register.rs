@@ -34,6 +34,11 @@ pub enum RegistrationEvent {
         /// Why.
         reason: String,
     },
+    /// A relay order carried out: peers may now arrive from `relay`.
+    RelayBound {
+        /// The relay session's address.
+        relay: SocketAddr,
+    },
     /// A punch order carried out.
     Punched {
         /// Where the datagrams went (the requester as the introducer saw it).
@@ -154,7 +159,12 @@ async fn take_orders(
                 }
                 Request::RelayOrder { relay, nonce } => {
                     let introducer = canonical(conn_remote);
-                    bind_relay(&endpoint, introducer, canonical(relay), &nonce, &window).await
+                    let relay = canonical(relay);
+                    let status = bind_relay(&endpoint, introducer, relay, &nonce, &window).await;
+                    if status == Status::Ok {
+                        on_event(RegistrationEvent::RelayBound { relay });
+                    }
+                    status
                 }
                 _ => {
                     transfer::refuse(&mut recv, Some(&mut send), ErrorCode::Unsupported);
