@@ -606,3 +606,32 @@ fn netns_bench_peer_takes_the_punched_way() {
     let row = out.one("bench");
     assert_eq!(row["path"], "punched", "{out}");
 }
+
+/// `race-connect` with a ticket of several ways: the introducer is asked, the
+/// punched candidate joins the race and wins; `winner` says how.
+#[test]
+#[ignore = "needs root: see README"]
+fn netns_race_connect_takes_the_punched_way() {
+    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
+    let dir = TestDir::new();
+    let introducer = introducer(&nat, &dir);
+    let listener = listener_in_a(&nat, &dir, &introducer);
+    let out = nat.run(
+        &nat.lan_b,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "race-connect",
+            "--timeout",
+            "10s",
+            &listener.ticket,
+        ],
+        SEND_TIMEOUT,
+    );
+    out.assert_code(0);
+    let winner = out.one("winner");
+    assert_eq!(winner["path"], "punched", "{out}");
+    assert_eq!(winner["addr"], format!("{EXT_A}:7447"), "{out}");
+    assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
+}

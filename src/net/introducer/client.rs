@@ -187,17 +187,25 @@ impl fmt::Display for Unreached {
 
 impl std::error::Error for Unreached {}
 
-/// Tries every way of `ticket` at once and returns the first connection whose
-/// handshake proves the pinned identity (`rules`). Direct ways are dialed; each
-/// introducer is asked for an introduction first (all at once, each bounded by the
-/// connect timeout and `ORDER_TIMEOUT`), and what it answers joins the race: the
-/// listener's observed address (the punched path) and its own addresses.
-pub async fn reach(
-    endpoint: &Endpoint,
-    ticket: &Ticket,
-    rules: &TrustRules,
-    backoff: &Backoff,
-) -> Result<Reached, Unreached> {
+/// The candidates of a ticket: its direct ways resolved, and what each introducer
+/// answered (the listener's observed address, punched; its own addresses), ordered
+/// (see [`order`]); the introducers' failures, what the NATs looked like, and the
+/// introducers that offer a relay.
+#[derive(Debug, Default)]
+pub struct Ways {
+    /// Every address to dial and how it would reach the listener.
+    pub candidates: Vec<(SocketAddr, PeerPath)>,
+    /// Every way that gave no candidate, and why.
+    pub introducers: Vec<(String, String)>,
+    /// What the NATs looked like (a port changed: symmetric).
+    pub hints: Vec<String>,
+    /// Introducers that offer a relay: fingerprint and address.
+    pub relays: Vec<(Fingerprint, SocketAddr)>,
+}
+
+/// Resolves the direct ways of `ticket` and asks each of its introducers, all at
+/// once, for an introduction from `endpoint`'s socket.
+pub async fn ways(endpoint: &Endpoint, ticket: &Ticket) -> Ways {
     let mut candidates: Vec<(SocketAddr, PeerPath)> = Vec::new();
     let mut introducers = Vec::new();
     let mut hints = Vec::new();
@@ -267,6 +275,31 @@ pub async fn reach(
         }
     }
     order(&mut candidates);
+    Ways {
+        candidates,
+        introducers,
+        hints,
+        relays,
+    }
+}
+
+/// Tries every way of `ticket` at once and returns the first connection whose
+/// handshake proves the pinned identity (`rules`). Direct ways are dialed; each
+/// introducer is asked for an introduction first (all at once, each bounded by the
+/// connect timeout and `ORDER_TIMEOUT`), and what it answers joins the race: the
+/// listener's observed address (the punched path) and its own addresses.
+pub async fn reach(
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+    rules: &TrustRules,
+    backoff: &Backoff,
+) -> Result<Reached, Unreached> {
+    let Ways {
+        candidates,
+        mut introducers,
+        mut hints,
+        relays,
+    } = ways(endpoint, ticket).await;
     let dial: Vec<Candidate> = candidates
         .iter()
         .map(|(addr, _)| Candidate {

@@ -68,7 +68,10 @@ pub mod relay;
 mod service;
 pub mod wire;
 
-pub use client::{introduce, reach, IntroduceError, Introduced, Reached, Unreached};
+pub use client::{
+    introduce, reach, relay as ask_relay, ways, IntroduceError, Introduced, Reached, RelaySession,
+    Unreached, Ways,
+};
 pub use register::{keep_registered, RegistrationEvent};
 pub use relay::{Relay, RelayLimits};
 pub use service::{IntroducerService, MAX_REGISTRATIONS};
