@@ -95,3 +95,26 @@ async fn unknown_listeners_and_a_missing_relay_are_said_so() {
     let got = asked(true, Request::Relay { target }).await.unwrap();
     assert_eq!(got.status, Status::Refused);
 }
+
+#[tokio::test]
+async fn introductions_are_rate_limited_per_address() {
+    let (ep, fp) = server(true);
+    let client = client_endpoint(Duration::from_secs(2));
+    let conn = client
+        .connect(ep.local_addr().unwrap(), TrustRules::pinned_to(fp))
+        .await
+        .unwrap();
+    let ask_once = || async {
+        let request = Request::Introduce {
+            target: Fingerprint([4; 32]),
+        };
+        ask(&conn, &request, Duration::from_secs(5))
+            .await
+            .unwrap()
+            .status
+    };
+    for _ in 0..super::INTRODUCTIONS_PER_WINDOW {
+        assert_eq!(ask_once().await, Status::Unknown);
+    }
+    assert_eq!(ask_once().await, Status::Busy);
+}

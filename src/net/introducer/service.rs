@@ -22,8 +22,9 @@ use crate::net::transfer;
 pub const MAX_REGISTRATIONS: usize = 4096;
 
 struct Registration {
+    /// The registration connection: punch and relay orders go over it, and its
+    /// remote address is where the listener's NAT maps it now.
     conn: quinn::Connection,
-    observed: SocketAddr,
     addrs: Vec<SocketAddr>,
 }
 
@@ -112,22 +113,30 @@ impl IntroducerService {
         fp: Fingerprint,
         addrs: Vec<SocketAddr>,
     ) -> Answer {
-        {
+        let renewed = {
             let mut state = self.lock();
             if state.registered.len() >= MAX_REGISTRATIONS && !state.registered.contains_key(&fp) {
                 warn!(%observed, "registration refused: {MAX_REGISTRATIONS} listeners registered");
                 return Answer::bare(Status::Busy);
             }
-            state.registered.insert(
+            let previous = state.registered.insert(
                 fp,
                 Registration {
                     conn: conn.clone(),
-                    observed,
                     addrs: addrs.clone(),
                 },
             );
-        }
+            previous.is_some_and(|p| p.conn.stable_id() == conn.stable_id())
+        };
         info!(fingerprint = %fp, %observed, addrs = ?addrs, "listener registered");
+        if renewed {
+            // Registered again on the same connection: its watch is running already
+            // (one per connection, however many times it registers).
+            return Answer {
+                addrs: vec![observed],
+                ..Answer::bare(Status::Ok)
+            };
+        }
         // Forgotten when its connection ends (unless it registered again since).
         let this = self.clone();
         let conn = conn.clone();
@@ -156,28 +165,24 @@ impl IntroducerService {
         fp: Fingerprint,
         target: Fingerprint,
     ) -> Answer {
+        if !self.allowed(requester) {
+            info!(%requester, "introduction refused: too many requests from this address");
+            return Answer::bare(Status::Busy);
+        }
         let found = {
-            let mut state = self.lock();
-            let now = Instant::now();
-            let entry = state.asked.entry(requester.ip()).or_insert((now, 0));
-            if now.duration_since(entry.0) > RATE_WINDOW {
-                *entry = (now, 0);
-            }
-            entry.1 += 1;
-            if entry.1 > INTRODUCTIONS_PER_WINDOW {
-                drop(state);
-                info!(%requester, "introduction refused: too many from this address");
-                return Answer::bare(Status::Busy);
-            }
-            if state.asked.len() > MAX_REGISTRATIONS {
-                state
-                    .asked
-                    .retain(|_, (t, _)| now.duration_since(*t) <= RATE_WINDOW);
-            }
+            let state = self.lock();
             state
                 .registered
                 .get(&target)
-                .map(|r| (r.conn.clone(), r.observed, r.addrs.clone()))
+                // Where the listener is now: QUIC follows a NAT rebinding (a new
+                // port), and so does this, unlike the address seen at registration.
+                .map(|r| {
+                    (
+                        r.conn.clone(),
+                        canonical(r.conn.remote_address()),
+                        r.addrs.clone(),
+                    )
+                })
         };
         let Some((conn, observed, addrs)) = found else {
             info!(%requester, target = %target, "introduction: no such listener registered");
@@ -212,12 +217,34 @@ impl IntroducerService {
         }
     }
 
+    /// Counts a request (introduction or relay) from `requester`'s IP; false past
+    /// [`INTRODUCTIONS_PER_WINDOW`] in the window.
+    fn allowed(&self, requester: SocketAddr) -> bool {
+        let mut state = self.lock();
+        let now = Instant::now();
+        if state.asked.len() > MAX_REGISTRATIONS {
+            state
+                .asked
+                .retain(|_, (t, _)| now.duration_since(*t) <= RATE_WINDOW);
+        }
+        let entry = state.asked.entry(requester.ip()).or_insert((now, 0));
+        if now.duration_since(entry.0) > RATE_WINDOW {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        entry.1 <= INTRODUCTIONS_PER_WINDOW
+    }
+
     /// A relay session between the requester (its control connection `conn`) and
     /// the registered listener `target`.
     async fn relay(&self, conn: &quinn::Connection, target: Fingerprint) -> Answer {
         let Some(relay) = &self.relay else {
             return Answer::bare(Status::Refused);
         };
+        if !self.allowed(canonical(conn.remote_address())) {
+            info!(requester = %conn.remote_address(), "relay refused: too many requests from this address");
+            return Answer::bare(Status::Busy);
+        }
         let found = self.lock().registered.get(&target).map(|r| r.conn.clone());
         let Some(listener) = found else {
             return Answer::bare(Status::Unknown);
