@@ -46,9 +46,10 @@
 //!   listener refuses it. Introductions are limited per requester IP
 //!   ([`INTRODUCTIONS_PER_WINDOW`]), registrations in number
 //!   ([`MAX_REGISTRATIONS`]).
-//! - *A lost introducer* (restart, network change): the registration connection has a
-//!   short idle timeout ([`REGISTRATION_IDLE`], keep-alive a third of it), so a dead
-//!   introducer is noticed within seconds and the listener registers again, retrying
+//! - *A lost introducer* (restart, network change): an introducer restarted with its
+//!   identity answers the registration connection's next keep-alive (every 5 s) with
+//!   a stateless reset (its reset key derives from its identity), one that is gone is
+//!   noticed after [`REGISTRATION_IDLE`]; the listener then registers again, retrying
 //!   every [`REREGISTER_EVERY`].
 //! - *A hostile stream*: bodies are bounded ([`wire::MAX_BODY`]) and read under a
 //!   deadline; a malformed one resets that stream only.
@@ -90,8 +91,11 @@ pub const PUNCHES_PER_WINDOW: u32 = 16;
 pub const INTRODUCTIONS_PER_WINDOW: u32 = 16;
 /// How long the introducer waits for a listener to take a punch order.
 pub const ORDER_TIMEOUT: Duration = Duration::from_secs(3);
-/// The idle timeout of a registration connection (its keep-alive is a third of it).
-pub const REGISTRATION_IDLE: Duration = Duration::from_secs(6);
+/// The idle timeout of a registration connection (its keep-alive is a third of it:
+/// 5 s, well inside the 30 s after which home routers forget a UDP binding). An
+/// introducer restarted with its identity resets the old connection at the next
+/// keep-alive (stateless reset, `endpoint`); one that is gone is noticed after this.
+pub const REGISTRATION_IDLE: Duration = Duration::from_secs(15);
 /// How long a sender tries the direct and punched candidates before it falls back to
 /// an offered relay.
 pub const RELAY_AFTER: Duration = Duration::from_secs(3);
