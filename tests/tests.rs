@@ -34,6 +34,10 @@ mod library;
 #[cfg(unix)]
 #[path = "suite/mtu.rs"]
 mod mtu;
+// Introducers and hole punching; the netns_ ones need Linux and root.
+#[cfg(unix)]
+#[path = "suite/nat.rs"]
+mod nat;
 #[path = "suite/probe.rs"]
 mod probe;
 #[path = "suite/race.rs"]

@@ -15,8 +15,10 @@ use serde_json::json;
 use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::output::{human_bytes, human_duration, human_rate, shown};
+use qp2p::net::addr::Ticket;
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing;
+use qp2p::net::introducer::{reach, PeerPath};
 use qp2p::net::race::{race, Candidate};
 use qp2p::net::retry::{rounded, Retry};
 use qp2p::net::sender::{close, Shown};
@@ -116,11 +118,11 @@ impl Item {
 
 /// Sends every PATH (or stdin); exits non-zero if any message failed.
 pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
-    let target: Target = args
+    let ticket: Ticket = args
         .target
         .parse()
         .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
-    let expect = match (target.expect, args.expect) {
+    let expect = match (ticket.expect, args.expect) {
         (Some(a), Some(b)) if a != b => {
             return Err(coded(
                 Exit::Usage,
@@ -158,46 +160,101 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ));
     }
 
-    let addrs = target
-        .resolve()
-        .await
-        .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
     let identity = ctx.identity()?;
     let endpoint = Endpoint::client(identity, args.transport.options())?;
     let pool = Pool::new(endpoint.clone());
     let backoff = args.transport.backoff();
     let mode = if args.uni { Mode::Uni } else { Mode::Bidi };
 
+    let mut control = None;
     let result = async {
-        let addr = match addrs.as_slice() {
-            [one] => *one,
-            // A name with several addresses: race them, keep the winner in the pool.
-            many => {
-                let candidates: Vec<Candidate> = many
-                    .iter()
-                    .map(|&addr| Candidate {
-                        addr,
-                        rules: rules.clone(),
-                    })
-                    .collect();
-                let outcome = race(&endpoint, &candidates, &backoff, None).await;
-                let Some(winner) = outcome.winner else {
-                    return Err(all_failed(&candidates, outcome.losers));
-                };
-                let addr = candidates[winner.index].addr;
-                pool.insert(addr, rules.clone(), winner.conn);
-                addr
+        let (addr, path) = match ticket.single() {
+            Some(target) => (
+                direct(&target, &endpoint, &pool, &rules, &backoff).await?,
+                PeerPath::Direct,
+            ),
+            // Several ways (direct, through introducers): all at once.
+            None => {
+                let reached = reach(&endpoint, &ticket, &rules, &backoff)
+                    .await
+                    .map_err(|e| {
+                        let code = if e.identity {
+                            Exit::Identity
+                        } else {
+                            Exit::Connect
+                        };
+                        coded(code, e.to_string())
+                    })?;
+                pool.insert(reached.addr, rules.clone(), reached.conn);
+                control = reached.control;
+                (reached.addr, reached.path)
             }
         };
         let sender = Sender::new(pool.clone(), addr, rules.clone())
             .with_backoff(backoff)
             .with_mode(mode)
             .with_skip_same(args.skip_same);
-        deliver(&sender, items, &ctx).await
+        let Some(control) = control else {
+            return deliver(&sender, items, &ctx, path).await;
+        };
+        // Relayed: the relay closes our control connection, with the reason, when it
+        // cuts the session (a quota).
+        tokio::select! {
+            result = deliver(&sender, items, &ctx, path) => result,
+            reason = relay_cut(&control) => Err(coded(Exit::Transfer, reason)),
+        }
     }
     .await;
     close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
     result
+}
+
+/// Resolves when the relay cut our session (closed the control connection with
+/// `REFUSED`), with its reason; never otherwise.
+async fn relay_cut(control: &quinn::Connection) -> String {
+    match control.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == framing::close::REFUSED => {
+            format!(
+                "the relay cut the session: {}",
+                shown(&String::from_utf8_lossy(&c.reason))
+            )
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Connects to a one-way target: its one address, or a race of the addresses a name
+/// resolves to (the winner kept in the pool). Returns the address to send to.
+async fn direct(
+    target: &Target,
+    endpoint: &Endpoint,
+    pool: &Pool,
+    rules: &qp2p::TrustRules,
+    backoff: &qp2p::Backoff,
+) -> anyhow::Result<SocketAddr> {
+    let addrs = target
+        .resolve()
+        .await
+        .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
+    match addrs.as_slice() {
+        [one] => Ok(*one),
+        many => {
+            let candidates: Vec<Candidate> = many
+                .iter()
+                .map(|&addr| Candidate {
+                    addr,
+                    rules: rules.clone(),
+                })
+                .collect();
+            let outcome = race(endpoint, &candidates, backoff, None).await;
+            let Some(winner) = outcome.winner else {
+                return Err(all_failed(&candidates, outcome.losers));
+            };
+            let addr = candidates[winner.index].addr;
+            pool.insert(addr, rules.clone(), winner.conn);
+            Ok(addr)
+        }
+    }
 }
 
 /// Sends every item with `sender`, one message each, and reports each; goes on after a
@@ -208,6 +265,7 @@ pub(crate) async fn deliver(
     sender: &Sender,
     items: Vec<Item>,
     ctx: &Context,
+    path: PeerPath,
 ) -> anyhow::Result<()> {
     let sendable = |item: &Item| !matches!(item, Item::Unreadable { .. });
     let total = items.iter().filter(|i| sendable(i)).count();
@@ -225,7 +283,7 @@ pub(crate) async fn deliver(
                 continue;
             }
         };
-        let sending = send_item(sender, message, ctx, &mut warned);
+        let sending = send_item(sender, message, ctx, &mut warned, path);
         let result = tokio::select! {
             r = sending => r,
             _ = ctx.shutdown.cancelled() => {
@@ -530,6 +588,7 @@ async fn send_item(
     message: Outgoing,
     ctx: &Context,
     warned: &mut bool,
+    path: PeerPath,
 ) -> Result<(), SendError> {
     let started = Instant::now();
     let name = message.name().to_string();
@@ -565,14 +624,20 @@ async fn send_item(
             "stored_as": done.sent.stored_as,
             "message_id": done.id.to_string(),
             "stream": if sender.mode() == Mode::Uni { "uni" } else { "bi" },
+            "path": path.name(),
+            "introducer": path.introducer().map(|f| f.to_string()),
         }),
         || {
             let stored_as = match &done.sent.stored_as {
                 Some(stored) if *stored != name => format!(", stored as {}", shown(stored)),
                 _ => String::new(),
             };
+            let via = match path {
+                PeerPath::Direct => String::new(),
+                PeerPath::Punched(_) | PeerPath::Relayed(_) => format!(", {path}"),
+            };
             format!(
-                "sent {} ({} in {}, {}){}{}{stored_as} sha256 {}",
+                "sent {} ({} in {}, {}{via}){}{}{stored_as} sha256 {}",
                 name,
                 human_bytes(done.sent.bytes),
                 human_duration(started.elapsed()),

@@ -20,6 +20,7 @@
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
 //! | [`server`] | the server side: admission (connection limits, Retry past half), the handshake deadline, one accept loop routing each stream by kind |
+//! | [`introducer`] | through NAT on both ends: registration with an introducer from the listening socket, introductions, the punch order, and every way of a ticket raced |
 //! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce; its client half (`probe::client`) gives typed verdicts |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
@@ -30,6 +31,7 @@ pub mod addr;
 pub mod bench;
 pub mod endpoint;
 pub mod framing;
+pub mod introducer;
 pub mod pool;
 pub mod probe;
 pub mod race;
