@@ -16,6 +16,7 @@
 //! | [`receiver`] | the receive rules: duplicate ids, ack then stop, the free-space refusal, `--skip-same`, the `--once`/`--count` quota |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
 //! | [`sender`] | the message sender: a message to one listener with retry, pool eviction, stdin read once, skip-same digests, the close after an interrupt |
+//! | [`pipeline`] | many messages in flight at once through one sender, within a window of messages and of memory; results in the order they complete |
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
@@ -30,6 +31,7 @@ pub mod addr;
 pub mod bench;
 pub mod endpoint;
 pub mod framing;
+pub mod pipeline;
 pub mod pool;
 pub mod probe;
 pub mod race;
@@ -46,6 +48,7 @@ pub mod upnp;
 
 pub use addr::Target;
 pub use endpoint::{ConnectError, Endpoint, TransportOptions};
+pub use pipeline::{send_all, Window};
 pub use pool::Pool;
 pub use retry::Backoff;
 pub use sender::{Delivered, Observer, Outgoing, Sender};

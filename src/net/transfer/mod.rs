@@ -33,6 +33,9 @@ pub use send::{send_message, Pipe, Sent, Source};
 const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between the I/O thread and the stream.
 const DEPTH: usize = 8;
+/// What one message may hold in memory at most while it is sent: the chunks in flight
+/// between its reading thread and the stream.
+pub const READ_AHEAD: u64 = (CHUNK * DEPTH) as u64;
 
 /// How a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
