@@ -473,10 +473,8 @@ impl Receiver {
                     .map_err(RecvError::Storage)?;
                 let got =
                     receive_payload(recv, header, first, pending, self.limits, &progress).await?;
-                let path = tokio::task::spawn_blocking(move || got.sink.commit())
-                    .await
-                    .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
-                    .map_err(RecvError::Storage)?;
+                // Durable under its final name, with the files that complete with it.
+                let path = store.commit(got.sink).await.map_err(RecvError::Storage)?;
                 Stored {
                     bytes: got.bytes,
                     sha256: got.sha256,

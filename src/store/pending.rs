@@ -158,21 +158,29 @@ impl Pending {
 
     /// Makes the file durable and gives it its final name; returns the path.
     pub fn commit(mut self) -> io::Result<PathBuf> {
+        self.finish_writes()?;
+        self.file.sync_all()?;
+        let path = self.give_name()?;
+        sync_dir(&self.dir);
+        Ok(path)
+    }
+
+    /// Waits for the direct writer, if there is one, to have written everything.
+    pub(super) fn finish_writes(&mut self) -> io::Result<()> {
         if let Some(behind) = self.behind.take() {
             behind.finish(&self.file)?;
         }
-        self.file.sync_all()?;
-        let path = if self.overwrite {
-            self.replace()?
+        Ok(())
+    }
+
+    /// Gives the durable file its final name (the first free one, or the name itself
+    /// with `--overwrite`); the directory is not synced yet.
+    pub(super) fn give_name(&mut self) -> io::Result<PathBuf> {
+        if self.overwrite {
+            self.replace()
         } else {
-            self.name_new()?
-        };
-        // Makes the new name durable too; directories cannot be opened (nor synced)
-        // this way on Windows, where the rename writes through instead.
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
+            self.name_new()
         }
-        Ok(path)
     }
 
     /// Names the file with the first free name: `name`, `name.1.ext`, ...
@@ -231,6 +239,14 @@ impl Pending {
             }
             None => sys::link_open_file(&self.file, target),
         }
+    }
+}
+
+/// Makes the names in `dir` durable; directories cannot be opened (nor synced) this
+/// way on Windows, where the rename writes through instead.
+pub(super) fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
     }
 }
 
