@@ -631,6 +631,17 @@ impl<'a> View<'a> {
         }
     }
 
+    /// For a set, says on its bar what it waits for (until the next file is done) and
+    /// returns true: no spinner beside the bar. Every retry is logged at info anyway.
+    fn waiting(&self, what: &str) -> bool {
+        let Some((bar, files)) = &self.set else {
+            return false;
+        };
+        let done = self.files_done.load(std::sync::atomic::Ordering::Relaxed);
+        bar.set_message(format!("{done}/{files} files; {what}"));
+        true
+    }
+
     /// A message of the set was delivered.
     fn done(&self) {
         self.files_done
@@ -666,6 +677,9 @@ impl Observer for View<'_> {
             0 => format!("connecting to {}", canonical(addr)),
             n => format!("connecting to {}, attempt {}", canonical(addr), n + 1),
         };
+        if self.waiting(&what) {
+            return None;
+        }
         Some(Box::new(self.ctx.out.spinner(what)))
     }
 
@@ -676,10 +690,7 @@ impl Observer for View<'_> {
             retry.cause,
             rounded(retry.delay)
         );
-        if let Some((bar, _)) = &self.set {
-            // One bar for the set: the wait is said above it, once per wait.
-            let ctx = self.ctx;
-            bar.suspend(|| ctx.out.note(&what));
+        if self.waiting(&what) {
             return None;
         }
         Some(Box::new(self.ctx.out.spinner(what)))
