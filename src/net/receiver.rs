@@ -40,7 +40,7 @@ use tracing::{debug, info};
 
 use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
 use super::server::Stream;
-use super::transfer::{self, receive_payload, Limits, RecvError};
+use super::transfer::{self, receive_payload, Limits, RecvError, INLINE};
 use crate::store::{sanitize, Store};
 
 /// How many message ids are remembered for duplicate detection.
@@ -467,6 +467,24 @@ impl Receiver {
         let bar = progress.start(header.length, &header.name);
         let progress = |n: u64| bar.inc(n);
         let stored = match (&self.target, rel) {
+            (Target::Dir(store), Some(rel)) if header.length.is_some_and(|n| n <= INLINE) => {
+                // A small file: received into memory, then written, synced and named
+                // with the others of its batch on the commit thread; no file is opened
+                // here, where a create could wait for the journal behind a sync.
+                let receiving = store.receiving();
+                let got = receive_payload(recv, header, first, Vec::new(), self.limits, &progress)
+                    .await?;
+                let path = store
+                    .commit_bytes(rel, got.sink, receiving)
+                    .await
+                    .map_err(RecvError::Storage)?;
+                Stored {
+                    bytes: got.bytes,
+                    sha256: got.sha256,
+                    name: relative_name(store.root(), &path),
+                    path: Some(path),
+                }
+            }
             (Target::Dir(store), Some(rel)) => {
                 let pending = store
                     .begin(&rel, header.length)

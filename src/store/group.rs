@@ -8,14 +8,17 @@
 //!
 //! 1. every file's data is made durable: one `syncfs` for the whole batch where the
 //!    platform has it (Linux) and the batch has at least [`SYNCFS_FROM`] files, else
-//!    one `fsync` per file;
+//!    one `fsync` per file (each of which commits the journal on ext4);
 //! 2. every file is given its final name, in the order they were queued;
 //! 3. the names are made durable: one `syncfs` again, or one `fsync` per directory
 //!    of the batch (not per file);
 //! 4. each file's caller is told its path (or its error) and only then acks.
 //!
-//! Files that complete while a batch is being synced wait for the next one, so the
-//! batches grow with the load and a lone file is committed at once.
+//! Files that complete while a batch is being synced wait for the next one. And while
+//! other files of the store are still being received, a batch waits for them a little
+//! ([`GATHER`] at most) before it starts: a sync of the whole filesystem costs about
+//! the same for one file as for a hundred, and each one holds up the journal for the
+//! files being created meanwhile. A lone file is committed at once.
 //!
 //! What could go wrong, and how it is prevented:
 //! - *A partial file under a final name after a crash*: no file is named before its data
@@ -38,7 +41,9 @@
 use std::collections::BTreeSet;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 
@@ -46,20 +51,45 @@ use super::pending::{sync_dir, Pending};
 use super::sys;
 
 /// Batches of at least this many files are synced with one `syncfs` where there is one.
-pub const SYNCFS_FROM: usize = 16;
+pub const SYNCFS_FROM: usize = 4;
 
 /// The most files one batch takes; the rest wait for the next.
 const MAX_BATCH: usize = 4096;
 
+/// How long a batch waits for files still being received before it starts.
+pub const GATHER: Duration = Duration::from_millis(2);
+
+/// A file of the store being received: counted from [`super::Store::begin`] until it
+/// is queued for commit or dropped.
+#[derive(Debug)]
+pub struct Receiving(Arc<AtomicUsize>);
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a job commits: a file written already, or one to write first (on the commit
+/// thread).
+pub(super) enum Content {
+    /// Written, not yet durable nor named.
+    Ready(Pending),
+    /// Writes the file (a small one held in memory) and returns it.
+    Write(Box<dyn FnOnce() -> io::Result<Pending> + Send>),
+}
+
 /// A file queued for commit, and who waits for its path.
 struct Job {
-    pending: Pending,
+    content: Content,
     done: oneshot::Sender<io::Result<PathBuf>>,
 }
 
 #[derive(Default)]
 struct Queue {
     jobs: Vec<Job>,
+    /// When the oldest job queued was queued.
+    since: Option<Instant>,
     /// A blocking thread is committing batches and will take what is queued.
     running: bool,
 }
@@ -69,6 +99,8 @@ struct Queue {
 #[derive(Clone, Default)]
 pub struct Committer {
     queue: Arc<Mutex<Queue>>,
+    /// Files being received, not yet queued.
+    receiving: Arc<AtomicUsize>,
 }
 
 impl std::fmt::Debug for Committer {
@@ -78,18 +110,37 @@ impl std::fmt::Debug for Committer {
 }
 
 impl Committer {
+    /// Counts a file as being received until the guard is dropped.
+    pub(super) fn receiving(&self) -> Receiving {
+        self.receiving.fetch_add(1, Ordering::SeqCst);
+        Receiving(self.receiving.clone())
+    }
+
     /// Makes `pending` durable under its final name together with whatever else is
     /// queued; returns its path once the file and its name are durable.
-    pub async fn commit(&self, pending: Pending) -> io::Result<PathBuf> {
+    pub async fn commit(&self, mut pending: Pending) -> io::Result<PathBuf> {
+        let receiving = pending.receiving.take();
+        self.commit_with(Content::Ready(pending), receiving).await
+    }
+
+    /// Queues `content` (no longer counted as being received from then on) and waits
+    /// for its path.
+    pub(super) async fn commit_with(
+        &self,
+        content: Content,
+        receiving: Option<Receiving>,
+    ) -> io::Result<PathBuf> {
         let (done, answer) = oneshot::channel();
         let start = {
             let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
-            queue.jobs.push(Job { pending, done });
+            queue.since.get_or_insert_with(Instant::now);
+            queue.jobs.push(Job { content, done });
+            drop(receiving);
             !std::mem::replace(&mut queue.running, true)
         };
         if start {
-            let queue = self.queue.clone();
-            tokio::task::spawn_blocking(move || run(&queue));
+            let (queue, receiving) = (self.queue.clone(), self.receiving.clone());
+            tokio::task::spawn_blocking(move || run(&queue, &receiving));
         }
         answer
             .await
@@ -97,73 +148,118 @@ impl Committer {
     }
 }
 
-/// Commits batches until nothing is queued.
-fn run(queue: &Mutex<Queue>) {
+/// Commits batches until nothing is queued; a batch waits up to [`GATHER`] for the
+/// files still being received.
+fn run(queue: &Mutex<Queue>, receiving: &AtomicUsize) {
     loop {
         let batch = {
             let mut queue = queue.lock().unwrap_or_else(|p| p.into_inner());
             if queue.jobs.is_empty() {
                 queue.running = false;
+                queue.since = None;
                 return;
             }
+            let waited = queue.since.map_or(GATHER, |since| since.elapsed());
+            if waited < GATHER
+                && queue.jobs.len() < MAX_BATCH
+                && receiving.load(Ordering::SeqCst) > 0
+            {
+                drop(queue);
+                std::thread::sleep(Duration::from_micros(200));
+                continue;
+            }
             let take = queue.jobs.len().min(MAX_BATCH);
-            queue.jobs.drain(..take).collect::<Vec<_>>()
+            let batch = queue.jobs.drain(..take).collect::<Vec<_>>();
+            queue.since = (!queue.jobs.is_empty()).then(Instant::now);
+            batch
         };
         commit_batch(batch);
     }
 }
 
-/// Steps 1 to 4 of the module docs for one batch.
+/// One file of a batch on its way through the steps.
+struct Entry {
+    /// The file; `None` when writing it failed.
+    pending: Option<Pending>,
+    done: oneshot::Sender<io::Result<PathBuf>>,
+    /// Where it stands: its path once named, or why it failed.
+    state: io::Result<Option<PathBuf>>,
+}
+
+impl Entry {
+    /// The file, while nothing failed.
+    fn live(&self) -> Option<&Pending> {
+        self.state.as_ref().ok().and(self.pending.as_ref())
+    }
+}
+
+/// Steps 1 to 4 of the module docs for one batch (files held in memory written first).
 fn commit_batch(batch: Vec<Job>) {
-    let mut jobs: Vec<(Job, io::Result<()>)> = batch
+    let mut entries: Vec<Entry> = batch
         .into_iter()
-        .map(|mut job| {
-            let ready = job.pending.finish_writes();
-            (job, ready)
+        .map(|job| {
+            let pending = match job.content {
+                Content::Ready(pending) => Ok(pending),
+                Content::Write(write) => write(),
+            };
+            let (pending, state) = match pending {
+                Ok(mut pending) => {
+                    let state = pending.finish_writes().map(|()| None);
+                    (Some(pending), state)
+                }
+                Err(e) => (None, Err(e)),
+            };
+            Entry {
+                pending,
+                done: job.done,
+                state,
+            }
         })
         .collect();
-    // 1. The data.
-    let whole = jobs.len() >= SYNCFS_FROM
-        && jobs
+    // One sync of the whole filesystem, through any file of the batch still going.
+    let sync_all_at_once = |entries: &[Entry]| {
+        entries
             .iter()
-            .find(|(_, ready)| ready.is_ok())
-            .is_some_and(|(job, _)| sys::sync_filesystem(&job.pending.file).is_ok());
+            .find_map(Entry::live)
+            .is_some_and(|p| sys::sync_filesystem(&p.file).is_ok())
+    };
+    // 1. The data.
+    let whole = entries.len() >= SYNCFS_FROM && sync_all_at_once(&entries);
     if !whole {
-        for (job, ready) in &mut jobs {
-            if ready.is_ok() {
-                *ready = job.pending.file.sync_all();
+        for entry in &mut entries {
+            if let Some(pending) = entry.live() {
+                if let Err(e) = pending.file.sync_all() {
+                    entry.state = Err(e);
+                }
             }
         }
     }
     // 2. The names.
-    let named: Vec<(Job, io::Result<PathBuf>)> = jobs
-        .into_iter()
-        .map(|(mut job, ready)| {
-            let named = ready.and_then(|()| job.pending.give_name());
-            (job, named)
-        })
-        .collect();
+    for entry in &mut entries {
+        if let (Some(pending), Ok(_)) = (entry.pending.as_mut(), &entry.state) {
+            entry.state = pending.give_name().map(Some);
+        }
+    }
     // 3. The names made durable: one filesystem sync, else each directory once.
-    let dirs: BTreeSet<PathBuf> = named
-        .iter()
-        .filter(|(_, named)| named.is_ok())
-        .map(|(job, _)| job.pending.dir.clone())
-        .collect();
-    let synced = whole
-        && named
+    if !(whole && sync_all_at_once(&entries)) {
+        let dirs: BTreeSet<&std::path::Path> = entries
             .iter()
-            .find(|(_, named)| named.is_ok())
-            .is_some_and(|(job, _)| sys::sync_filesystem(&job.pending.file).is_ok());
-    if !synced {
-        for dir in &dirs {
+            .filter_map(Entry::live)
+            .map(|p| p.dir.as_path())
+            .collect();
+        for dir in dirs {
             sync_dir(dir);
         }
     }
     // 4. Tell each caller.
-    for (job, named) in named {
-        let Job { pending, done } = job;
+    for entry in entries {
+        let Entry {
+            pending,
+            done,
+            state,
+        } = entry;
         drop(pending);
-        let _ = done.send(named);
+        let _ = done.send(state.and_then(|path| path.ok_or_else(|| io::Error::other("not named"))));
     }
 }
 
@@ -174,8 +270,9 @@ mod tests {
 
     use super::super::Store;
 
-    /// Many files committed at once land whole, each under its own name (two of the
-    /// same name numbered), and nothing else is left in the directory.
+    /// Many files committed at once, written by their callers or in the batch, land
+    /// whole, each under its own name (two of the same name numbered), and nothing else
+    /// is left in the directory.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn files_committed_together_land_whole_under_their_names() {
         let dir = tempfile::tempdir().unwrap();
@@ -188,9 +285,19 @@ mod tests {
                     0 | 1 => "same.txt".to_string(),
                     i => format!("d{}/f{i}.txt", i % 7),
                 };
-                let mut pending = store.begin(Path::new(&rel), None).unwrap();
-                pending.write_all(format!("file {i}").as_bytes()).unwrap();
-                let path = store.commit(pending).await.unwrap();
+                let data = format!("file {i}").into_bytes();
+                // Half written by the caller, half held in memory and written in the batch.
+                let path = if i % 2 == 0 {
+                    let mut pending = store.begin(Path::new(&rel), None).unwrap();
+                    pending.write_all(&data).unwrap();
+                    store.commit(pending).await.unwrap()
+                } else {
+                    let receiving = store.receiving();
+                    store
+                        .commit_bytes(rel.into(), data, receiving)
+                        .await
+                        .unwrap()
+                };
                 (i, path)
             }));
         }

@@ -50,7 +50,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 pub use direct::DIRECT_FROM;
-pub use group::{Committer, SYNCFS_FROM};
+pub use group::{Committer, Receiving, GATHER, SYNCFS_FROM};
 pub use names::{sanitize, MAX_COMPONENT, MAX_DEPTH};
 pub use pending::{Pending, WRITEBACK_EVERY};
 
@@ -129,6 +129,7 @@ impl Store {
             written: 0,
             written_back: 0,
             behind,
+            receiving: Some(self.committer.receiving()),
         })
     }
 
@@ -136,6 +137,34 @@ impl Store {
     /// this store that complete meanwhile ([`Committer`]); returns its path.
     pub async fn commit(&self, pending: Pending) -> io::Result<PathBuf> {
         self.committer.commit(pending).await
+    }
+
+    /// Counts a file as being received (a batch of commits waits a little for it) until
+    /// the guard is handed to [`Store::commit_bytes`] or dropped.
+    pub fn receiving(&self) -> Receiving {
+        self.committer.receiving()
+    }
+
+    /// Writes `data` as the file `rel` (a [`sanitize`]d path) and makes it durable under
+    /// its final name, all on the commit thread with the other files of its batch
+    /// ([`Committer`]); returns its path. For small files held in memory whole: no
+    /// thread hand-off of their own, no file opened by the caller.
+    pub async fn commit_bytes(
+        &self,
+        rel: PathBuf,
+        data: Vec<u8>,
+        receiving: Receiving,
+    ) -> io::Result<PathBuf> {
+        let store = self.clone();
+        let write = move || {
+            let mut pending = store.begin(&rel, Some(data.len() as u64))?;
+            pending.receiving = None;
+            io::Write::write_all(&mut pending, &data)?;
+            Ok(pending)
+        };
+        self.committer
+            .commit_with(group::Content::Write(Box::new(write)), Some(receiving))
+            .await
     }
 
     /// Creates the directories of `rel` under the root, one component at a time,

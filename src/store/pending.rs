@@ -108,6 +108,8 @@ pub struct Pending {
     pub(super) written_back: u64,
     /// The direct writer, for a large file on a filesystem that allows it.
     pub(super) behind: Option<WriteBehind>,
+    /// Counts the file as being received until it is queued for commit (or dropped).
+    pub(super) receiving: Option<super::group::Receiving>,
 }
 
 impl Write for Pending {
@@ -318,6 +320,7 @@ mod tests {
             written: 0,
             written_back: 0,
             behind: None,
+            receiving: None,
         };
         assert!(path.exists());
         drop(p);

@@ -153,7 +153,7 @@ impl From<ReadError> for SendError {
 
 /// Below this size a payload is read, hashed and written in the network task itself:
 /// handing a few KiB to a thread and back costs more than the work.
-const INLINE: u64 = 64 * 1024;
+pub const INLINE: u64 = 64 * 1024;
 
 /// A size in the units people read (`4.88 KiB`), for error text; the same form as
 /// the command line's reports.
