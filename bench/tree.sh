@@ -148,3 +148,6 @@ q_med=$(sort -g "$work/qp2p.times" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]
 echo "tar | socat: $(stats <"$work/socat.times")"
 echo "qp2p send${uni:+ $uni}: $(stats <"$work/qp2p.times")"
 printf 'ratio of medians qp2p / socat: %.2f\n' "$(echo "$q_med / $s_med" | bc -l)"
+# Run by run (each pair ran back to back): steadier than the medians on a busy machine.
+paste "$work/qp2p.times" "$work/socat.times" | awk '{print $1 / $2}' |
+    sort -g | awk '{v[NR] = $1} END {printf "ratio run by run: median %.2f (min %.2f, max %.2f)\n", v[int((NR + 1) / 2)], v[1], v[NR]}'

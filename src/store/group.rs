@@ -10,8 +10,8 @@
 //!    platform has it (Linux) and the batch has at least [`SYNCFS_FROM`] files, else
 //!    one `fsync` per file (each of which commits the journal on ext4);
 //! 2. every file is given its final name, in the order they were queued;
-//! 3. the names are made durable: one `syncfs` again, or one `fsync` per directory
-//!    of the batch (not per file);
+//! 3. the names are made durable: one `fsync` per directory of the batch (not per
+//!    file), or one `syncfs` again when the batch spans many directories;
 //! 4. each file's caller is told its path (or its error) and only then acks.
 //!
 //! Files that complete while a batch is being synced wait for the next one. And while
@@ -52,6 +52,10 @@ use super::sys;
 
 /// Batches of at least this many files are synced with one `syncfs` where there is one.
 pub const SYNCFS_FROM: usize = 4;
+
+/// Up to this many directories in a batch are synced one by one after naming; more,
+/// with one `syncfs`.
+const DIRS_SYNCED_ONE_BY_ONE: usize = 8;
 
 /// The most files one batch takes; the rest wait for the next.
 const MAX_BATCH: usize = 4096;
@@ -240,13 +244,15 @@ fn commit_batch(batch: Vec<Job>) {
             entry.state = pending.give_name().map(Some);
         }
     }
-    // 3. The names made durable: one filesystem sync, else each directory once.
-    if !(whole && sync_all_at_once(&entries)) {
-        let dirs: BTreeSet<&std::path::Path> = entries
-            .iter()
-            .filter_map(Entry::live)
-            .map(|p| p.dir.as_path())
-            .collect();
+    // 3. The names made durable: each directory once, or one filesystem sync when the
+    // batch spans many (a directory's sync commits the journal without writing back
+    // what others have dirtied on the filesystem meanwhile).
+    let dirs: BTreeSet<&std::path::Path> = entries
+        .iter()
+        .filter_map(Entry::live)
+        .map(|p| p.dir.as_path())
+        .collect();
+    if !(whole && dirs.len() > DIRS_SYNCED_ONE_BY_ONE && sync_all_at_once(&entries)) {
         for dir in dirs {
             sync_dir(dir);
         }
