@@ -77,8 +77,8 @@ impl Drop for Receiving {
 /// What a job commits: a file written already, or one to write first (on the commit
 /// thread).
 pub(super) enum Content {
-    /// Written, not yet durable nor named.
-    Ready(Pending),
+    /// Written, not yet durable nor named (boxed: a queue entry stays small).
+    Ready(Box<Pending>),
     /// Writes the file (a small one held in memory) and returns it.
     Write(Box<dyn FnOnce() -> io::Result<Pending> + Send>),
 }
@@ -124,7 +124,8 @@ impl Committer {
     /// queued; returns its path once the file and its name are durable.
     pub async fn commit(&self, mut pending: Pending) -> io::Result<PathBuf> {
         let receiving = pending.receiving.take();
-        self.commit_with(Content::Ready(pending), receiving).await
+        self.commit_with(Content::Ready(Box::new(pending)), receiving)
+            .await
     }
 
     /// Queues `content` (no longer counted as being received from then on) and waits
@@ -203,7 +204,7 @@ fn commit_batch(batch: Vec<Job>) {
         .into_iter()
         .map(|job| {
             let pending = match job.content {
-                Content::Ready(pending) => Ok(pending),
+                Content::Ready(pending) => Ok(*pending),
                 Content::Write(write) => write(),
             };
             let (pending, state) = match pending {
