@@ -285,3 +285,43 @@ fn files_that_vanish_mid_send_fail_alone() {
     }
     assert_landed(&out, &tree);
 }
+
+/// On a terminal a tree is one task: one bar counting files (not a line or a bar per
+/// file), then one summary line. Run under `script`, which gives the sender a terminal.
+#[test]
+fn a_tree_on_a_terminal_shows_one_bar_and_a_summary() {
+    let t = TestDir::new();
+    let tree = make_tree(&t, 300, 1);
+    let dir = t.path().join("src/tree");
+    let out = t.mkdir("out");
+    let mut l = t.listen(&out, &[]);
+    let line = format!(
+        "{} --ephemeral send {} {}",
+        crate::util::BIN,
+        l.ticket,
+        path_str(&dir)
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qec", line.as_str(), "/dev/null"]);
+    cmd.env("HOME", t.home())
+        .env("XDG_CONFIG_HOME", t.home().join("config"));
+    let r = crate::util::Proc::spawn(cmd).finish(Duration::from_secs(60));
+    assert_eq!(r.code, Some(0), "{r}");
+    let screen = String::from_utf8_lossy(&r.stdout).to_string();
+    assert!(
+        screen.contains(&format!("sent {n} of {n} files", n = tree.len())),
+        "no summary line\n{r}"
+    );
+    assert!(
+        screen.contains(&format!("/{} files", tree.len())),
+        "no bar counting the files\n{r}"
+    );
+    assert!(
+        !screen.contains("sent tree/"),
+        "per-file lines beside the bar\n{r}"
+    );
+    for _ in 0..tree.len() {
+        l.wait_for("received", EVENT_TIMEOUT);
+    }
+    assert_landed(&out, &tree);
+}
