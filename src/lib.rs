@@ -91,6 +91,7 @@ pub use net::server::{
     Connected, Handler, HandshakeError, Incoming, Router, Server, ServerConfig, Stream,
 };
 // Messages: the sender, the receiver, what one message carries.
+pub use net::pipeline::{send_all, Window};
 pub use net::receiver::{NoProgress, Outcome, Quota, Receiver, Sink};
 pub use net::sender::{Delivered, Observer, Outgoing, Sender};
 pub use net::transfer::{Limits, SendError};

@@ -54,6 +54,10 @@ mod session;
 mod signals;
 #[path = "suite/transfer.rs"]
 mod transfer;
+// SIGKILL of a listener mid-tree.
+#[cfg(unix)]
+#[path = "suite/trees.rs"]
+mod trees;
 #[path = "suite/trust.rs"]
 mod trust;
 // Network namespaces (Linux, root).

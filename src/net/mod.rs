@@ -16,6 +16,7 @@
 //! | [`receiver`] | the receive rules: duplicate ids, ack then stop, the free-space refusal, `--skip-same`, the `--once`/`--count` quota |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
 //! | [`sender`] | the message sender: a message to one listener with retry, pool eviction, stdin read once, skip-same digests, the close after an interrupt |
+//! | [`pipeline`] | many messages in flight at once through one sender, within a window of messages and of memory; results in the order they complete |
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
@@ -32,6 +33,7 @@ pub mod bench;
 pub mod endpoint;
 pub mod framing;
 pub mod introducer;
+pub mod pipeline;
 pub mod pool;
 pub mod probe;
 pub mod race;
