@@ -49,6 +49,10 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow -d 'Admit onl
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow-file -d 'Admit only senders whose fingerprint is in FILE (one per line, # comments) [default: admit anyone]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l max-size -d 'Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l lease -d 'Lease asked for the UPnP mapping; it is renewed at half of it' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l via -d 'Register with the introducer at TICKET (repeatable) from the listening socket, keep the NAT binding open and register again when the connection is lost; the ticket printed then names every way to this listener [default: no introducer, reachable only at its own addresses]' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l relay-sessions -d 'Relay sessions at once; more are refused (and logged)' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l relay-bytes -d 'Bytes a relay session may carry (both directions); past it the session is cut and the sender told why' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l relay-time -d 'How long a relay session may last' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l max-connections -d 'Serve at most N connections at once; more are refused before the handshake' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l max-connections-per-ip -d 'Serve at most N connections at once from one IP address' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l max-streams -d 'Let one connection have at most N streams (messages) open at once in each direction; a sender wanting more waits' -r
@@ -72,6 +76,8 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l once -d 'Take one `
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l overwrite -d 'Replace existing files instead of storing under a new name (name.1.ext)'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l upnp -d 'Map the listening port on the UPnP gateway for the whole run (renewed before the lease ends, removed on exit); without a gateway, a warning'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l no-probe -d 'Do not answer reachability probes (`qp2p upnp-check --probe`)'
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l introduce -d 'Also serve as an introducer: listeners behind NAT register here (`--via`) and senders ask for introductions; it learns addresses and fingerprints, never content. --allow/--ca limit who may register or ask'
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l relay -d 'With --introduce, also relay: forward the datagrams of two peers whose punch failed (they stay end to end encrypted), within --relay-sessions, --relay-bytes and --relay-time'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l json -d 'Print one JSON object per line on stdout for every event (errors included)'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -s q -l quiet -d 'Print errors only'
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -s v -l verbose -d 'More logs on stderr (-v info, -vv debug, -vvv trace; RUST_LOG also works)'

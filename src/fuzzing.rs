@@ -10,7 +10,7 @@
 //! | [`check_header`] | [`Header::decode`], and the streaming pair `decode_prefix` + `decode_body` | never panics; what decodes fits the limits, re-encodes to an equal header in the same version (1, or 2 with its algorithm byte), and both decoding paths agree |
 //! | [`check_ack`] | [`Ack::decode`] | never panics; an accepted ack is exactly [`ACK_LEN`] bytes and re-encodes to the same bytes |
 //! | [`check_sanitize`] | [`store::sanitize`] | the result is relative, every component a plain name (not empty, `.` or `..`, no separator or control character, at most [`MAX_COMPONENT`] bytes), at most [`MAX_DEPTH`] deep, and sanitising it again changes nothing |
-//! | [`check_target`] | `Target::from_str` | never panics; what parses prints as text that parses back to the same target |
+//! | [`check_target`] | `Target::from_str`, `Ticket::from_str` | never panics; what parses prints as text that parses back to the same target (ticket) |
 //!
 //! The seed corpus is in `fuzz/corpus/<target>/`; the unit test below runs every file of
 //! it through these functions, so what the fuzzer once found stays fixed.
@@ -121,6 +121,14 @@ pub fn check_target(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if let Ok(ticket) = text.parse::<crate::net::addr::Ticket>() {
+        let shown = ticket.to_string();
+        assert_eq!(
+            shown.parse::<crate::net::addr::Ticket>().as_ref(),
+            Ok(&ticket),
+            "ticket {text:?} printed as {shown:?} parses differently"
+        );
+    }
     let Ok(target) = text.parse::<Target>() else {
         return;
     };

@@ -82,7 +82,7 @@ pub use net::endpoint::{
 };
 pub use net::tls::{CaTrust, Fingerprint, Identity, Refusal, TrustRules};
 // Dialing: addresses and tickets, racing, the pool, retries.
-pub use net::addr::Target;
+pub use net::addr::{Target, Ticket};
 pub use net::pool::Pool;
 pub use net::race::race;
 pub use net::retry::Backoff;
@@ -92,9 +92,13 @@ pub use net::server::{
 };
 // Messages: the sender, the receiver, what one message carries.
 pub use net::digest::{Algorithm, Digest};
+pub use net::pipeline::{send_all, Window};
 pub use net::receiver::{NoProgress, Outcome, Quota, Receiver, Sink};
 pub use net::sender::{Delivered, Observer, Outgoing, Sender};
 pub use net::transfer::{Limits, SendError};
-// Reachability.
+// Reachability, and through NAT: introductions, the punch, the relay.
+pub use net::introducer::{
+    keep_registered, reach, IntroducerService, PeerPath, Reached, Relay, RelayLimits,
+};
 pub use net::probe::client::Verdict;
 pub use store::Store;

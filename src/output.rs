@@ -49,6 +49,11 @@ impl Output {
         self.stdout_gone.cancelled().await
     }
 
+    /// Whether events are JSON.
+    pub fn json(&self) -> bool {
+        self.json
+    }
+
     /// Whether `-q` is on (errors only).
     pub fn quiet(&self) -> bool {
         self.quiet

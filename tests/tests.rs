@@ -36,6 +36,10 @@ mod library;
 #[cfg(unix)]
 #[path = "suite/mtu.rs"]
 mod mtu;
+// Introducers and hole punching; the netns_ ones need Linux and root.
+#[cfg(unix)]
+#[path = "suite/nat.rs"]
+mod nat;
 #[path = "suite/probe.rs"]
 mod probe;
 #[path = "suite/race.rs"]
@@ -52,6 +56,10 @@ mod session;
 mod signals;
 #[path = "suite/transfer.rs"]
 mod transfer;
+// SIGKILL of a listener mid-tree.
+#[cfg(unix)]
+#[path = "suite/trees.rs"]
+mod trees;
 #[path = "suite/trust.rs"]
 mod trust;
 // Network namespaces (Linux, root).

@@ -23,12 +23,14 @@ use serde_json::{json, Value};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
+use qp2p::net::addr::Ticket;
 use qp2p::net::bench;
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing::{self, ErrorCode};
+use qp2p::net::introducer::{reach, PeerPath};
 use qp2p::net::server::{Handler, Router, Stream};
 use qp2p::net::transfer;
-use qp2p::{Endpoint, Identity, Server, ServerConfig, Target, TrustRules};
+use qp2p::{Endpoint, Identity, Server, ServerConfig, TrustRules};
 
 /// Which measurement to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -98,6 +100,11 @@ struct Peer {
     addr: SocketAddr,
     rules: TrustRules,
     in_process: bool,
+    /// How the peer was reached (a ticket with several ways is raced once; every
+    /// connection after goes the winner's way).
+    path: PeerPath,
+    /// A relayed path's control connection: the relay session lasts while it is open.
+    _control: Option<quinn::Connection>,
 }
 
 impl Peer {
@@ -138,7 +145,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let (peer, _server) = setup(&args, &ctx).await?;
     let all = args.scenario == Scenario::All;
     let mut rows: Vec<Value> = Vec::new();
-    let mut report = |row: Value| {
+    let mut report = |mut row: Value| {
+        row["path"] = json!(peer.path.name());
         // Humans get the table at the end; an empty line per row would only push it
         // down the screen.
         if ctx.json {
@@ -185,21 +193,41 @@ async fn setup(args: &Args, ctx: &Context) -> anyhow::Result<(Peer, Option<Endpo
     let options = args.transport.options();
     match &args.peer {
         Some(text) => {
-            let target: Target = text
+            let ticket: Ticket = text
                 .parse()
                 .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
-            let addrs = target
-                .resolve()
-                .await
-                .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
-            let rules = args.trust.rules()?.with_pin(target.expect);
+            let rules = args.trust.rules()?.with_pin(ticket.expect);
             let endpoint = Endpoint::client(ctx.identity()?, options)?;
+            let (addr, path, control) = match ticket.single() {
+                Some(target) => {
+                    let addrs = target.resolve().await.map_err(|e| {
+                        coded(Exit::Connect, format!("cannot resolve {target}: {e}"))
+                    })?;
+                    (addrs[0], PeerPath::Direct, None)
+                }
+                None => {
+                    let reached = reach(&endpoint, &ticket, &rules, &args.transport.backoff())
+                        .await
+                        .map_err(|e| {
+                            let code = if e.identity {
+                                Exit::Identity
+                            } else {
+                                Exit::Connect
+                            };
+                            coded(code, e.to_string())
+                        })?;
+                    reached.conn.close(framing::close::DONE, b"found the way");
+                    (reached.addr, reached.path, reached.control)
+                }
+            };
             Ok((
                 Peer {
                     endpoint,
-                    addr: addrs[0],
+                    addr,
                     rules,
                     in_process: false,
+                    path,
+                    _control: control,
                 },
                 None,
             ))
@@ -232,6 +260,8 @@ async fn setup(args: &Args, ctx: &Context) -> anyhow::Result<(Peer, Option<Endpo
                     addr,
                     rules,
                     in_process: true,
+                    path: PeerPath::Direct,
+                    _control: None,
                 },
                 Some(server),
             ))

@@ -41,6 +41,7 @@ use qp2p::net::addr::ticket;
 use qp2p::net::endpoint::{canonical, EndpointError};
 use qp2p::net::framing;
 use qp2p::net::probe::ProbeService;
+use qp2p::net::receiver::{Outcome, Quota, Receiver, Sink};
 use qp2p::net::server::{Handler, HandshakeError, Router, Stream};
 use qp2p::net::transfer::{self, Limits, RecvError};
 use qp2p::net::upnp::MAX_LEASE;
@@ -48,7 +49,7 @@ use qp2p::store::Store;
 use qp2p::{Endpoint, Fingerprint, Server, ServerConfig, TransportOptions, TrustRules};
 
 mod receive;
-use qp2p::net::receiver::{Outcome, Quota, Receiver, Sink};
+mod via;
 use receive::{report_received, report_text, who};
 
 /// Receive files (or a stream) from senders.
@@ -125,6 +126,35 @@ pub struct Args {
     /// Do not answer reachability probes (`qp2p upnp-check --probe`).
     #[arg(long)]
     pub no_probe: bool,
+    /// Also serve as an introducer: listeners behind NAT register here (`--via`) and
+    /// senders ask for introductions; it learns addresses and fingerprints, never
+    /// content. --allow/--ca limit who may register or ask.
+    #[arg(long)]
+    pub introduce: bool,
+    /// Register with the introducer at TICKET (repeatable) from the listening socket,
+    /// keep the NAT binding open and register again when the connection is lost; the
+    /// ticket printed then names every way to this listener [default: no introducer,
+    /// reachable only at its own addresses].
+    #[arg(long, value_name = "TICKET")]
+    pub via: Vec<qp2p::Target>,
+    /// With --introduce, also relay: forward the datagrams of two peers whose punch
+    /// failed (they stay end to end encrypted), within --relay-sessions,
+    /// --relay-bytes and --relay-time.
+    #[arg(long, requires = "introduce")]
+    pub relay: bool,
+    /// Relay sessions at once; more are refused (and logged).
+    #[arg(long, value_name = "N", default_value_t = 4, requires = "relay",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub relay_sessions: u32,
+    /// Bytes a relay session may carry (both directions); past it the session is cut
+    /// and the sender told why.
+    #[arg(long, value_name = "SIZE", default_value = "256MiB", requires = "relay",
+          value_parser = parse_size)]
+    pub relay_bytes: u64,
+    /// How long a relay session may last.
+    #[arg(long, value_name = "DUR", default_value = "10m", requires = "relay",
+          value_parser = super::parse_nonzero_duration)]
+    pub relay_time: Duration,
     /// Serve at most N connections at once; more are refused before the handshake.
     #[arg(
         long,
@@ -179,6 +209,8 @@ struct State {
     /// The reader of `--stdout` went away: stop, after telling the senders.
     stdout_closed: std::sync::atomic::AtomicBool,
     ctx: Context,
+    /// Where introduced senders come from (`--via`): how each was reached.
+    paths: via::Seen,
 }
 
 impl State {
@@ -230,7 +262,11 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Sink::Dir(output_dir(&args.out, args.overwrite)?)
     };
     let shown = display_addr(bound);
-    let ticket = ticket(&fingerprint, shown);
+    let vias = via::resolve(&args.via).await?;
+    let ticket = match vias.is_empty() {
+        true => ticket(&fingerprint, shown),
+        false => via::ticket(&fingerprint, shown, &vias),
+    };
     ctx.out.event(
         json!({
             "event": "listening",
@@ -273,6 +309,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ),
         stdout_closed: Default::default(),
         ctx: ctx.clone(),
+        paths: via::Seen::default(),
     });
     let upnp = match args.upnp {
         true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
@@ -299,9 +336,28 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
-    server
-        .run(Router::new(state.clone()).probe(probe), stop)
-        .await;
+    let registrations = via::spawn(
+        &endpoint,
+        &vias,
+        via::own_addrs(bound),
+        &ctx.out,
+        &state.paths,
+    );
+    let mut router = Router::new(state.clone()).probe(probe);
+    if args.introduce {
+        let relay = args.relay.then(|| {
+            qp2p::net::introducer::Relay::new(qp2p::net::introducer::RelayLimits {
+                sessions: args.relay_sessions as usize,
+                bytes: args.relay_bytes,
+                time: args.relay_time,
+            })
+        });
+        router = router.introducer(qp2p::net::introducer::IntroducerService::new(relay));
+    }
+    server.run(router, stop).await;
+    for task in registrations {
+        task.abort();
+    }
     if state.stdout_closed.load(Ordering::SeqCst) {
         // Closing now would discard the stream refusal still queued for the sender
         // (it would see a vanished listener, not "could not store"); it closes its

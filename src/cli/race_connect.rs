@@ -12,11 +12,13 @@ use serde_json::json;
 use super::send::{collect, deliver};
 use super::{all_failed, Context, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
+use qp2p::net::addr::Ticket;
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing;
+use qp2p::net::introducer::{ways, PeerPath};
 use qp2p::net::race::{race, Candidate, Fate};
 use qp2p::net::sender::close;
-use qp2p::{Endpoint, Fingerprint, Pool, Sender, Target};
+use qp2p::{Endpoint, Fingerprint, Pool, Sender};
 
 /// Dial several peers at once; the first completed handshake wins.
 ///
@@ -61,25 +63,50 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         collect(&args.send, None, &ctx)?
     };
     let base = args.trust.rules()?;
-    let mut candidates = Vec::new();
+    let identity = ctx.identity()?;
+    let endpoint = Endpoint::client(identity, args.transport.options())?;
+    // Every candidate, and how it would reach its peer.
+    let mut candidates: Vec<(Candidate, PeerPath)> = Vec::new();
     for text in &args.targets {
-        let target: Target = text
+        let ticket: Ticket = text
             .parse()
             .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
-        let expect = target.expect.or(args.expect);
-        match target.resolve().await {
-            Ok(addrs) => candidates.extend(addrs.into_iter().map(|addr| Candidate {
-                addr,
-                rules: base.clone().with_pin(expect),
-            })),
-            Err(e) => ctx.out.event(
-                json!({"event": "loser", "addr": text, "outcome": "failed",
-                       "error": format!("cannot resolve: {e}")}),
-                || format!("loser {text}: cannot resolve: {e}"),
-            ),
+        let rules = base.clone().with_pin(ticket.expect.or(args.expect));
+        if let Some(target) = ticket.single() {
+            match target.resolve().await {
+                Ok(addrs) => candidates.extend(addrs.into_iter().map(|addr| {
+                    let rules = rules.clone();
+                    (Candidate { addr, rules }, PeerPath::Direct)
+                })),
+                Err(e) => ctx.out.event(
+                    json!({"event": "loser", "addr": text, "outcome": "failed",
+                           "error": format!("cannot resolve: {e}")}),
+                    || format!("loser {text}: cannot resolve: {e}"),
+                ),
+            }
+            continue;
         }
+        // Several ways: the direct ones, and what the introducers answer (no relay:
+        // race-connect races handshakes).
+        let found = ways(&endpoint, &ticket).await;
+        for (way, why) in found.introducers {
+            ctx.out.event(
+                json!({"event": "loser", "addr": way, "outcome": "failed", "error": why}),
+                || format!("loser {way}: failed: {why}"),
+            );
+        }
+        candidates.extend(found.candidates.into_iter().map(|(addr, path)| {
+            let rules = rules.clone();
+            (Candidate { addr, rules }, path)
+        }));
     }
-    candidates.dedup();
+    let mut unique = Vec::new();
+    candidates.retain(|c| {
+        let new = !unique.contains(&c.0);
+        unique.push(c.0.clone());
+        new
+    });
+    let (candidates, paths): (Vec<Candidate>, Vec<PeerPath>) = candidates.into_iter().unzip();
     if candidates.is_empty() {
         return Err(coded(
             Exit::Connect,
@@ -87,8 +114,6 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ));
     }
 
-    let identity = ctx.identity()?;
-    let endpoint = Endpoint::client(identity, args.transport.options())?;
     let backoff = args.transport.backoff();
     let outcome = tokio::select! {
         o = race(&endpoint, &candidates, &backoff, args.timeout) => o,
@@ -116,6 +141,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         return Err(all_failed(&candidates, outcome.losers));
     };
     let chosen = &candidates[winner.index];
+    let path = paths[winner.index];
     let addr = canonical(chosen.addr);
     let fingerprint = Fingerprint::of_peer(&winner.conn);
     let handshake_ms = winner.handshake.as_secs_f64() * 1000.0;
@@ -126,12 +152,18 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             "fingerprint": fingerprint.map(|f| f.to_string()),
             "handshake_ms": handshake_ms,
             "retries": winner.retries,
+            "path": path.name(),
+            "introducer": path.introducer().map(|f| f.to_string()),
         }),
         || {
             format!(
-                "winner {addr} in {}, fingerprint {}",
+                "winner {addr} in {}, fingerprint {}{}",
                 crate::output::human_duration(winner.handshake),
-                fingerprint.map(|f| f.to_string()).unwrap_or_default()
+                fingerprint.map(|f| f.to_string()).unwrap_or_default(),
+                match path {
+                    PeerPath::Direct => String::new(),
+                    other => format!(", {other}"),
+                }
             )
         },
     );
@@ -145,7 +177,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
         let sender =
             Sender::new(pool.clone(), chosen.addr, chosen.rules.clone()).with_backoff(backoff);
-        let result = deliver(&sender, items, &ctx).await;
+        let result = deliver(&sender, items, &ctx, path).await;
         close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
         result
     }

@@ -7,6 +7,7 @@
 
 use std::io::{IsTerminal, Read};
 use std::net::SocketAddr;
+use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -15,13 +16,16 @@ use serde_json::json;
 use super::{all_failed, Context, DigestArg, TransportArgs, TrustArgs};
 use crate::error::{coded, exit_code, Exit};
 use crate::output::{human_bytes, human_duration, human_rate, shown};
+use qp2p::net::addr::Ticket;
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing;
+use qp2p::net::introducer::{reach, PeerPath};
+use qp2p::net::pipeline::{send_all, Window};
 use qp2p::net::race::{race, Candidate};
 use qp2p::net::retry::{rounded, Retry};
 use qp2p::net::sender::{close, Shown};
 use qp2p::net::transfer::{Mode, SendError};
-use qp2p::{Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
+use qp2p::{Delivered, Endpoint, Fingerprint, Observer, Outgoing, Pool, Sender, Target};
 
 /// Send files, directories or stdin to a listener.
 ///
@@ -120,11 +124,11 @@ impl Item {
 
 /// Sends every PATH (or stdin); exits non-zero if any message failed.
 pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
-    let target: Target = args
+    let ticket: Ticket = args
         .target
         .parse()
         .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
-    let expect = match (target.expect, args.expect) {
+    let expect = match (ticket.expect, args.expect) {
         (Some(a), Some(b)) if a != b => {
             return Err(coded(
                 Exit::Usage,
@@ -162,35 +166,34 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ));
     }
 
-    let addrs = target
-        .resolve()
-        .await
-        .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
     let identity = ctx.identity()?;
     let endpoint = Endpoint::client(identity, args.transport.options())?;
     let pool = Pool::new(endpoint.clone());
     let backoff = args.transport.backoff();
     let mode = if args.uni { Mode::Uni } else { Mode::Bidi };
 
+    let mut control = None;
     let result = async {
-        let addr = match addrs.as_slice() {
-            [one] => *one,
-            // A name with several addresses: race them, keep the winner in the pool.
-            many => {
-                let candidates: Vec<Candidate> = many
-                    .iter()
-                    .map(|&addr| Candidate {
-                        addr,
-                        rules: rules.clone(),
-                    })
-                    .collect();
-                let outcome = race(&endpoint, &candidates, &backoff, None).await;
-                let Some(winner) = outcome.winner else {
-                    return Err(all_failed(&candidates, outcome.losers));
-                };
-                let addr = candidates[winner.index].addr;
-                pool.insert(addr, rules.clone(), winner.conn);
-                addr
+        let (addr, path) = match ticket.single() {
+            Some(target) => (
+                direct(&target, &endpoint, &pool, &rules, &backoff).await?,
+                PeerPath::Direct,
+            ),
+            // Several ways (direct, through introducers): all at once.
+            None => {
+                let reached = reach(&endpoint, &ticket, &rules, &backoff)
+                    .await
+                    .map_err(|e| {
+                        let code = if e.identity {
+                            Exit::Identity
+                        } else {
+                            Exit::Connect
+                        };
+                        coded(code, e.to_string())
+                    })?;
+                pool.insert(reached.addr, rules.clone(), reached.conn);
+                control = reached.control;
+                (reached.addr, reached.path)
             }
         };
         let sender = Sender::new(pool.clone(), addr, rules.clone())
@@ -198,80 +201,237 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             .with_mode(mode)
             .with_digest(args.digest.into())
             .with_skip_same(args.skip_same);
-        deliver(&sender, items, &ctx).await
+        let Some(control) = control else {
+            return deliver(&sender, items, &ctx, path).await;
+        };
+        // Relayed: the relay closes our control connection, with the reason, when it
+        // cuts the session (a quota).
+        tokio::select! {
+            result = deliver(&sender, items, &ctx, path) => result,
+            reason = relay_cut(&control) => Err(coded(Exit::Transfer, reason)),
+        }
     }
     .await;
     close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
     result
 }
 
-/// Sends every item with `sender`, one message each, and reports each; goes on after a
-/// failed message, stops after a failed connection or a listener that takes no more.
-/// Returns the first error. Interrupted (Ctrl-C), it says what was sent and what not,
-/// and returns: the caller closes the connections with a reason.
+/// Resolves when the relay cut our session (closed the control connection with
+/// `REFUSED`), with its reason; never otherwise.
+async fn relay_cut(control: &quinn::Connection) -> String {
+    match control.closed().await {
+        quinn::ConnectionError::ApplicationClosed(c) if c.error_code == framing::close::REFUSED => {
+            format!(
+                "the relay cut the session: {}",
+                shown(&String::from_utf8_lossy(&c.reason))
+            )
+        }
+        _ => std::future::pending().await,
+    }
+}
+
+/// Connects to a one-way target: its one address, or a race of the addresses a name
+/// resolves to (the winner kept in the pool). Returns the address to send to.
+async fn direct(
+    target: &Target,
+    endpoint: &Endpoint,
+    pool: &Pool,
+    rules: &qp2p::TrustRules,
+    backoff: &qp2p::Backoff,
+) -> anyhow::Result<SocketAddr> {
+    let addrs = target
+        .resolve()
+        .await
+        .map_err(|e| coded(Exit::Connect, format!("cannot resolve {target}: {e}")))?;
+    match addrs.as_slice() {
+        [one] => Ok(*one),
+        many => {
+            let candidates: Vec<Candidate> = many
+                .iter()
+                .map(|&addr| Candidate {
+                    addr,
+                    rules: rules.clone(),
+                })
+                .collect();
+            let outcome = race(endpoint, &candidates, backoff, None).await;
+            let Some(winner) = outcome.winner else {
+                return Err(all_failed(&candidates, outcome.losers));
+            };
+            let addr = candidates[winner.index].addr;
+            pool.insert(addr, rules.clone(), winner.conn);
+            Ok(addr)
+        }
+    }
+}
+
+/// Sends every item with `sender`, several at once ([`send_all`]), and reports each as
+/// it completes; goes on after a failed message, stops after a failed connection or a
+/// listener that takes no more. Several items make one task: one progress bar for them
+/// all on a terminal (instead of a line per file) and a summary at the end. Failures
+/// are reported in command-line order at the end, the first one's exit code wins.
+/// Interrupted (Ctrl-C), it says what was sent and what not, and returns: the caller
+/// closes the connections with a reason.
 pub(crate) async fn deliver(
     sender: &Sender,
     items: Vec<Item>,
     ctx: &Context,
+    path: PeerPath,
 ) -> anyhow::Result<()> {
     let sendable = |item: &Item| !matches!(item, Item::Unreadable { .. });
     let total = items.iter().filter(|i| sendable(i)).count();
-    let mut sent = 0usize;
-    let mut warned = false;
-    let mut errors: Vec<anyhow::Error> = Vec::new();
-    let mut items = items.into_iter();
-    while let Some(item) = items.next() {
-        let name = item.name().to_string();
+    let total_bytes: u64 = items
+        .iter()
+        .map(|i| match i {
+            Item::File { len, .. } => *len,
+            _ => 0,
+        })
+        .sum();
+    let set = items.len() > 1;
+    let count_all = items.len();
+    let view = View::new(ctx, set.then_some((total as u64, total_bytes)));
+    let started = Instant::now();
+    let warned = std::cell::Cell::new(false);
+    let sent = std::cell::Cell::new(0usize);
+    let sent_bytes = std::cell::Cell::new(0u64);
+    let errors: std::cell::RefCell<Vec<(usize, anyhow::Error)>> = Default::default();
+    // Started and not yet done, by position: what an interrupt leaves unsent.
+    let in_flight: std::cell::RefCell<std::collections::BTreeMap<usize, String>> =
+        Default::default();
+    // Told to stop by a failure: the code it carries, for "n more not sent".
+    let stopped: std::cell::Cell<Option<Exit>> = Default::default();
+
+    let mut items = items.into_iter().enumerate();
+    let messages = items.by_ref().filter_map(|(i, item)| {
         let described = described(&item);
-        let message = match outgoing(item) {
-            Ok(message) => message,
+        match outgoing(item) {
+            Ok(message) => {
+                in_flight.borrow_mut().insert(i, message.name().to_string());
+                Some(((i, described, Instant::now()), message))
+            }
             Err(unreadable) => {
-                errors.push(unreadable);
-                continue;
+                view.failed();
+                errors.borrow_mut().push((i, unreadable));
+                None
             }
-        };
-        let sending = send_item(sender, message, ctx, &mut warned);
-        let result = tokio::select! {
-            r = sending => r,
-            _ = ctx.shutdown.cancelled() => {
-                // The dropped send reset its stream: the listener discards the part it
-                // got and says "sender interrupted" once our close arrives.
-                let rest = items.filter(sendable).count();
-                ctx.out.event(
-                    json!({"event": "interrupted", "name": name, "sent": sent,
-                           "not_sent": rest + 1}),
-                    || format!(
-                        "interrupted: {name} not sent (the listener discards what it got); \
-                         {sent} of {total} sent, {} not sent",
-                        rest + 1
-                    ),
-                );
-                return Ok(());
-            }
-        };
-        let Err(e) = result else {
-            sent += 1;
-            continue;
-        };
-        let last = e.is_final();
-        let e = anyhow::Error::from(e).context(format!("sending {described}"));
-        let code = exit_code(&e);
-        // Without a connection, with the wrong peer, or told that no more is taken,
-        // nothing else can go either.
-        if matches!(code, Exit::Connect | Exit::Identity) || last {
-            let rest = items.by_ref().filter(sendable).count();
-            errors.push(match rest {
-                0 => e,
-                n => coded(
-                    code,
-                    format!("{}; {n} more not sent", crate::output::error_text(&e)),
-                ),
-            });
-            break;
         }
-        errors.push(e);
+    });
+    let done = |(i, described, began): (usize, String, Instant), name: String, result| {
+        in_flight.borrow_mut().remove(&i);
+        match result {
+            Ok(done) => {
+                sent.set(sent.get() + 1);
+                sent_bytes.set(sent_bytes.get() + done_bytes(&done));
+                view.done();
+                report_sent(sender, &name, began, &done, &view, &warned, path);
+                ControlFlow::Continue(())
+            }
+            Err(e) => {
+                view.failed();
+                let last = SendError::is_final(&e);
+                let e = anyhow::Error::from(e).context(format!("sending {described}"));
+                let code = exit_code(&e);
+                errors.borrow_mut().push((i, e));
+                // Without a connection, with the wrong peer, or told that no more is
+                // taken, nothing else can go either.
+                if matches!(code, Exit::Connect | Exit::Identity) || last {
+                    stopped.set(Some(code));
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+        }
+    };
+    let sending = send_all(sender, messages, Window::default(), &view, done);
+    let cancelled = tokio::select! {
+        cancelled = sending => cancelled,
+        _ = ctx.shutdown.cancelled() => {
+            // The dropped sends reset their streams: the listener discards the parts it
+            // got and says "sender interrupted" once our close arrives.
+            view.clear();
+            let (sent, failed) = (sent.get(), errors.borrow().len());
+            let rest = items.filter(|(_, item)| sendable(item)).count();
+            let going = in_flight.borrow();
+            let name = going.values().next().cloned().unwrap_or_default();
+            let not_sent = rest + going.len();
+            ctx.out.event(
+                json!({"event": "interrupted", "name": name, "sent": sent,
+                       "not_sent": not_sent, "failed": failed}),
+                || format!(
+                    "interrupted: {name}{} not sent (the listener discards what it got); \
+                     {sent} of {total} sent, {not_sent} not sent",
+                    match going.len() {
+                        0 | 1 => String::new(),
+                        n => format!(" and {} more in flight", n - 1),
+                    }
+                ),
+            );
+            return Ok(());
+        }
+    };
+    view.clear();
+    let mut errors = errors.into_inner();
+    if let Some(code) = stopped.get() {
+        let rest = cancelled + items.filter(|(_, item)| sendable(item)).count();
+        if rest > 0 {
+            // Told on the failure that stopped the run (the last one pushed).
+            if let Some((i, e)) = errors.pop() {
+                let e = coded(
+                    code,
+                    format!("{}; {rest} more not sent", crate::output::error_text(&e)),
+                );
+                errors.push((i, e));
+            }
+        }
     }
-    in_order(errors, ctx)
+    if set {
+        summary(
+            ctx,
+            count_all,
+            sent.get(),
+            sent_bytes.get(),
+            errors.len(),
+            started,
+        );
+    }
+    errors.sort_by_key(|(i, _)| *i);
+    in_order(errors.into_iter().map(|(_, e)| e).collect(), ctx)
+}
+
+/// Bytes a delivered message moved (none when the listener had them already).
+fn done_bytes(done: &Delivered) -> u64 {
+    done.sent.bytes
+}
+
+/// The end of a set of messages: files, bytes, time, rate, failures.
+fn summary(ctx: &Context, total: usize, sent: usize, bytes: u64, failed: usize, started: Instant) {
+    let seconds = started.elapsed().as_secs_f64();
+    let not_sent = total.saturating_sub(sent + failed);
+    ctx.out.event(
+        json!({
+            "event": "summary",
+            "files": sent,
+            "bytes": bytes,
+            "seconds": seconds,
+            "bytes_per_second": if seconds > 0.0 { bytes as f64 / seconds } else { 0.0 },
+            "failed": failed,
+            "not_sent": not_sent,
+        }),
+        || {
+            format!(
+                "sent {sent} of {total} file{} ({} in {}, {}){}",
+                if total == 1 { "" } else { "s" },
+                human_bytes(bytes),
+                human_duration(started.elapsed()),
+                human_rate(bytes, seconds),
+                match (failed, not_sent) {
+                    (0, 0) => String::new(),
+                    (f, 0) => format!(", {f} failed"),
+                    (f, n) => format!(", {f} failed, {n} not sent"),
+                }
+            )
+        },
+    );
 }
 
 /// An item as errors name it: a file with its size, so a size refusal shows it.
@@ -500,8 +660,78 @@ fn outgoing(item: Item) -> anyhow::Result<Outgoing> {
 }
 
 /// What the sender's work looks like on the terminal: a spinner while dialing or
-/// waiting to retry, a bar while the bytes go.
-struct View<'a>(&'a Context);
+/// waiting to retry; a bar per file for one file, one bar for the whole set (files
+/// done of all, bytes, rate, ETA) for several.
+struct View<'a> {
+    ctx: &'a Context,
+    /// The set's bar, with the number of files and bytes it counts up to.
+    set: Option<(indicatif::ProgressBar, u64)>,
+    files_done: std::sync::atomic::AtomicU64,
+}
+
+impl<'a> View<'a> {
+    fn new(ctx: &'a Context, set: Option<(u64, u64)>) -> Self {
+        let set = set.map(|(files, bytes)| (ctx.out.progress(Some(bytes), ""), files));
+        let view = Self {
+            ctx,
+            set,
+            files_done: Default::default(),
+        };
+        view.label();
+        view
+    }
+
+    /// Whether the set's bar is on screen: per-file lines are left out then.
+    fn bar_shown(&self) -> bool {
+        self.set.as_ref().is_some_and(|(bar, _)| !bar.is_hidden())
+    }
+
+    fn label(&self) {
+        if let Some((bar, files)) = &self.set {
+            let done = self.files_done.load(std::sync::atomic::Ordering::Relaxed);
+            bar.set_message(format!("{done}/{files} files"));
+        }
+    }
+
+    /// For a set, says on its bar what it waits for (until the next file is done) and
+    /// returns true: no spinner beside the bar. Every retry is logged at info anyway.
+    fn waiting(&self, what: &str) -> bool {
+        let Some((bar, files)) = &self.set else {
+            return false;
+        };
+        let done = self.files_done.load(std::sync::atomic::Ordering::Relaxed);
+        bar.set_message(format!("{done}/{files} files; {what}"));
+        true
+    }
+
+    /// A message of the set was delivered.
+    fn done(&self) {
+        self.files_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.label();
+    }
+
+    /// A message of the set failed: its bytes will not come.
+    fn failed(&self) {
+        self.files_done
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.label();
+    }
+
+    /// A line above the bar.
+    fn line(&self, show: impl FnOnce()) {
+        match &self.set {
+            Some((bar, _)) => bar.suspend(show),
+            None => show(),
+        }
+    }
+
+    fn clear(&self) {
+        if let Some((bar, _)) = &self.set {
+            bar.finish_and_clear();
+        }
+    }
+}
 
 impl Observer for View<'_> {
     fn connecting(&self, addr: SocketAddr, attempt: u32) -> Shown {
@@ -509,7 +739,10 @@ impl Observer for View<'_> {
             0 => format!("connecting to {}", canonical(addr)),
             n => format!("connecting to {}, attempt {}", canonical(addr), n + 1),
         };
-        Some(Box::new(self.0.out.spinner(what)))
+        if self.waiting(&what) {
+            return None;
+        }
+        Some(Box::new(self.ctx.out.spinner(what)))
     }
 
     fn retrying(&self, name: &str, retry: Retry<'_, SendError>) -> Shown {
@@ -519,85 +752,103 @@ impl Observer for View<'_> {
             retry.cause,
             rounded(retry.delay)
         );
-        Some(Box::new(self.0.out.spinner(what)))
+        if self.waiting(&what) {
+            return None;
+        }
+        Some(Box::new(self.ctx.out.spinner(what)))
     }
 
     fn sending(&self, name: &str, length: Option<u64>) -> Box<dyn Fn(u64) + Send + Sync> {
-        let bar = self.0.out.progress(length, name);
+        let bar = match &self.set {
+            Some((bar, _)) => bar.clone(),
+            None => self.ctx.out.progress(length, name),
+        };
         Box::new(move |n| bar.inc(n))
     }
 }
 
-/// Sends one message and reports it: a `sent` event, and once, for a peer that was not
-/// authenticated, the fingerprint it showed.
-async fn send_item(
+/// Reports a delivered message: a `sent` event (a line on stderr unless the set's bar
+/// stands for it), and once, for a peer that was not authenticated, the fingerprint it
+/// showed.
+fn report_sent(
     sender: &Sender,
-    message: Outgoing,
-    ctx: &Context,
-    warned: &mut bool,
-) -> Result<(), SendError> {
-    let started = Instant::now();
-    let name = message.name().to_string();
-    let done = sender.send(message, &View(ctx)).await?;
+    name: &str,
+    started: Instant,
+    done: &Delivered,
+    view: &View<'_>,
+    warned: &std::cell::Cell<bool>,
+    path: PeerPath,
+) {
+    let ctx = view.ctx;
     let seconds = started.elapsed().as_secs_f64();
     let addr = sender.addr();
     let retries = done.retries;
-    if !*warned && !sender.rules().authenticates() {
-        *warned = true;
+    if !warned.get() && !sender.rules().authenticates() {
+        warned.set(true);
         if let Some(fp) = done.peer {
-            ctx.out.warn(&format!(
-                "{} is not authenticated: it showed fingerprint {fp}; to be sure it is the \
-                 peer you mean, compare it with the listener's, then use the ticket {fp}@{}",
-                canonical(addr),
-                canonical(addr)
-            ));
+            view.line(|| {
+                ctx.out.warn(&format!(
+                    "{} is not authenticated: it showed fingerprint {fp}; to be sure it is \
+                     the peer you mean, compare it with the listener's, then use the ticket \
+                     {fp}@{}",
+                    canonical(addr),
+                    canonical(addr)
+                ))
+            });
         }
     }
     let digest = done.sent.digest;
-    ctx.out.event(
-        json!({
-            "event": "sent",
-            "name": name,
-            "bytes": done.sent.bytes,
-            "digest": digest.algorithm.name(),
-            (digest.algorithm.name()): digest.hex(),
-            "peer": canonical(addr).to_string(),
-            "peer_fingerprint": done.peer.map(|f| f.to_string()),
-            "seconds": seconds,
-            "retries": retries,
-            "reused_connection": done.reused,
-            "duplicate": done.sent.duplicate || done.sent.present,
-            "already_present": done.sent.present,
-            "stored_as": done.sent.stored_as,
-            "message_id": done.id.to_string(),
-            "stream": if sender.mode() == Mode::Uni { "uni" } else { "bi" },
-        }),
-        || {
-            let stored_as = match &done.sent.stored_as {
-                Some(stored) if *stored != name => format!(", stored as {}", shown(stored)),
-                _ => String::new(),
-            };
-            format!(
-                "sent {} ({} in {}, {}){}{}{stored_as} {}",
-                name,
-                human_bytes(done.sent.bytes),
-                human_duration(started.elapsed()),
-                human_rate(done.sent.bytes, seconds),
-                if retries > 0 {
-                    format!(", {retries} retries")
-                } else {
-                    String::new()
-                },
-                if done.sent.present {
-                    ", same content already there: not sent again"
-                } else if done.sent.duplicate {
-                    ", already there"
-                } else {
-                    ""
-                },
-                digest
-            )
-        },
-    );
-    Ok(())
+    let event = json!({
+        "event": "sent",
+        "name": name,
+        "bytes": done.sent.bytes,
+        "digest": digest.algorithm.name(),
+        (digest.algorithm.name()): digest.hex(),
+        "peer": canonical(addr).to_string(),
+        "peer_fingerprint": done.peer.map(|f| f.to_string()),
+        "seconds": seconds,
+        "retries": retries,
+        "reused_connection": done.reused,
+        "duplicate": done.sent.duplicate || done.sent.present,
+        "already_present": done.sent.present,
+        "stored_as": done.sent.stored_as,
+        "message_id": done.id.to_string(),
+        "stream": if sender.mode() == Mode::Uni { "uni" } else { "bi" },
+        "path": path.name(),
+        "introducer": path.introducer().map(|f| f.to_string()),
+    });
+    if view.bar_shown() && !ctx.out.json() {
+        // The set's bar and its summary stand for the lines of its files.
+        return;
+    }
+    ctx.out.event(event, || {
+        let stored_as = match &done.sent.stored_as {
+            Some(stored) if stored != name => format!(", stored as {}", shown(stored)),
+            _ => String::new(),
+        };
+        let via = match path {
+            PeerPath::Direct => String::new(),
+            PeerPath::Punched(_) | PeerPath::Relayed(_) => format!(", {path}"),
+        };
+        format!(
+            "sent {} ({} in {}, {}{via}){}{}{stored_as} {}",
+            name,
+            human_bytes(done.sent.bytes),
+            human_duration(started.elapsed()),
+            human_rate(done.sent.bytes, seconds),
+            if retries > 0 {
+                format!(", {retries} retries")
+            } else {
+                String::new()
+            },
+            if done.sent.present {
+                ", same content already there: not sent again"
+            } else if done.sent.duplicate {
+                ", already there"
+            } else {
+                ""
+            },
+            digest
+        )
+    });
 }

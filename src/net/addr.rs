@@ -4,6 +4,10 @@
 //! ticket `FINGERPRINT@ADDRESS`, which pins the peer's identity. A host name resolves to
 //! every address it has; callers race or try them all.
 //!
+//! A [`Ticket`] names every way to a listener: `FINGERPRINT@WAY[,WAY…]`, where a way is
+//! an address (direct) or `IFP@ADDRESS`, an introducer with fingerprint IFP that the
+//! listener is registered with (`listen --via`). A one-way ticket is a [`Target`].
+//!
 //! What could go wrong: text from a user or a pasted ticket is untrusted input; parsing
 //! never panics (it is fuzzed) and every refusal names the part that is wrong.
 
@@ -48,6 +52,12 @@ pub enum AddrError {
     /// The host is empty or has characters no host name has.
     #[error("invalid host in {0:?}")]
     BadHost(String),
+    /// A way through an introducer in a ticket without the listener's fingerprint.
+    #[error("invalid ticket {0:?}: a way through an introducer (IFP@ADDR) needs the listener's fingerprint first (FP@IFP@ADDR)")]
+    NoFingerprint(String),
+    /// More ways than a ticket may name.
+    #[error("invalid ticket: more than {0} ways")]
+    TooManyWays(usize),
 }
 
 impl FromStr for Target {
@@ -147,6 +157,94 @@ impl fmt::Display for Target {
     }
 }
 
+/// The most ways a ticket may name.
+pub const MAX_WAYS: usize = 16;
+
+/// One way to reach a listener.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Way {
+    /// Dial this address.
+    Direct(Target),
+    /// Ask this introducer for an introduction (its `expect` is its fingerprint).
+    Introducer(Target),
+}
+
+/// Every way to reach one listener, and who it must be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ticket {
+    /// The listener's fingerprint (required when a way goes through an introducer).
+    pub expect: Option<Fingerprint>,
+    /// The ways, in the order given.
+    pub ways: Vec<Way>,
+}
+
+impl FromStr for Ticket {
+    type Err = AddrError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (expect, rest) = match s.split_once('@') {
+            // `ADDR,IFP@ADDR`: the first '@' belongs to a way, not to the ticket.
+            Some((fp, _)) if fp.contains(',') => (None, s),
+            Some((fp, rest)) => match fp.parse::<Fingerprint>() {
+                Ok(fp) => (Some(fp), rest),
+                Err(_) => return Err(AddrError::BadTicket(s.to_string())),
+            },
+            None => (None, s),
+        };
+        let mut ways = Vec::new();
+        for way in rest.split(',') {
+            if ways.len() == MAX_WAYS {
+                return Err(AddrError::TooManyWays(MAX_WAYS));
+            }
+            if way.contains('@') {
+                let target: Target = way.parse()?;
+                if expect.is_none() {
+                    return Err(AddrError::NoFingerprint(s.to_string()));
+                }
+                ways.push(Way::Introducer(target));
+            } else {
+                let (host, port) = split_host_port(way)?;
+                ways.push(Way::Direct(Target {
+                    host,
+                    port,
+                    expect: None,
+                }));
+            }
+        }
+        Ok(Self { expect, ways })
+    }
+}
+
+impl Ticket {
+    /// The ticket as one [`Target`], when it is a single direct way.
+    pub fn single(&self) -> Option<Target> {
+        match self.ways.as_slice() {
+            [Way::Direct(t)] => Some(Target {
+                expect: self.expect,
+                ..t.clone()
+            }),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Ticket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(fp) = &self.expect {
+            write!(f, "{fp}@")?;
+        }
+        for (i, way) in self.ways.iter().enumerate() {
+            if i > 0 {
+                f.write_str(",")?;
+            }
+            match way {
+                Way::Direct(t) | Way::Introducer(t) => write!(f, "{t}")?,
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses a listening address as `listen --bind` takes it, like `send`'s addresses:
 /// `IP:PORT`, `[v6]:PORT`, an IP or host name without a port (port [`DEFAULT_PORT`]),
 /// `NAME:PORT` (the name resolved, its first address taken), and `:PORT` for every
@@ -240,6 +338,36 @@ mod tests {
         assert_eq!(target.to_string(), text);
         let v6 = ticket(&fp, "[::1]:5000".parse().unwrap());
         assert_eq!(t(&v6).to_string(), v6);
+    }
+
+    #[test]
+    fn tickets_with_several_ways_round_trip() {
+        let fp = Fingerprint([3; 32]);
+        let ifp = Fingerprint([4; 32]);
+        let text = format!("{fp}@192.168.1.2:7447,{ifp}@203.0.113.10:7447,[2001:db8::1]:9");
+        let ticket: Ticket = text.parse().unwrap();
+        assert_eq!(ticket.expect, Some(fp));
+        assert_eq!(ticket.ways.len(), 3);
+        assert!(matches!(&ticket.ways[1], Way::Introducer(t) if t.expect == Some(ifp)));
+        assert_eq!(ticket.to_string(), text);
+        assert_eq!(ticket.single(), None);
+        // A one-way ticket is a target.
+        let one: Ticket = format!("{fp}@127.0.0.1:5").parse().unwrap();
+        assert_eq!(one.single(), Some(t(&format!("{fp}@127.0.0.1:5"))));
+        // No fingerprint: an introducer way cannot say whom to introduce.
+        assert!(matches!(
+            format!("1.2.3.4:5,{ifp}@1.2.3.4:6").parse::<Ticket>(),
+            Err(AddrError::NoFingerprint(_))
+        ));
+        for bad in [
+            format!("{fp}@"),
+            format!("{fp}@1.2.3.4:5,"),
+            format!("{fp}@x@1.2.3.4:5"),
+            format!("{fp}@{ifp}@1.2.3.4:0"),
+            format!("{fp}@{}", vec!["1.2.3.4:5"; MAX_WAYS + 1].join(",")),
+        ] {
+            assert!(bad.parse::<Ticket>().is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -17,10 +17,12 @@
 //! | [`receiver`] | the receive rules: duplicate ids, ack then stop, the free-space refusal, `--skip-same`, the `--once`/`--count` quota |
 //! | [`transfer`] | one message on one stream, both halves, streamed and hashed |
 //! | [`sender`] | the message sender: a message to one listener with retry, pool eviction, stdin read once, skip-same digests, the close after an interrupt |
+//! | [`pipeline`] | many messages in flight at once through one sender, within a window of messages and of memory; results in the order they complete |
 //! | [`bench`](mod@bench) | the benchmark stream kinds (discard, round trip) and the raw baseline |
 //! | [`addr`] | addresses and tickets as users type them |
 //! | [`upnp`] | UPnP IGD: gateway discovery, UDP port mappings with a lease, kept alive and removed |
 //! | [`server`] | the server side: admission (connection limits, Retry past half), the handshake deadline, one accept loop routing each stream by kind |
+//! | [`introducer`] | through NAT on both ends: registration with an introducer from the listening socket, introductions, the punch order, and every way of a ticket raced |
 //! | [`probe`] | the reachability probe: observed address, connect-back from a fresh socket with a nonce; its client half (`probe::client`) gives typed verdicts |
 //!
 //! Errors inside this module are typed (`thiserror`) so callers can branch on the kind:
@@ -32,6 +34,8 @@ pub mod bench;
 pub mod digest;
 pub mod endpoint;
 pub mod framing;
+pub mod introducer;
+pub mod pipeline;
 pub mod pool;
 pub mod probe;
 pub mod race;

@@ -18,6 +18,9 @@
 //!   is not stored.
 //! - The listener exiting under an ack it has not delivered: `ack` waits (bounded)
 //!   until the sender has read it.
+//! - Small files piling up in memory faster than they are committed (a
+//!   unidirectional sender does not wait for the commit): at most [`IN_MEMORY`] bytes
+//!   of them are held; the next waits, unread, and flow control stops its sender.
 //! - A message appended to one that broke off on stdout: a [`Sink::Stream`] takes one
 //!   message at a time under its lock, and a message that breaks off after a byte was
 //!   written fails the run ([`Receiver::fail`]) before the lock is let go, so the next
@@ -41,7 +44,7 @@ use tracing::{debug, info};
 use super::digest::Digest;
 use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
 use super::server::Stream;
-use super::transfer::{self, receive_payload, Limits, RecvError};
+use super::transfer::{self, receive_payload, Limits, RecvError, INLINE};
 use crate::store::{sanitize, Store};
 
 /// How many message ids are remembered for duplicate detection.
@@ -287,7 +290,21 @@ pub struct Receiver {
     /// Why the run failed although nothing crashed (the first failure wins).
     failure: Mutex<Option<String>>,
     quota: Mutex<Quota>,
+    /// Bytes of small files held in memory until their batch commits them
+    /// ([`IN_MEMORY`]).
+    in_memory: tokio::sync::Semaphore,
 }
+
+/// How many bytes of small files the receiver holds in memory at once, received and
+/// waiting for their batch to be committed. A unidirectional sender does not wait for
+/// commits, so without this bound files arriving faster than they are committed would
+/// pile up in memory; past it, the next small file waits before reading its stream, the
+/// stream's flow control stops the sender, and memory stays flat.
+pub const IN_MEMORY: usize = 8 * 1024 * 1024;
+
+/// What a small file held in memory costs besides its bytes, counted against
+/// [`IN_MEMORY`]: its task, stream, names and buffers (measured: about 12 KiB).
+const PER_FILE: u64 = 16 * 1024;
 
 /// What became of one message stream ([`Receiver::serve`]).
 #[derive(Debug)]
@@ -330,6 +347,7 @@ impl Receiver {
             done: CancellationToken::new(),
             failure: Mutex::default(),
             quota: Mutex::new(quota),
+            in_memory: tokio::sync::Semaphore::new(IN_MEMORY),
         }
     }
 
@@ -472,16 +490,39 @@ impl Receiver {
         let bar = progress.start(header.length, &header.name);
         let progress = |n: u64| bar.inc(n);
         let stored = match (&self.target, rel) {
+            (Sink::Dir(store), Some(rel)) if header.length.is_some_and(|n| n <= INLINE) => {
+                // A small file: received into memory, then written, synced and named
+                // with the others of its batch on the commit thread; no file is opened
+                // here, where a create could wait for the journal behind a sync.
+                // Room in memory first (a file of up to 64 KiB fits the budget).
+                let len = (header.length.unwrap_or(0) + PER_FILE) as u32;
+                let _room = self
+                    .in_memory
+                    .acquire_many(len)
+                    .await
+                    .map_err(|_| RecvError::Refuse(ErrorCode::NotAccepting, String::new()))?;
+                let receiving = store.receiving();
+                let got = receive_payload(recv, header, first, Vec::new(), self.limits, &progress)
+                    .await?;
+                let path = store
+                    .commit_bytes(rel, got.sink, receiving)
+                    .await
+                    .map_err(RecvError::Storage)?;
+                Stored {
+                    bytes: got.bytes,
+                    digest: got.digest,
+                    name: relative_name(store.root(), &path),
+                    path: Some(path),
+                }
+            }
             (Sink::Dir(store), Some(rel)) => {
                 let pending = store
                     .begin(&rel, header.length)
                     .map_err(RecvError::Storage)?;
                 let got =
                     receive_payload(recv, header, first, pending, self.limits, &progress).await?;
-                let path = tokio::task::spawn_blocking(move || got.sink.commit())
-                    .await
-                    .map_err(|e| RecvError::Storage(std::io::Error::other(e)))?
-                    .map_err(RecvError::Storage)?;
+                // Durable under its final name, with the files that complete with it.
+                let path = store.commit(got.sink).await.map_err(RecvError::Storage)?;
                 Stored {
                     bytes: got.bytes,
                     digest: got.digest,

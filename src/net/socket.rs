@@ -59,6 +59,28 @@ impl Socket {
     }
 }
 
+impl Socket {
+    /// Sends one datagram outside quinn (a hole punch), waiting until the socket is
+    /// writable.
+    pub async fn send_raw(self: &Arc<Self>, to: SocketAddr, datagram: &[u8]) -> io::Result<()> {
+        let transmit = Transmit {
+            destination: to,
+            ecn: None,
+            contents: datagram,
+            segment_size: None,
+            src_ip: None,
+        };
+        let mut poller = self.inner.clone().create_io_poller();
+        loop {
+            std::future::poll_fn(|cx| poller.as_mut().poll_writable(cx)).await?;
+            match self.inner.try_send(&transmit) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                sent => return sent,
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Socket {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Socket")

@@ -8,6 +8,8 @@
 //!   file inside the root and says how much room is left.
 //! - `pending`: a `Pending` file, invisible until complete, then named atomically
 //!   without ever replacing an existing name (unless `--overwrite`).
+//! - `group`: the [`Committer`], which makes files that complete together durable
+//!   together (one sync per batch, each directory synced once).
 //! - `direct`: the write-behind engine that writes a large file past the page cache.
 //! - `sys`: every call into the operating system that the standard library does not
 //!   make, each behind `cfg` for Linux, macOS and Windows, and the only `unsafe` here.
@@ -38,6 +40,7 @@
 //! when `QP2P_PORTABLE_STORE=1` is set (read once), so that it is tested on Linux too.
 
 mod direct;
+mod group;
 mod names;
 mod pending;
 mod sys;
@@ -47,6 +50,7 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
 pub(crate) use direct::DIRECT_FROM;
+pub use group::{Committer, Receiving, GATHER, SYNCFS_FROM};
 pub use names::{sanitize, MAX_COMPONENT, MAX_DEPTH};
 pub(crate) use pending::Pending;
 
@@ -63,6 +67,8 @@ pub struct Store {
     overwrite: bool,
     /// Receive into a hidden named temporary even where nameless files exist.
     portable: bool,
+    /// Commits files in batches; shared by the store's clones.
+    committer: Committer,
 }
 
 impl Store {
@@ -73,6 +79,7 @@ impl Store {
             root: dir.canonicalize()?,
             overwrite,
             portable: portable_from_env(),
+            committer: Committer::default(),
         })
     }
 
@@ -122,7 +129,42 @@ impl Store {
             written: 0,
             written_back: 0,
             behind,
+            receiving: Some(self.committer.receiving()),
         })
+    }
+
+    /// Makes `pending` durable under its final name, together with the other files of
+    /// this store that complete meanwhile ([`Committer`]); returns its path.
+    pub(crate) async fn commit(&self, pending: Pending) -> io::Result<PathBuf> {
+        self.committer.commit(pending).await
+    }
+
+    /// Counts a file as being received (a batch of commits waits a little for it) until
+    /// the guard is handed to [`Store::commit_bytes`] or dropped.
+    pub fn receiving(&self) -> Receiving {
+        self.committer.receiving()
+    }
+
+    /// Writes `data` as the file `rel` (a [`sanitize`]d path) and makes it durable under
+    /// its final name, all on the commit thread with the other files of its batch
+    /// ([`Committer`]); returns its path. For small files held in memory whole: no
+    /// thread hand-off of their own, no file opened by the caller.
+    pub async fn commit_bytes(
+        &self,
+        rel: PathBuf,
+        data: Vec<u8>,
+        receiving: Receiving,
+    ) -> io::Result<PathBuf> {
+        let store = self.clone();
+        let write = move || {
+            let mut pending = store.begin(&rel, Some(data.len() as u64))?;
+            pending.receiving = None;
+            io::Write::write_all(&mut pending, &data)?;
+            Ok(pending)
+        };
+        self.committer
+            .commit_with(group::Content::Write(Box::new(write)), Some(receiving))
+            .await
     }
 
     /// Creates the directories of `rel` under the root, one component at a time,

@@ -108,6 +108,8 @@ pub(crate) struct Pending {
     pub(super) written_back: u64,
     /// The direct writer, for a large file on a filesystem that allows it.
     pub(super) behind: Option<WriteBehind>,
+    /// Counts the file as being received until it is queued for commit (or dropped).
+    pub(super) receiving: Option<super::group::Receiving>,
 }
 
 impl Write for Pending {
@@ -145,7 +147,7 @@ impl Write for Pending {
 impl Pending {
     /// Counts `n` more bytes written and starts writing back each full
     /// [`WRITEBACK_EVERY`] without waiting for it. Only a hint to the kernel: a failure
-    /// here shows up in the sync of [`Pending::commit`].
+    /// here shows up in the sync before the file is named.
     fn wrote(&mut self, n: usize) {
         self.written += n as u64;
         let pending = self.written - self.written_back;
@@ -156,23 +158,33 @@ impl Pending {
         self.written_back = self.written;
     }
 
-    /// Makes the file durable and gives it its final name; returns the path.
-    pub fn commit(mut self) -> io::Result<PathBuf> {
+    /// Makes the file durable and gives it its final name; returns the path. One file
+    /// alone (the tests); received files go through the group commit.
+    #[cfg(test)]
+    pub(crate) fn commit(mut self) -> io::Result<PathBuf> {
+        self.finish_writes()?;
+        self.file.sync_all()?;
+        let path = self.give_name()?;
+        sync_dir(&self.dir);
+        Ok(path)
+    }
+
+    /// Waits for the direct writer, if there is one, to have written everything.
+    pub(super) fn finish_writes(&mut self) -> io::Result<()> {
         if let Some(behind) = self.behind.take() {
             behind.finish(&self.file)?;
         }
-        self.file.sync_all()?;
-        let path = if self.overwrite {
-            self.replace()?
+        Ok(())
+    }
+
+    /// Gives the durable file its final name (the first free one, or the name itself
+    /// with `--overwrite`); the directory is not synced yet.
+    pub(super) fn give_name(&mut self) -> io::Result<PathBuf> {
+        if self.overwrite {
+            self.replace()
         } else {
-            self.name_new()?
-        };
-        // Makes the new name durable too; directories cannot be opened (nor synced)
-        // this way on Windows, where the rename writes through instead.
-        if let Ok(dir) = File::open(&self.dir) {
-            let _ = dir.sync_all();
+            self.name_new()
         }
-        Ok(path)
     }
 
     /// Names the file with the first free name: `name`, `name.1.ext`, ...
@@ -231,6 +243,14 @@ impl Pending {
             }
             None => sys::link_open_file(&self.file, target),
         }
+    }
+}
+
+/// Makes the names in `dir` durable; directories cannot be opened (nor synced) this
+/// way on Windows, where the rename writes through instead.
+pub(super) fn sync_dir(dir: &Path) {
+    if let Ok(dir) = File::open(dir) {
+        let _ = dir.sync_all();
     }
 }
 
@@ -302,6 +322,7 @@ mod tests {
             written: 0,
             written_back: 0,
             behind: None,
+            receiving: None,
         };
         assert!(path.exists());
         drop(p);

@@ -11,6 +11,7 @@
 //! | [`rename_no_replace`] | `renameat2(RENAME_NOREPLACE)` | `renamex_np(RENAME_EXCL)` | `MoveFileExW` without `MOVEFILE_REPLACE_EXISTING` |
 //! | [`start_writeback`] | `sync_file_range` | nothing | nothing |
 //! | [`set_direct`] | `O_DIRECT` | `F_NOCACHE` | unsupported |
+//! | [`sync_filesystem`] | `syncfs` | unsupported | unsupported |
 
 use std::fs::File;
 use std::io;
@@ -269,6 +270,26 @@ pub(super) fn start_writeback(file: &File, offset: u64, len: u64) {
     }
     #[cfg(not(target_os = "linux"))]
     let _ = (file, offset, len);
+}
+
+/// Makes everything written to the filesystem that holds `file` durable, in one call
+/// (Linux `syncfs`, which reports the write-back errors of the filesystem since 5.8);
+/// `Unsupported` elsewhere, where each file is synced by itself.
+#[cfg(target_os = "linux")]
+pub(super) fn sync_filesystem(file: &File) -> io::Result<()> {
+    // SAFETY: the descriptor is ours and open; syncfs only reads it.
+    if unsafe { libc::syncfs(file.as_raw_fd()) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes everything written to the filesystem that holds `file` durable, in one call
+/// (Linux `syncfs`); `Unsupported` elsewhere, where each file is synced by itself.
+#[cfg(not(target_os = "linux"))]
+pub(super) fn sync_filesystem(file: &File) -> io::Result<()> {
+    let _ = file;
+    Err(unsupported("syncfs"))
 }
 
 /// Turns writing past the page cache on or off for the open file (shared by its

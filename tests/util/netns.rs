@@ -45,8 +45,8 @@ pub const LAN_IP: &str = "192.168.77.2";
 /// miniupnpd's device description.
 pub const ROOT_DESC: &str = "http://192.168.77.1:5000/rootDesc.xml";
 
-const NAME_PREFIX: &str = "qp2pt";
-static NEXT: AtomicU32 = AtomicU32::new(0);
+pub(crate) const NAME_PREFIX: &str = "qp2pt";
+pub(crate) static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A tiny STUN (RFC 5389) binding responder: every binding request gets
 /// XOR-MAPPED-ADDRESS (and MAPPED-ADDRESS) = its source; CHANGE-REQUEST is ignored.
@@ -141,7 +141,7 @@ fn require_root_and_tools() {
 }
 
 /// Runs `program args`, panicking with its output unless it succeeds.
-fn sh(program: &str, args: &[&str]) -> String {
+pub(crate) fn sh(program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
@@ -159,7 +159,7 @@ fn sh(program: &str, args: &[&str]) -> String {
 }
 
 /// Kills every process in namespace `ns` and deletes it; never panics.
-fn remove_namespace(ns: &str) {
+pub(crate) fn remove_namespace(ns: &str) {
     if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
         for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
             if let Ok(pid) = pid.parse::<i32>() {
@@ -177,7 +177,7 @@ fn remove_namespace(ns: &str) {
 }
 
 /// Removes beds left by test processes that no longer exist.
-fn reap_stale() {
+pub(crate) fn reap_stale() {
     let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
         return;
     };

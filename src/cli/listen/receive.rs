@@ -73,6 +73,8 @@ pub(super) fn report_received(
 ) {
     let digest = stored.digest;
     let path = stored.path.as_deref().map(Path::display);
+    // How the sender reached us (`path` already names where the file landed).
+    let reached = state.paths.path_of(peer);
     state.ctx.out.event(
         json!({
             "event": "received",
@@ -88,14 +90,20 @@ pub(super) fn report_received(
             "seconds": seconds,
             "message_id": header.id.to_string(),
             "stream": stream,
+            "peer_path": reached.name(),
+            "introducer": reached.introducer().map(|f| f.to_string()),
         }),
         || {
+            let via = match reached {
+                qp2p::net::introducer::PeerPath::Direct => String::new(),
+                other => format!(", {other}"),
+            };
             let dest = match &path {
                 Some(p) => format!(" -> {p}"),
                 None => String::new(),
             };
             format!(
-                "received {}{dest} ({} in {}, {}) from {}{} {digest}",
+                "received {}{dest} ({} in {}, {}) from {}{via}{} {digest}",
                 shown(&header.name),
                 human_bytes(stored.bytes),
                 human_duration(Duration::from_secs_f64(seconds)),

@@ -264,6 +264,9 @@ fn route_mtu(socket: &UdpSocket, v4: bool) -> Option<i32> {
 }
 
 mod error;
+mod reset;
+
+use reset::{RandomCids, ResetKey};
 
 pub use error::{classify, ConnectError, EndpointError, Rejection};
 
@@ -276,6 +279,8 @@ pub struct Endpoint {
     /// allows); made on the first dial to each.
     dials: Arc<Mutex<HashMap<IpAddr, Arc<TransportConfig>>>>,
     options: TransportOptions,
+    /// The socket under quinn, for the few raw datagrams of a hole punch.
+    socket: Arc<Socket>,
 }
 
 /// Destinations whose dial settings are kept; past this the cache starts again.
@@ -314,15 +319,27 @@ impl Endpoint {
         let runtime = Arc::new(quinn::TokioRuntime);
         let socket = quinn::Runtime::wrap_udp_socket(&*runtime, bind_socket(addr)?)
             .map_err(|source| EndpointError::Bind { addr, source })?;
+        let socket = Arc::new(Socket::new(socket));
         let inner = quinn::Endpoint::new_with_abstract_socket(
             {
-                let mut config = quinn::EndpointConfig::default();
+                // Stateless reset tokens keyed by our identity: after a restart with
+                // the same identity, peers of the previous run are reset at their next
+                // packet (a listener registered with an introducer notices its
+                // restart at its next keep-alive).
+                let key = ResetKey::new(&identity.reset_secret());
+                let mut config = quinn::EndpointConfig::new(Arc::new(key));
+                // quinn's default connection IDs carry a check keyed per process, so a
+                // restarted endpoint would drop the old connections' packets as
+                // invalid instead of resetting them: random IDs, every unknown one
+                // answered with a reset (rate-limited by quinn, always smaller than
+                // the packet that caused it).
+                config.cid_generator(|| Box::new(RandomCids));
                 // Accept the datagram size we probe for (the transport parameter).
                 let _ = config.max_udp_payload_size(MAX_UDP_PAYLOAD);
                 config
             },
             server_config,
-            Arc::new(Socket::new(socket)),
+            socket.clone(),
             runtime,
         )
         .map_err(|source| EndpointError::Bind { addr, source })?;
@@ -331,6 +348,7 @@ impl Endpoint {
             identity,
             dials: Arc::default(),
             options,
+            socket,
         })
     }
 
@@ -376,11 +394,35 @@ impl Endpoint {
         addr: SocketAddr,
         rules: TrustRules,
     ) -> Result<quinn::Connection, ConnectError> {
+        let transport = self.dial_transport(addr)?;
+        self.connect_using(addr, rules, transport).await
+    }
+
+    /// [`Endpoint::connect`] with other transport settings than the endpoint's (a
+    /// registration connection's short idle timeout).
+    pub async fn connect_with(
+        &self,
+        addr: SocketAddr,
+        rules: TrustRules,
+        options: &TransportOptions,
+    ) -> Result<quinn::Connection, ConnectError> {
+        let transport = options
+            .dial_config(addr, route_payload(addr))
+            .map_err(|e| ConnectError::Invalid(e.to_string()))?;
+        self.connect_using(addr, rules, Arc::new(transport)).await
+    }
+
+    async fn connect_using(
+        &self,
+        addr: SocketAddr,
+        rules: TrustRules,
+        transport: Arc<TransportConfig>,
+    ) -> Result<quinn::Connection, ConnectError> {
         let (tls, verifier) = tls::client_config(&self.identity, rules);
         let quic =
             QuicClientConfig::try_from(tls).map_err(|e| ConnectError::Invalid(e.to_string()))?;
         let mut config = quinn::ClientConfig::new(Arc::new(quic));
-        config.transport_config(self.dial_transport(addr)?);
+        config.transport_config(transport);
         let shown = canonical(addr);
         let connecting = self
             .inner
@@ -430,6 +472,13 @@ impl Endpoint {
             }
             _ => addr,
         }
+    }
+
+    /// Sends one raw UDP datagram to `to` from the endpoint's own socket, outside any
+    /// QUIC connection: a hole punch, which opens this side's NAT binding toward `to`
+    /// (see `introducer`). The peer's QUIC stack drops it as a malformed packet.
+    pub async fn send_datagram(&self, to: SocketAddr, datagram: &[u8]) -> std::io::Result<()> {
+        self.socket.send_raw(self.reachable(to), datagram).await
     }
 
     /// Closes every connection with `code` and `reason`, then waits (at most `wait`)

@@ -72,6 +72,10 @@ pub enum Kind {
     /// A short text for the person at the listener (`send --text`): shown, not
     /// stored; at most [`MAX_TEXT_LEN`] bytes of UTF-8.
     Text,
+    /// Introductions through NAT: registration with an introducer, a request for an
+    /// introduction, and the introducer's punch order to a registered listener
+    /// (`introducer`, PROTOCOL.md "Introductions").
+    Introduce,
 }
 
 /// The longest text a [`Kind::Text`] message carries.
@@ -86,6 +90,7 @@ impl Kind {
             Kind::DiscardHashed => 4,
             Kind::Request => 5,
             Kind::Text => 6,
+            Kind::Introduce => 7,
         }
     }
 
@@ -97,6 +102,7 @@ impl Kind {
             4 => Some(Kind::DiscardHashed),
             5 => Some(Kind::Request),
             6 => Some(Kind::Text),
+            7 => Some(Kind::Introduce),
             _ => None,
         }
     }

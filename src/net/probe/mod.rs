@@ -86,7 +86,7 @@ const OP_OBSERVE: u8 = 1;
 const OP_CONNECT_BACK: u8 = 2;
 const OP_NONCE: u8 = 3;
 
-fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
+pub(crate) fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
     match addr.ip().to_canonical() {
         IpAddr::V4(v4) => {
             out.push(4);
@@ -101,7 +101,7 @@ fn put_addr(out: &mut Vec<u8>, addr: SocketAddr) {
 }
 
 /// Reads an address; returns it and the bytes after it.
-fn get_addr(buf: &[u8]) -> Result<(SocketAddr, &[u8]), FrameError> {
+pub(crate) fn get_addr(buf: &[u8]) -> Result<(SocketAddr, &[u8]), FrameError> {
     let (&family, rest) = buf.split_first().ok_or(FrameError::Truncated)?;
     let (ip, rest): (IpAddr, &[u8]) = match family {
         4 => {

@@ -21,6 +21,7 @@ use tracing::{debug, warn, Instrument};
 use super::{admission, throttled, HandshakeError, Incoming, Server, Throttle};
 use crate::net::bench;
 use crate::net::framing::{self, ErrorCode, Header, Kind, ReadError};
+use crate::net::introducer::IntroducerService;
 use crate::net::probe::ProbeService;
 use crate::net::tls::Fingerprint;
 use crate::net::transfer;
@@ -117,6 +118,7 @@ pub struct Stream {
 pub struct Router<H> {
     handler: H,
     probe: Option<ProbeService>,
+    introducer: Option<IntroducerService>,
     raw_uni: bool,
     header_timeout: Duration,
     /// Streams reset for a bad header, and for none in time (logged at warn level).
@@ -130,6 +132,7 @@ impl<H: Handler> Router<H> {
         Self {
             handler,
             probe: None,
+            introducer: None,
             raw_uni: false,
             header_timeout: super::ServerConfig::default().header_timeout,
             bad_headers: Mutex::default(),
@@ -140,6 +143,13 @@ impl<H: Handler> Router<H> {
     /// Probes to `probe`.
     pub fn probe(mut self, probe: ProbeService) -> Self {
         self.probe = Some(probe);
+        self
+    }
+
+    /// Introduction streams (registrations, introductions) to `introducer`
+    /// (`listen --introduce`); without one they are refused as unsupported.
+    pub fn introducer(mut self, introducer: IntroducerService) -> Self {
+        self.introducer = Some(introducer);
         self
     }
 
@@ -196,12 +206,12 @@ impl<H: Handler> Router<H> {
                 continue;
             }
             let router = self.clone();
-            let conn_id = conn.stable_id();
+            let conn = conn.clone();
             streams.spawn(
                 async move {
                     let _open = open;
                     router
-                        .serve_stream(send, recv, (peer, peer_fp, conn_id))
+                        .serve_stream(send, recv, (peer, peer_fp, &conn))
                         .await
                 }
                 .in_current_span(),
@@ -222,8 +232,9 @@ impl<H: Handler> Router<H> {
         &self,
         mut send: Option<SendStream>,
         mut recv: RecvStream,
-        (peer, fingerprint, conn_id): (SocketAddr, Option<Fingerprint>, usize),
+        (peer, fingerprint, conn): (SocketAddr, Option<Fingerprint>, &quinn::Connection),
     ) {
+        let conn_id = conn.stable_id();
         let deadline = self.header_timeout;
         let (header, first) =
             match tokio::time::timeout(deadline, framing::read_header(&mut recv)).await {
@@ -257,6 +268,14 @@ impl<H: Handler> Router<H> {
                 Some(probe) => {
                     probe
                         .serve(&header, first, send, recv, peer, fingerprint)
+                        .await
+                }
+                None => transfer::refuse(&mut recv, send.as_mut(), ErrorCode::Unsupported),
+            },
+            Kind::Introduce => match &self.introducer {
+                Some(introducer) => {
+                    introducer
+                        .serve(&header, first, (send, recv), conn, fingerprint)
                         .await
                 }
                 None => transfer::refuse(&mut recv, send.as_mut(), ErrorCode::Unsupported),

@@ -39,6 +39,9 @@ pub use send::{send_message, Pipe, Sent, Source};
 const CHUNK: usize = 256 * 1024;
 /// Chunks in flight between the I/O thread and the stream.
 const DEPTH: usize = 8;
+/// What one message may hold in memory at most while it is sent: the chunks in flight
+/// between its reading thread and the stream.
+pub const READ_AHEAD: u64 = (CHUNK * DEPTH) as u64;
 
 /// How a message travels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -171,7 +174,7 @@ impl From<ReadError> for SendError {
 
 /// Below this size a payload is read, hashed and written in the network task itself:
 /// handing a few KiB to a thread and back costs more than the work.
-const INLINE: u64 = 64 * 1024;
+pub const INLINE: u64 = 64 * 1024;
 
 /// A size in the units people read (`4.88 KiB`), for error text; the same form as
 /// the command line's reports.
