@@ -82,8 +82,8 @@ now() { date +%s.%N; }
 rss() { awk '/Maximum resident set size/ {printf "%.1f", $NF / 1024}' "$1"; }
 
 run_socat() {
-    local out=$work/out-socat port
-    rm -rf "$out" && mkdir -p "$out"
+    local out=$work/out-socat-$1 port
+    mkdir -p "$out"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
     /usr/bin/time -v -o "$work/t-recv" sh -c "socat -u TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr STDOUT | tar x -C '$out'" &
     listener=$!
@@ -93,6 +93,7 @@ run_socat() {
         sleep 0.01
     done
     local start end
+    sync  # neither tool pays for the other's (or the last run's) dirty pages
     start=$(now)
     /usr/bin/time -v -o "$work/t-send" sh -c "tar c -C '$work/src' tree | socat -u STDIN TCP:127.0.0.1:$port"
     wait "$listener"
@@ -103,8 +104,8 @@ run_socat() {
 }
 
 run_qp2p() {
-    local out=$work/out-qp2p ticket
-    rm -rf "$out" && mkdir -p "$out"
+    local out=$work/out-qp2p-$1 ticket
+    mkdir -p "$out"
     rm -f "$work/events"
     /usr/bin/time -v -o "$work/t-recv" "$bin" --json --ephemeral listen --once \
         --bind 127.0.0.1:0 --out "$out" >"$work/events" 2>"$work/listen.err" &
@@ -116,6 +117,7 @@ run_qp2p() {
     done
     [ -n "$ticket" ] || { echo "tree.sh: the listener did not start" >&2; cat "$work/listen.err" >&2; exit 1; }
     local start end
+    sync
     start=$(now)
     /usr/bin/time -v -o "$work/t-send" "$bin" -q --ephemeral send $uni "$ticket" \
         "$work/src/tree" 2>"$work/send.err" || {
@@ -135,10 +137,10 @@ stats() {
 : >"$work/qp2p.times"
 echo "run  socat(s)  qp2p${uni:+ $uni}(s)  rss socat send/recv MiB  rss qp2p send/listen MiB"
 for i in $(seq "$runs"); do
-    s=$(run_socat)
+    s=$(run_socat "$i")
     s_rss="$(rss "$work/t-send")/$(rss "$work/t-recv")"
     echo "$s" >>"$work/socat.times"
-    q=$(run_qp2p)
+    q=$(run_qp2p "$i")
     q_rss="$(rss "$work/t-send")/$(rss "$work/t-recv")"
     echo "$q" >>"$work/qp2p.times"
     printf '%3d  %8.3f  %8.3f  %22s  %22s\n' "$i" "$s" "$q" "$s_rss" "$q_rss"
