@@ -54,6 +54,11 @@ impl Output {
         self.json
     }
 
+    /// Whether progress bars are drawn (stderr is a terminal and `-q` is off).
+    pub fn bars(&self) -> bool {
+        self.bars
+    }
+
     /// Whether `-q` is on (errors only).
     pub fn quiet(&self) -> bool {
         self.quiet
