@@ -371,9 +371,16 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         (Some(_), false) => (framing::close::SHUTDOWN, b"stopped after a failed message"),
         (None, false) => (framing::close::DONE, b"done: takes no more messages"),
     };
-    endpoint
-        .shutdown(code, reason, Duration::from_secs(1))
-        .await;
+    // A `--once` run that ended well ended with its sender's own close: that connection
+    // needs no word from us, and any other gets its close as soon as its driver runs.
+    // Waiting for the endpoint to be idle would wait out the sender's connection's
+    // draining period (three probe timeouts: about 80 ms even on loopback).
+    let wait = if args.once && failure.is_none() && !ctx.shutdown.is_cancelled() {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_secs(1)
+    };
+    endpoint.shutdown(code, reason, wait).await;
     if let Some(upnp) = upnp {
         upnp.stop().await;
     }
