@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::send::{collect, deliver};
-use super::{all_failed, Context, TransportArgs, TrustArgs};
+use super::{all_failed, Context, DigestArg, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use qp2p::net::addr::Ticket;
 use qp2p::net::endpoint::canonical;
@@ -40,6 +40,9 @@ pub struct Args {
     /// [default: send nothing].
     #[arg(long, value_name = "PATH", num_args = 1..)]
     pub send: Vec<std::path::PathBuf>,
+    /// The digest both ends compute, compare and report for what --send sends.
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = DigestArg::Blake3, requires = "send")]
+    pub digest: DigestArg,
     /// Refuse peers given without a ticket unless their fingerprint is FP [default:
     /// peers without a ticket are not authenticated].
     #[arg(long, value_name = "FP")]
@@ -175,8 +178,9 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     } else {
         let pool = Pool::new(endpoint.clone());
         pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
-        let sender =
-            Sender::new(pool.clone(), chosen.addr, chosen.rules.clone()).with_backoff(backoff);
+        let sender = Sender::new(pool.clone(), chosen.addr, chosen.rules.clone())
+            .with_backoff(backoff)
+            .with_digest(args.digest.into());
         let result = deliver(&sender, items, &ctx, path).await;
         close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
         result
