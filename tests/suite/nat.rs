@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::util::liar::Liar;
 use crate::util::nat::{Mapping, Nat, EXT_A, LAN_A, WAN_IP};
 use crate::util::{blake3_file, digest, Listener, TestDir, EVENT_TIMEOUT, MIB};
 
@@ -143,6 +144,67 @@ fn a_wrong_fingerprint_is_exit_4_and_nothing_is_stored() {
         file.to_str().unwrap(),
     ]);
     out.assert_json_error(4);
+    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
+}
+
+/// A lying introducer (`util::liar`) that answers an introduction for any fingerprint
+/// with another listener's address, as the punched candidate: the sender's handshake
+/// proves the wrong identity, so the send is refused (exit 4) and nothing is stored.
+#[test]
+fn a_lying_introducer_cannot_pair_the_sender_with_another_listener() {
+    let dir = TestDir::new();
+    let inbox = dir.mkdir("in");
+    let wrong = dir.listen(&inbox, &[]);
+    let liar = Liar::start(wrong.addr.parse().unwrap(), false);
+    let wanted = dir.stranger_fingerprint();
+    let file = dir.write("a.txt", b"for someone else");
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "send",
+        "--retry-for",
+        "2s",
+        &format!("{wanted}@{}", liar.ticket),
+        file.to_str().unwrap(),
+    ]);
+    out.assert_json_error(4);
+    let text = out.to_string();
+    assert!(
+        text.contains(&format!("{} (punched)", wrong.addr)),
+        "the lie was dialed: {out}"
+    );
+    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
+}
+
+/// The same lie, and a relay that forwards every session to the wrong listener (a
+/// compromised relay): the punched candidate fails on identity, the sender falls back
+/// to the relay, whose handshake reaches the wrong listener (bytes came back through
+/// it) and proves the wrong identity too. Exit 4; nothing stored.
+#[test]
+fn a_lying_relay_cannot_pair_the_sender_with_another_listener() {
+    let dir = TestDir::new();
+    let inbox = dir.mkdir("in");
+    let wrong = dir.listen(&inbox, &[]);
+    let liar = Liar::start(wrong.addr.parse().unwrap(), true);
+    let wanted = dir.stranger_fingerprint();
+    let file = dir.write("a.txt", b"for someone else");
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "send",
+        "--retry-for",
+        "2s",
+        &format!("{wanted}@{}", liar.ticket),
+        file.to_str().unwrap(),
+    ]);
+    out.assert_json_error(4);
+    let text = out.to_string();
+    assert!(text.contains("(punched)"), "{out}");
+    assert!(text.contains("(relayed)"), "the relay was dialed: {out}");
+    assert!(
+        liar.relayed_back.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the wrong listener answered through the relay: {out}"
+    );
     assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
 }
 
