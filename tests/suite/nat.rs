@@ -697,3 +697,40 @@ fn netns_race_connect_takes_the_punched_way() {
     assert_eq!(winner["addr"], format!("{EXT_A}:7447"), "{out}");
     assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
 }
+
+/// `race-connect` with a ticket whose punch cannot work (the sender's NAT is
+/// symmetric) and an introducer that relays: the race falls back to the relay, the
+/// winner says `relayed`, and `--send` delivers over it.
+#[test]
+#[ignore = "needs root: see README"]
+fn netns_race_connect_falls_back_to_the_relay() {
+    let nat = Nat::up(Mapping::Preserving, Mapping::Symmetric);
+    let dir = TestDir::new();
+    let introducer = introducer_with(&nat, &dir, &["--relay"]);
+    let mut listener = listener_in_a(&nat, &dir, &introducer);
+    let (file, sha) = dir.random_file("r.bin", MIB);
+    let out = nat.run(
+        &nat.lan_b,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "race-connect",
+            "--timeout",
+            "20s",
+            "--send",
+            file.to_str().unwrap(),
+            "--",
+            &listener.ticket,
+        ],
+        SEND_TIMEOUT,
+    );
+    out.assert_code(0);
+    let winner = out.one("winner");
+    assert_eq!(winner["path"], "relayed", "{out}");
+    assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
+    assert_eq!(winner["fingerprint"], listener.fingerprint, "{out}");
+    let received = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(digest(&received), sha);
+    assert_eq!(received["peer_path"], "relayed", "{received}");
+}
