@@ -311,8 +311,20 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ctx: ctx.clone(),
         paths: via::Seen::default(),
     });
+    // With --via, a UPnP mapping is announced to the introducers, and the ticket
+    // shown for it names every way, the mapping first.
+    let announced = via::Announced::new(via::own_addrs(bound));
     let upnp = match args.upnp {
-        true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
+        true => {
+            let announced = announced.clone();
+            let others = (!vias.is_empty()).then(|| ticket.clone());
+            super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease, move |ext| {
+                announced.mapped(ext);
+                let others = others.as_deref()?;
+                let rest = others.split_once('@').map_or(others, |(_, rest)| rest);
+                Some(format!("{fingerprint}@{},{rest}", ext?))
+            })
+        }
         false => None,
     };
 
@@ -336,13 +348,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
-    let registrations = via::spawn(
-        &endpoint,
-        &vias,
-        via::own_addrs(bound),
-        &ctx.out,
-        &state.paths,
-    );
+    let registrations = via::spawn(&endpoint, &vias, &announced, &ctx.out, &state.paths);
     let mut router = Router::new(state.clone()).probe(probe);
     if args.introduce {
         let relay = args.relay.then(|| {
