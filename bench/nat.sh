@@ -22,7 +22,8 @@
 #     listener's event lines are stamped as they arrive);
 #   - in --big-rounds of them, a --big MiB send: rate = bytes / the `sent` event's
 #     `seconds`.
-# Every `sent` event must name the expected path, or the script stops.
+# Every `sent` event must name the expected path, or the script stops. Sends are
+# a second apart (the introducer's rate limit: 16 requests per 10 s per IP).
 # Then a quiet period: the bytes between the introducer's host and router A (P's
 # registration and keep-alives only; nft counters on wan's input and output, by
 # router A's address) over --quiet seconds, scaled to an hour.
@@ -216,10 +217,14 @@ for r in $(seq "$rounds"); do
             punched) ticket=$ticket_p name=P ;;
             relayed) ticket=$ticket_p name=P; set_mapping $rb "masquerade random" ;;
         esac
+        # One second between sends: the introducer answers at most 16 requests
+        # per 10 s from one IP (a relayed send asks twice: introduction, relay).
+        sleep 1
         small=$(send $path "$ticket" "$work/tiny" $name "r$r-$path-tiny")
         echo "round $r $path 1 byte: wall ms, landed ms, message s = $small" >&2
         echo "$small" >>"$work/$path.small"
         if [ "$r" -le "$big_rounds" ]; then
+            sleep 1
             b=$(send $path "$ticket" "$work/big" $name "r$r-$path-big")
             echo "round $r $path $big MiB: wall ms, landed ms, message s = $b" >&2
             echo "$b" >>"$work/$path.big"

@@ -147,6 +147,36 @@ fn a_wrong_fingerprint_is_exit_4_and_nothing_is_stored() {
     assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
 }
 
+/// A ticket whose introducer never answers (a bound socket that reads nothing) but
+/// whose direct way works: the direct way is dialed at once, not after the
+/// introduction gives up (here a 30 s connect timeout), and wins.
+#[test]
+fn a_dead_introducer_does_not_hold_up_the_direct_way() {
+    let dir = TestDir::new();
+    let inbox = dir.mkdir("in");
+    let listener = dir.listen(&inbox, &[]);
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = black_hole.local_addr().unwrap();
+    let ifp = dir.stranger_fingerprint();
+    let file = dir.write("a.txt", b"straight there");
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "send",
+        "--connect-timeout",
+        "30s",
+        &format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr),
+        file.to_str().unwrap(),
+    ]);
+    out.assert_code(0);
+    assert_eq!(out.one("sent")["path"], "direct", "{out}");
+    assert!(
+        out.elapsed < Duration::from_secs(15),
+        "waited for the dead introducer: {out}"
+    );
+    drop(black_hole);
+}
+
 /// A lying introducer (`util::liar`) that answers an introduction for any fingerprint
 /// with another listener's address, as the punched candidate: the sender's handshake
 /// proves the wrong identity, so the send is refused (exit 4) and nothing is stored.

@@ -351,18 +351,66 @@ pub async fn through_relay(
     None
 }
 
+/// Races the direct ways of `ticket` alone; resolves only with a winner (and its
+/// address), never when they all fail (the introducers may still give more).
+async fn direct_first(
+    endpoint: &Endpoint,
+    ticket: &Ticket,
+    rules: &TrustRules,
+    backoff: &Backoff,
+) -> (Winner, SocketAddr) {
+    let mut dial = Vec::new();
+    for way in &ticket.ways {
+        if let Way::Direct(t) = way {
+            if let Ok(addrs) = t.resolve().await {
+                dial.extend(addrs.into_iter().map(|addr| Candidate {
+                    addr,
+                    rules: rules.clone(),
+                }));
+            }
+        }
+    }
+    if !dial.is_empty() {
+        if let Some(w) = race(endpoint, &dial, backoff, None).await.winner {
+            let addr = dial[w.index].addr;
+            return (w, addr);
+        }
+    }
+    std::future::pending().await
+}
+
 /// Tries every way of `ticket` at once and returns the first connection whose
-/// handshake proves the pinned identity (`rules`). Direct ways are dialed; each
-/// introducer is asked for an introduction first (all at once, each bounded by the
-/// connect timeout and `ORDER_TIMEOUT`), and what it answers joins the race: the
-/// listener's observed address (the punched path) and its own addresses.
+/// handshake proves the pinned identity (`rules`). Direct ways are dialed at once;
+/// meanwhile each introducer is asked for an introduction (all at once, each bounded
+/// by the connect timeout and `ORDER_TIMEOUT`), and what they answer joins the race:
+/// the listener's observed address (the punched path) and its own addresses.
 pub async fn reach(
     endpoint: &Endpoint,
     ticket: &Ticket,
     rules: &TrustRules,
     backoff: &Backoff,
 ) -> Result<Reached, Unreached> {
-    let found = ways(endpoint, ticket).await;
+    // The ticket's direct ways are dialed at once, while the introducers are asked:
+    // a listener reachable directly is not kept waiting on a slow or dead
+    // introducer. If one of them completes its handshake first, it wins; else,
+    // once the introducers have answered, every candidate is raced (the direct ones
+    // dialed again: their early attempts are dropped, and closed).
+    let found = tokio::select! {
+        biased;
+        found = ways(endpoint, ticket) => found,
+        early = direct_first(endpoint, ticket, rules, backoff) => {
+            let (w, addr) = early;
+            return Ok(Reached {
+                conn: w.conn,
+                addr,
+                path: PeerPath::Direct,
+                handshake: w.handshake,
+                retries: w.retries,
+                losers: Vec::new(),
+                control: None,
+            });
+        }
+    };
     let outcome_wait = found.before_relay();
     let Ways {
         candidates,

@@ -12,7 +12,9 @@
 //!
 //! Limits (`--relay-sessions`, `--relay-bytes`, `--relay-time`): sessions at once,
 //! bytes forwarded per session (both directions), lifetime per session; a session
-//! idle for [`IDLE`] ends. A session cut by a limit is logged at the introducer, and
+//! idle for [`IDLE`] ends, and one whose sender closed its control connection ends
+//! [`LINGER`] later (its last datagrams, the relayed connection's close, still
+//! pass). A session cut by a limit is logged at the introducer, and
 //! the sender's control connection is closed with code `REFUSED` and the reason, so
 //! the sender can say why its transfer broke off.
 
@@ -32,6 +34,11 @@ use crate::net::tls::Fingerprint;
 pub const BIND_MAGIC: [u8; 8] = *b"\0qp2rly1";
 /// A session with no datagram for this long ends.
 pub const IDLE: Duration = Duration::from_secs(30);
+/// How long a session still forwards after the sender closed its control
+/// connection: the sender closes that and the relayed connection at once, and the
+/// relayed connection's close must still reach the listener (else the listener
+/// learns of the end only from its idle timeout).
+pub const LINGER: Duration = Duration::from_secs(1);
 
 /// The bind datagram for `nonce`.
 pub fn bind_datagram(nonce: &Nonce) -> [u8; 24] {
@@ -147,14 +154,21 @@ async fn forward(
     let mut buf = vec![0u8; 65_536];
     let end = tokio::time::sleep(limits.time);
     tokio::pin!(end);
+    // The sender closed its control connection: the session ends after LINGER, so
+    // that the close of the relayed connection, sent at the same moment, still
+    // reaches the listener.
+    let mut lingering = false;
     let why = loop {
-        let (n, from) = tokio::select! {
+        let got = tokio::select! {
             r = tokio::time::timeout(IDLE, socket.recv_from(&mut buf)) => match r {
-                Ok(Ok(got)) => got,
+                Ok(Ok(got)) => Some(got),
                 Ok(Err(e)) => break format!("socket error: {e}"),
                 Err(_) => break "idle".to_string(),
             },
             _ = &mut end => {
+                if lingering {
+                    break "the sender's control connection closed".to_string();
+                }
                 let why = format!(
                     "relay session cut: over its time limit ({}, --relay-time)",
                     crate::net::retry::rounded(limits.time)
@@ -163,7 +177,12 @@ async fn forward(
                 control.close(close::REFUSED, why.as_bytes());
                 break why;
             }
-            _ = control.closed() => break "the sender's control connection closed".to_string(),
+            _ = control.closed(), if !lingering => None,
+        };
+        let Some((n, from)) = got else {
+            lingering = true;
+            end.as_mut().reset(tokio::time::Instant::now() + LINGER);
+            continue;
         };
         let from = crate::net::endpoint::canonical(from);
         let to = if Some(from) == listener {
