@@ -35,7 +35,7 @@ use super::framing::{self, Header, Kind, MessageId};
 use super::pool::{Pool, Pooled};
 use super::retry::{Attempt, Backoff, Retry, Retryable};
 use super::tls::{Fingerprint, TrustRules};
-use super::transfer::{send_message, Mode, SendError, Sent, Source};
+use super::transfer::{resume, send_message, Mode, SendError, Sent, Source};
 
 /// Opens a stream of unknown length: called once, on a blocking thread, when the
 /// connection is up (a FIFO's open waits for its writer).
@@ -223,6 +223,19 @@ impl Sender {
             }
             _ => None,
         };
+        // A regular file of some size can be resumed where a broken-off try ended
+        // (`transfer::resume`); stdin cannot, and a unidirectional stream has no way
+        // back for the receiver's answer.
+        let resume = match &message {
+            Outgoing::File { path, len, .. } if self.mode == Mode::Bidi => {
+                let (path, len, digest) = (path.clone(), *len, self.digest);
+                tokio::task::spawn_blocking(move || resume::offer_for(&path, len, digest))
+                    .await
+                    .map_err(|e| SendError::Source(std::io::Error::other(e)))?
+                    .map_err(SendError::Source)?
+            }
+            _ => None,
+        };
         let header = Header {
             kind: match message {
                 Outgoing::Text(_) => Kind::Text,
@@ -243,6 +256,7 @@ impl Sender {
                 algorithm => Some(algorithm),
             },
             skip_same,
+            resume,
         };
         let name = message.name().to_string();
         // Between attempts: what the observer shows of the wait.

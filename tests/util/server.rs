@@ -30,6 +30,8 @@ pub struct Options {
     pub config: ServerConfig,
     /// Message limits (`--max-size`).
     pub limits: Limits,
+    /// Keep partial files for resume this long (`listen --partial-ttl`); `None`: none.
+    pub partials: Option<Duration>,
 }
 
 impl Default for Options {
@@ -38,6 +40,7 @@ impl Default for Options {
             probe: true,
             config: ServerConfig::default(),
             limits: Limits::default(),
+            partials: None,
         }
     }
 }
@@ -112,7 +115,14 @@ impl InProcess {
                 let addr = endpoint.local_addr().expect("local address");
                 let _ = ready.send((addr, endpoint.fingerprint()));
                 let store = Store::new(&dir, false).expect("store");
+                let partials = options
+                    .partials
+                    .map(|ttl| qp2p::store::Partials::new(store.root(), ttl));
                 let receiver = Receiver::new(Sink::Dir(store), options.limits, Quota::default());
+                let receiver = match partials {
+                    Some(partials) => receiver.with_partials(partials),
+                    None => receiver,
+                };
                 let handler = Reporting {
                     receiver,
                     events: events_tx,

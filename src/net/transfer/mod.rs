@@ -29,9 +29,10 @@ use super::framing::{self, ErrorCode, FrameError, ReadError};
 use super::retry::Retryable;
 
 mod receive;
+pub(crate) mod resume;
 mod send;
 
-pub(crate) use receive::{receive_payload, send_ack};
+pub(crate) use receive::{receive_payload, receive_payload_hashed, send_ack};
 pub use receive::{refuse, Limits, Received};
 pub use send::{send_message, Pipe, Sent, Source};
 
@@ -95,6 +96,9 @@ impl Retryable for SendError {
     fn is_retryable(&self) -> bool {
         match self {
             SendError::Connection(e) => e.is_retryable(),
+            // The receiver discarded a partial that did not match: the next try finds
+            // none and sends the whole file.
+            SendError::Refused(code) => *code == ErrorCode::PrefixMismatch.varint(),
             // A receiver that said no (full, stopping, takes no more) means it: a retry
             // would meet the same answer, and the user should hear it at once.
             _ => false,
