@@ -11,6 +11,9 @@
 //!   forgotten first.
 //! - A disk that fills half-way: a declared length larger than the free space is
 //!   refused before a byte is written (`check_free_space`, `NO_SPACE`).
+//! - A sender planting or replacing a partial file (`--overwrite`): names under the
+//!   partials' folder are refused (`BAD_NAME`); resume offers are answered first,
+//!   before anything can hold the sender up (`transfer::resume`).
 //! - `--skip-same` made to vouch for a file outside DIR: `holds_same` takes only a
 //!   regular file, not a symlink, inside DIR once every link on the way is resolved.
 //! - `--count N` storing N+1 under concurrency, or fewer after a failure: the
@@ -46,7 +49,7 @@ use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEX
 use super::server::Stream;
 use super::tls::Fingerprint;
 use super::transfer::{self, receive_payload, resume, Limits, RecvError, INLINE};
-use crate::store::{sanitize, Partials, Store};
+use crate::store::{sanitize, Partials, Store, FOLDER as PARTIALS};
 
 /// How many message ids are remembered for duplicate detection.
 pub(crate) const RECENT_IDS: usize = 4096;
@@ -474,6 +477,14 @@ impl Receiver {
             })?),
             _ => None,
         };
+        if rel.as_ref().is_some_and(|rel| rel.starts_with(PARTIALS)) {
+            // The folder of partial files is the listener's own: nothing lands there,
+            // so no sender can plant or replace another's partial.
+            return Err(RecvError::Refuse(
+                ErrorCode::BadName,
+                format!("{PARTIALS} is reserved for partial files"),
+            ));
+        }
         self.limits.check_declared(header)?;
         // A resume offer is answered before anything else can hold the sender up (it
         // waits for the answer before its payload); a receiver that keeps no partials

@@ -359,3 +359,51 @@ fn resume_lying_sender_is_refused_and_the_partial_discarded() {
         list_all(&out)
     );
 }
+
+/// No file lands in the partials' folder: a sender cannot plant or replace another
+/// sender's partial (`--overwrite` included).
+#[test]
+fn resume_the_partials_folder_takes_no_files() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let src = t.write("src/x", b"planted");
+    let l = t.listen(&out, &["--overwrite"]);
+    let r = t.send(&[
+        "--name",
+        ".qp2p-partial/x.part",
+        l.ticket.as_str(),
+        path_str(&src),
+    ]);
+    r.assert_json_error(5);
+    assert!(
+        r.stderr.contains("reserved") || r.stderr.contains("bad name"),
+        "{r}"
+    );
+    assert!(list_all(&out).is_empty(), "{:?}", list_all(&out));
+}
+
+/// A listener from before resume skips the offer and never answers: the sender waits
+/// a bounded time (3 s), then sends the whole file, which lands.
+#[test]
+fn resume_a_listener_without_it_gets_the_whole_file_after_a_bounded_wait() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/old.bin", 2 * MIB);
+    let mut server = InProcess::with(
+        &out,
+        Options {
+            before_resume: true,
+            ..Options::default()
+        },
+    );
+    let r = t.send(&[server.ticket.as_str(), path_str(&file)]);
+    sent_ok(&r, &digest, 2 * MIB);
+    assert!(
+        r.elapsed >= Duration::from_secs(3) && r.elapsed < Duration::from_secs(20),
+        "{:?}",
+        r.elapsed
+    );
+    let received = server.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(received["bytes"], 2 * MIB as u64);
+    landed_once(&out, "old.bin", &digest);
+}

@@ -32,6 +32,8 @@ pub struct Options {
     pub limits: Limits,
     /// Keep partial files for resume this long (`listen --partial-ttl`); `None`: none.
     pub partials: Option<Duration>,
+    /// Act as a listener from before resume: offers are dropped unread, never answered.
+    pub before_resume: bool,
 }
 
 impl Default for Options {
@@ -41,6 +43,7 @@ impl Default for Options {
             config: ServerConfig::default(),
             limits: Limits::default(),
             partials: None,
+            before_resume: false,
         }
     }
 }
@@ -59,12 +62,16 @@ pub struct InProcess {
 /// Stores each message and reports what became of it.
 struct Reporting {
     receiver: Receiver,
+    before_resume: bool,
     events: mpsc::Sender<Value>,
 }
 
 impl Handler for Reporting {
     async fn message(&self, mut stream: Stream) {
         let id = stream.header.id.to_string();
+        if self.before_resume {
+            stream.header.resume = None;
+        }
         let event = match self.receiver.serve(&mut stream, &NoProgress).await {
             Outcome::Received { stored, status, .. } => json!({
                 "event": "received",
@@ -125,6 +132,7 @@ impl InProcess {
                 };
                 let handler = Reporting {
                     receiver,
+                    before_resume: options.before_resume,
                     events: events_tx,
                 };
                 let probe = ProbeService::new(options.probe, identity, transport);
