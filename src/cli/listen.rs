@@ -662,9 +662,16 @@ async fn serve_message(mut stream: Stream, state: &State) {
                     "message_id": header.id.to_string(),
                 }),
                 || {
-                    let kept = match state.receiver.target {
-                        Sink::Dir(_) => "; nothing stored",
-                        Sink::Stream { .. } => "",
+                    // A resumable file that broke off (not refused) leaves its partial.
+                    let resumable = state.receiver.partials().is_some()
+                        && header.resume.is_some()
+                        && matches!(e, RecvError::Cancelled(_) | RecvError::Lost(_));
+                    let kept = match (&state.receiver.target, resumable) {
+                        (Sink::Dir(_), true) => {
+                            "; nothing stored under its name, what arrived is kept for a resume"
+                        }
+                        (Sink::Dir(_), false) => "; nothing stored",
+                        (Sink::Stream { .. }, _) => "",
                     };
                     format!(
                         "failed to receive \"{}\" from {}: {}{kept}",

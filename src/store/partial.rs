@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use super::direct::{WriteBehind, DIRECT_FROM};
 use super::pending::Pending;
 use super::Store;
 use crate::net::digest::Algorithm;
@@ -47,6 +48,9 @@ use crate::net::framing::resume::{Held, Offer};
 
 /// The hidden folder in DIR that holds partial files.
 pub const FOLDER: &str = ".qp2p-partial";
+/// What a partial holds is cut to a multiple of this (the largest logical block in
+/// common use), so that the rest is written directly (`O_DIRECT`) at an aligned offset.
+const BLOCK: u64 = 4096;
 /// How long a partial is kept after its last byte arrived, by default: one day.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -133,6 +137,7 @@ impl Partials {
             partials: self.clone(),
             file: None,
             held: 0,
+            size: id.size,
             status: Held::Nothing,
         };
         claim.open(id).map(Some)
@@ -219,6 +224,8 @@ pub(crate) struct Claim {
     file: Option<File>,
     /// Bytes held at the claim.
     pub(crate) held: u64,
+    /// The whole file's length.
+    size: u64,
     /// What the claim found.
     pub(crate) status: Held,
 }
@@ -231,7 +238,13 @@ impl Claim {
         match (&same, &part) {
             (Some(meta), Some(part)) if *meta == id.meta() && part.is_file() => {
                 let file = OpenOptions::new().read(true).write(true).open(&self.part)?;
-                self.held = file.metadata()?.len().min(id.size);
+                // Cut to a whole block (unless complete), so that the rest can be
+                // written past the page cache like any large file.
+                let len = file.metadata()?.len().min(id.size);
+                self.held = match len == id.size {
+                    true => len,
+                    false => len - len % BLOCK,
+                };
                 file.set_len(self.held)?;
                 self.status = match self.held {
                     0 => Held::Nothing,
@@ -357,6 +370,10 @@ impl Store {
             .ok_or_else(|| io::Error::other("partial not open"))?
             .try_clone()?;
         io::Seek::seek(&mut &file, io::SeekFrom::Start(claim.held))?;
+        let behind = match claim.size - claim.held >= DIRECT_FROM {
+            true => WriteBehind::start(&file),
+            false => None,
+        };
         Ok(PartialSink {
             pending: Some(Pending {
                 file,
@@ -366,7 +383,7 @@ impl Store {
                 overwrite: self.overwrite,
                 written: claim.held,
                 written_back: claim.held,
-                behind: None,
+                behind,
                 receiving: Some(self.committer.receiving()),
             }),
         })
@@ -395,12 +412,12 @@ mod tests {
         let root = tempfile::tempdir().unwrap();
         let store = Store::new(root.path(), false).unwrap();
         let partials = Partials::new(store.root(), Duration::from_secs(3600));
-        let id = identity(100, 7);
+        let id = identity(100_000, 7);
         let claim = partials.claim(&id).unwrap().unwrap();
         assert_eq!((claim.status, claim.held), (Held::Nothing, 0));
         assert!(partials.claim(&id).unwrap().is_none(), "busy while claimed");
         let mut sink = store.begin_partial(Path::new("x.bin"), &claim).unwrap();
-        sink.write_all(&[9; 40]).unwrap();
+        sink.write_all(&[9; 8192 + 40]).unwrap();
         drop(sink);
         drop(claim);
         // Nothing visible in DIR but the hidden folder.
@@ -410,12 +427,13 @@ mod tests {
             .collect();
         assert_eq!(names, [FOLDER]);
         let claim = partials.claim(&id).unwrap().unwrap();
-        assert_eq!((claim.status, claim.held), (Held::Prefix, 40));
+        // Cut to whole blocks: the rest is written at an aligned offset.
+        assert_eq!((claim.status, claim.held), (Held::Prefix, 8192));
         assert_eq!(
             partials.held(),
             Swept {
                 count: 1,
-                bytes: 40
+                bytes: 8192
             }
         );
         drop(claim);
