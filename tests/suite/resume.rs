@@ -116,6 +116,7 @@ fn resume_black_out_half_way_sends_only_the_rest() {
     sent_ok(&r, &digest, SIZE);
     assert!(r.one("sent")["retries"].as_u64() >= Some(1), "{r}");
     landed_once(&out, "big.bin", &digest);
+    assert!(r.one("sent")["resumed_from"].as_u64() > Some(0), "{r}");
     within_bound("black-out half way", up(&relay), SIZE);
 }
 
@@ -139,6 +140,7 @@ fn resume_sender_killed_half_way_and_run_again() {
     let r = spawn_send(&t, &l, &relay, &file).finish(Duration::from_secs(90));
     sent_ok(&r, &digest, SIZE);
     landed_once(&out, "big.bin", &digest);
+    assert!(r.one("sent")["resumed_from"].as_u64() > Some(0), "{r}");
     within_bound("sender killed half way", up(&relay), SIZE);
 }
 
@@ -189,6 +191,7 @@ fn resume_listener_killed_half_way_and_restarted() {
         "listener killed half way: {first} bytes before the kill, {} after",
         up(&relay) - first
     );
+    assert!(r.one("sent")["resumed_from"].as_u64() > Some(0), "{r}");
     within_bound("listener killed half way", up(&relay), SIZE);
 }
 

@@ -74,15 +74,16 @@ pub fn offer_for(
 
 /// Sends a payload whose header carries an offer: waits (at most [`ANSWER_WAIT`]) for
 /// the receiver's answer, then the start and the payload from there. Returns the bytes
-/// of the whole file, its digest, whether the receiver had it already (duplicate), and
-/// whether no answer came (one may still come, in front of the ack).
+/// of the whole file, its digest, whether the receiver had it already (duplicate),
+/// whether no answer came (one may still come, in front of the ack), and where the
+/// payload started (the bytes the receiver held).
 pub(super) async fn send_resumable(
     send: &mut SendStream,
     recv: &mut RecvStream,
     header: &Header,
     source: Source,
     progress: &(dyn Fn(u64) + Sync),
-) -> Result<(u64, Digest, bool, bool), SendError> {
+) -> Result<(u64, Digest, bool, bool, u64), SendError> {
     send.write_chunk(Bytes::from(header.encode())).await?;
     let mut buf = [0u8; ANSWER_LEN];
     let answer = match tokio::time::timeout(ANSWER_WAIT, framing::read_exact(recv, &mut buf)).await
@@ -96,7 +97,7 @@ pub(super) async fn send_resumable(
         info!(name = %header.name.escape_debug(), "no answer to the resume offer: the listener predates resume; sending the whole file");
         let (sent, digest, duplicate) =
             stream_from(send, header, source, hasher, 0, progress).await?;
-        return Ok((sent, digest, duplicate, true));
+        return Ok((sent, digest, duplicate, true, 0));
     };
     let len = header.length.unwrap_or(0);
     if answer.held > len {
@@ -135,7 +136,7 @@ pub(super) async fn send_resumable(
     }
     let (sent, digest, duplicate) =
         stream_from(send, header, source, hasher, from, progress).await?;
-    Ok((sent, digest, duplicate, false))
+    Ok((sent, digest, duplicate, false, from))
 }
 
 /// Reads and hashes the first `n` bytes of `source`, which must have them.

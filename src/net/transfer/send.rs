@@ -34,6 +34,9 @@ pub struct Sent {
     /// The name the receiver stored it under (`big.1.bin` when `big.bin` was taken),
     /// relative to its directory, when it says (not for stdout, nor `--uni`).
     pub stored_as: Option<String>,
+    /// The bytes at the file's start that were not sent because the receiver held
+    /// them from a try that broke off (resume); 0 when it was sent whole.
+    pub resumed_from: u64,
 }
 
 /// Sends one message on a new stream of `conn`: header, then `source` to its end.
@@ -116,17 +119,18 @@ async fn send_on(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
     let mut recv = recv;
-    let (sent, digest, duplicate, late_answer) = match (header.length, recv.as_mut()) {
+    let (sent, digest, duplicate, late_answer, resumed_from) = match (header.length, recv.as_mut())
+    {
         (Some(len), _) if len <= INLINE => {
             let (sent, digest, duplicate) = send_small(send, header, source, progress).await?;
-            (sent, digest, duplicate, false)
+            (sent, digest, duplicate, false, 0)
         }
         (_, Some(recv)) if header.resume.is_some() => {
             resume::send_resumable(send, recv, header, source, progress).await?
         }
         _ => {
             let (sent, digest, duplicate) = send_streamed(send, header, source, progress).await?;
-            (sent, digest, duplicate, false)
+            (sent, digest, duplicate, false, 0)
         }
     };
     if let Some(declared) = header.length {
@@ -148,6 +152,7 @@ async fn send_on(
             duplicate,
             present: false,
             stored_as: None,
+            resumed_from: 0,
         };
         return match send.stopped().await {
             Ok(None) => Ok(unacked(false)),
@@ -180,6 +185,7 @@ async fn send_on(
         duplicate: ack.status == AckStatus::Duplicate,
         present: ack.status == AckStatus::Present,
         stored_as,
+        resumed_from,
     })
 }
 
