@@ -125,6 +125,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
         }
         'qp2p;race-connect' {
             [CompletionResult]::new('--send', '--send', [CompletionResultType]::ParameterName, 'After winning, send these files or directories (`-` for stdin) to the winner [default: send nothing]')
+            [CompletionResult]::new('--digest', '--digest', [CompletionResultType]::ParameterName, 'The digest both ends compute, compare and report for what --send sends')
             [CompletionResult]::new('--expect', '--expect', [CompletionResultType]::ParameterName, 'Refuse peers given without a ticket unless their fingerprint is FP [default: peers without a ticket are not authenticated]')
             [CompletionResult]::new('--timeout', '--timeout', [CompletionResultType]::ParameterName, 'Give up the whole race after this long [default: the retry budget]')
             [CompletionResult]::new('--ca', '--ca', [CompletionResultType]::ParameterName, 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]')

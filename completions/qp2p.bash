@@ -544,7 +544,7 @@ _qp2p() {
             return 0
             ;;
         qp2p__subcmd__race__subcmd__connect)
-            opts="-q -v -h -V --send --expect --timeout --ca --idle-timeout --keep-alive --connect-timeout --retry-for --retry-initial --retry-max --congestion --json --quiet --verbose --identity --ephemeral --cert --key --help --version"
+            opts="-q -v -h -V --send --digest --expect --timeout --ca --idle-timeout --keep-alive --connect-timeout --retry-for --retry-initial --retry-max --congestion --json --quiet --verbose --identity --ephemeral --cert --key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -552,6 +552,10 @@ _qp2p() {
             case "${prev}" in
                 --send)
                     COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --digest)
+                    COMPREPLY=($(compgen -W "blake3 sha256" -- "${cur}"))
                     return 0
                     ;;
                 --expect)

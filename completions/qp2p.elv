@@ -119,6 +119,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
         }
         &'qp2p;race-connect'= {
             cand --send 'After winning, send these files or directories (`-` for stdin) to the winner [default: send nothing]'
+            cand --digest 'The digest both ends compute, compare and report for what --send sends'
             cand --expect 'Refuse peers given without a ticket unless their fingerprint is FP [default: peers without a ticket are not authenticated]'
             cand --timeout 'Give up the whole race after this long [default: the retry budget]'
             cand --ca 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]'

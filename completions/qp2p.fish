@@ -112,6 +112,8 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l ephemeral -d 'Use a f
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -s V -l version -d 'Print version'
 complete -c qp2p -n "__fish_qp2p_using_subcommand race-connect" -l send -d 'After winning, send these files or directories (`-` for stdin) to the winner [default: send nothing]' -r -F
+complete -c qp2p -n "__fish_qp2p_using_subcommand race-connect" -l digest -d 'The digest both ends compute, compare and report for what --send sends' -r -f -a "blake3\t'BLAKE3, what `b3sum` prints (the default)'
+sha256\t'SHA-256, what `sha256sum` prints; also what a listener of qp2p before BLAKE3 takes'"
 complete -c qp2p -n "__fish_qp2p_using_subcommand race-connect" -l expect -d 'Refuse peers given without a ticket unless their fingerprint is FP [default: peers without a ticket are not authenticated]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand race-connect" -l timeout -d 'Give up the whole race after this long [default: the retry budget]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand race-connect" -l ca -d 'Accept only peers whose certificate a CA in FILE issued (PEM, one or more CA certificates; repeatable). Combines with tickets, --expect and --allow: each one given must hold [default: no CA check]' -r -F

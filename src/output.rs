@@ -54,6 +54,11 @@ impl Output {
         self.json
     }
 
+    /// Whether progress bars are drawn (stderr is a terminal and `-q` is off).
+    pub fn bars(&self) -> bool {
+        self.bars
+    }
+
     /// Whether `-q` is on (errors only).
     pub fn quiet(&self) -> bool {
         self.quiet
@@ -71,8 +76,12 @@ impl Output {
     /// (unless quiet).
     pub fn event(&self, event: Value, human: impl FnOnce() -> String) {
         if self.json {
+            // One line, one write: serialised whole first (not piece by piece through
+            // the formatter and stdout's line buffer).
+            let mut line = serde_json::to_vec(&event).unwrap_or_default();
+            line.push(b'\n');
             let mut out = std::io::stdout().lock();
-            let written = writeln!(out, "{event}").and_then(|()| out.flush());
+            let written = out.write_all(&line).and_then(|()| out.flush());
             if let Err(e) = written {
                 if e.kind() == std::io::ErrorKind::BrokenPipe && !self.stdout_gone.is_cancelled() {
                     line_to_stderr("warning: stdout was closed by its reader; stopping");

@@ -336,8 +336,20 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         ctx: ctx.clone(),
         paths: via::Seen::default(),
     });
+    // With --via, a UPnP mapping is announced to the introducers, and the ticket
+    // shown for it names every way, the mapping first.
+    let announced = via::Announced::new(via::own_addrs(bound));
     let upnp = match args.upnp {
-        true => super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease),
+        true => {
+            let announced = announced.clone();
+            let others = (!vias.is_empty()).then(|| ticket.clone());
+            super::upnp_check::keep_mapping(&ctx, fingerprint, bound, args.lease, move |ext| {
+                announced.mapped(ext);
+                let others = others.as_deref()?;
+                let rest = others.split_once('@').map_or(others, |(_, rest)| rest);
+                Some(format!("{fingerprint}@{},{rest}", ext?))
+            })
+        }
         false => None,
     };
 
@@ -373,13 +385,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         })
     });
     let _sweeper = sweeper.map(AbortOnDrop);
-    let registrations = via::spawn(
-        &endpoint,
-        &vias,
-        via::own_addrs(bound),
-        &ctx.out,
-        &state.paths,
-    );
+    let registrations = via::spawn(&endpoint, &vias, &announced, &ctx.out, &state.paths);
     let mut router = Router::new(state.clone()).probe(probe);
     if args.introduce {
         let relay = args.relay.then(|| {
@@ -408,9 +414,16 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         (Some(_), false) => (framing::close::SHUTDOWN, b"stopped after a failed message"),
         (None, false) => (framing::close::DONE, b"done: takes no more messages"),
     };
-    endpoint
-        .shutdown(code, reason, Duration::from_secs(1))
-        .await;
+    // A `--once` run that ended well ended with its sender's own close: that connection
+    // needs no word from us, and any other gets its close as soon as its driver runs.
+    // Waiting for the endpoint to be idle would wait out the sender's connection's
+    // draining period (three probe timeouts: about 80 ms even on loopback).
+    let wait = if args.once && failure.is_none() && !ctx.shutdown.is_cancelled() {
+        Duration::from_millis(10)
+    } else {
+        Duration::from_secs(1)
+    };
+    endpoint.shutdown(code, reason, wait).await;
     if let Some(upnp) = upnp {
         upnp.stop().await;
     }

@@ -11,6 +11,7 @@
 //! for its key) needs them as much as `listen` does. `--ca` says which peers to trust,
 //! which only matters to a subcommand that meets peers.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,9 +23,9 @@ use tokio_util::sync::CancellationToken;
 use crate::error::{coded, Exit};
 use crate::output::Output;
 use qp2p::net::endpoint::{canonical, Congestion};
-use qp2p::net::race::{Candidate, Fate};
+use qp2p::net::race::{self, Fate};
 use qp2p::net::tls::{CaTrust, TlsError};
-use qp2p::{Backoff, ConnectError, Identity, TransportOptions, TrustRules};
+use qp2p::{Backoff, Identity, TransportOptions, TrustRules};
 
 pub mod bench;
 pub mod generate;
@@ -464,29 +465,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
 
 /// The error when every raced address failed: exit 3 (or 4 if every one was an
 /// identity rejection), one reason per address.
-pub(crate) fn all_failed(candidates: &[Candidate], losers: Vec<(usize, Fate)>) -> anyhow::Error {
-    let mut identity = !losers.is_empty();
-    let reasons: Vec<String> = losers
-        .into_iter()
-        .map(|(i, fate)| {
-            let why = match fate {
-                Fate::Failed(e) => {
-                    identity &= matches!(e, ConnectError::IdentityRejected(_));
-                    e.to_string()
-                }
-                Fate::Cancelled => {
-                    identity = false;
-                    "cancelled".to_string()
-                }
-            };
-            format!("{}: {why}", canonical(candidates[i].addr))
-        })
-        .collect();
-    let exit = if identity {
+pub(crate) fn all_failed(losers: Vec<(SocketAddr, Fate)>) -> anyhow::Error {
+    let exit = if race::all_identity(losers.iter().map(|(_, f)| f)) {
         Exit::Identity
     } else {
         Exit::Connect
     };
+    let reasons: Vec<String> = losers
+        .iter()
+        .map(|(addr, fate)| format!("{}: {}", canonical(*addr), fate.reason()))
+        .collect();
     coded(
         exit,
         format!("could not connect to any address ({})", reasons.join("; ")),

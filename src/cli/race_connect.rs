@@ -4,18 +4,26 @@
 //! first completed handshake wins and every other attempt is cancelled and closed. One
 //! report for the winner, one per loser. With `--send`, the files then go over the
 //! winning connection exactly as `qp2p send` sends them.
+//!
+//! A ticket with several ways is raced as `send` races it (`introducer::reach`): its
+//! introducers are asked, their candidates join the race, and when none completes a
+//! handshake within `Ways::before_relay`, the relays they offer are tried in turn
+//! (`introducer::through_relay`) within what is left of `--timeout`. A relayed
+//! winner's control connection to the introducer is held until the end: the relay
+//! session lasts as long as it.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::json;
 
 use super::send::{collect, deliver};
-use super::{all_failed, Context, TransportArgs, TrustArgs};
+use super::{all_failed, Context, DigestArg, TransportArgs, TrustArgs};
 use crate::error::{coded, Exit};
 use qp2p::net::addr::Ticket;
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing;
-use qp2p::net::introducer::{ways, PeerPath};
+use qp2p::net::introducer::{through_relay, ways, Loser, PeerPath};
 use qp2p::net::race::{race, Candidate, Fate};
 use qp2p::net::sender::close;
 use qp2p::{Endpoint, Fingerprint, Pool, Sender};
@@ -40,6 +48,9 @@ pub struct Args {
     /// [default: send nothing].
     #[arg(long, value_name = "PATH", num_args = 1..)]
     pub send: Vec<std::path::PathBuf>,
+    /// The digest both ends compute, compare and report for what --send sends.
+    #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = DigestArg::Blake3, requires = "send")]
+    pub digest: DigestArg,
     /// Refuse peers given without a ticket unless their fingerprint is FP [default:
     /// peers without a ticket are not authenticated].
     #[arg(long, value_name = "FP")]
@@ -55,6 +66,14 @@ pub struct Args {
     pub transport: TransportArgs,
 }
 
+/// The relays a ticket's introducers offer (fingerprint, address), for the listener
+/// with this fingerprint, under these trust rules.
+type Offers = (
+    Vec<(Fingerprint, SocketAddr)>,
+    Fingerprint,
+    qp2p::TrustRules,
+);
+
 /// Races the peers, reports every fate, then sends if asked.
 pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let items = if args.send.is_empty() {
@@ -67,6 +86,10 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let endpoint = Endpoint::client(identity, args.transport.options())?;
     // Every candidate, and how it would reach its peer.
     let mut candidates: Vec<(Candidate, PeerPath)> = Vec::new();
+    // The relays offered for each ticket (its fingerprint and trust rules), and how
+    // long the race goes on before they are asked (the shortest of the tickets').
+    let mut relays: Vec<Offers> = Vec::new();
+    let mut before_relay: Option<Duration> = None;
     for text in &args.targets {
         let ticket: Ticket = text
             .parse()
@@ -86,9 +109,13 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
             continue;
         }
-        // Several ways: the direct ones, and what the introducers answer (no relay:
-        // race-connect races handshakes).
+        // Several ways: the direct ones, and what the introducers answer; their
+        // relays are the fallback when no handshake of the race completes.
         let found = ways(&endpoint, &ticket).await;
+        if let (Some(target), Some(wait)) = (ticket.expect, found.before_relay()) {
+            before_relay = Some(before_relay.map_or(wait, |w: Duration| w.min(wait)));
+            relays.push((found.relays.clone(), target, rules.clone()));
+        }
         for (way, why) in found.introducers {
             ctx.out.event(
                 json!({"event": "loser", "addr": way, "outcome": "failed", "error": why}),
@@ -115,15 +142,67 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     }
 
     let backoff = args.transport.backoff();
-    let outcome = tokio::select! {
-        o = race(&endpoint, &candidates, &backoff, args.timeout) => o,
+    let started = tokio::time::Instant::now();
+    let first_round = match (before_relay, args.timeout) {
+        (Some(wait), Some(all)) => Some(wait.min(all)),
+        (wait, all) => wait.or(all),
+    };
+    let raced = async {
+        let outcome = race(&endpoint, &candidates, &backoff, first_round).await;
+        let mut losers: Vec<Loser> = outcome
+            .losers
+            .into_iter()
+            .map(|(i, fate)| (candidates[i].addr, paths[i], fate))
+            .collect();
+        if let Some(w) = outcome.winner {
+            let (chosen, path) = (candidates[w.index].clone(), paths[w.index]);
+            return (Some((w, chosen, path, None)), losers);
+        }
+        // No handshake completed: each ticket's relays, in turn, within what is left
+        // of --timeout.
+        let mut refused = Vec::new();
+        for (offers, target, rules) in &relays {
+            let relayed = through_relay(
+                &endpoint,
+                offers,
+                *target,
+                rules,
+                &backoff,
+                &mut losers,
+                &mut refused,
+            );
+            let relayed = match args.timeout {
+                Some(all) => {
+                    let left = all.saturating_sub(started.elapsed());
+                    tokio::time::timeout(left, relayed).await.ok().flatten()
+                }
+                None => relayed.await,
+            };
+            if let Some((w, addr, path, control)) = relayed {
+                let chosen = Candidate {
+                    addr,
+                    rules: rules.clone(),
+                };
+                return (Some((w, chosen, path, Some(control))), losers);
+            }
+        }
+        for (way, why) in refused {
+            ctx.out.event(
+                json!({"event": "loser", "addr": way, "outcome": "failed", "error": why}),
+                || format!("loser {way}: failed: {why}"),
+            );
+        }
+        (None, losers)
+    };
+    let (won, losers) = tokio::select! {
+        o = raced => o,
         _ = ctx.shutdown.cancelled() => {
             close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
             return Ok(());
         }
     };
-    for (index, fate) in &outcome.losers {
-        let addr = canonical(candidates[*index].addr);
+    for (addr, _, fate) in &losers {
+        let addr = canonical(*addr);
         let (what, error) = match fate {
             Fate::Cancelled => ("cancelled", None),
             Fate::Failed(e) => ("failed", Some(e.to_string())),
@@ -136,12 +215,16 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             },
         );
     }
-    let Some(winner) = outcome.winner else {
+    let Some((winner, chosen, path, control)) = won else {
         close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
-        return Err(all_failed(&candidates, outcome.losers));
+        return Err(all_failed(
+            losers
+                .into_iter()
+                .map(|(addr, _, fate)| (addr, fate))
+                .collect(),
+        ));
     };
-    let chosen = &candidates[winner.index];
-    let path = paths[winner.index];
+    let chosen = &chosen;
     let addr = canonical(chosen.addr);
     let fingerprint = Fingerprint::of_peer(&winner.conn);
     let handshake_ms = winner.handshake.as_secs_f64() * 1000.0;
@@ -170,15 +253,21 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
 
     if items.is_empty() {
         winner.conn.close(framing::close::DONE, b"done");
+        if let Some(control) = control {
+            control.close(framing::close::DONE, b"done");
+        }
         close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
         Ok(())
     } else {
         let pool = Pool::new(endpoint.clone());
         pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
-        let sender =
-            Sender::new(pool.clone(), chosen.addr, chosen.rules.clone()).with_backoff(backoff);
+        let sender = Sender::new(pool.clone(), chosen.addr, chosen.rules.clone())
+            .with_backoff(backoff)
+            .with_digest(args.digest.into());
         let result = deliver(&sender, items, &ctx, path).await;
         close(&endpoint, Some(&pool), ctx.shutdown.is_cancelled()).await;
+        // A relay session lasts while its control connection is open: until here.
+        drop(control);
         result
     }
 }

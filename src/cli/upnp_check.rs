@@ -537,11 +537,16 @@ fn compare(observed: SocketAddr, mapped: SocketAddr) -> String {
 /// a `mapped` event (and the ticket for the external address), warnings when the
 /// gateway is missing or lost, an `unmapped` event when removed on exit. A listener
 /// bound to loopback gets a warning and no mapping (`None`).
+///
+/// `announce` is told the external address when a mapping is made (`Some`) and when
+/// it is lost or removed (`None`); for a mapping it may return the ticket to show
+/// instead of `FP@EXTERNAL` (with `--via`: every way, the mapping first).
 pub fn keep_mapping(
     ctx: &Context,
     fingerprint: Fingerprint,
     bound: SocketAddr,
     lease: Duration,
+    announce: impl Fn(Option<SocketAddr>) -> Option<String> + Send + Sync + 'static,
 ) -> Option<Keeper> {
     let out = ctx.out.clone();
     if bound.ip().is_loopback() {
@@ -558,16 +563,23 @@ pub fn keep_mapping(
         max_retry: Duration::from_secs(300),
     };
     Some(Keeper::start(config, move |event| {
-        report(&out, fingerprint, bound, event)
+        report(&out, fingerprint, bound, event, &announce)
     }))
 }
 
-fn report(out: &Output, fingerprint: Fingerprint, bound: SocketAddr, event: KeeperEvent) {
+fn report(
+    out: &Output,
+    fingerprint: Fingerprint,
+    bound: SocketAddr,
+    event: KeeperEvent,
+    announce: &(impl Fn(Option<SocketAddr>) -> Option<String> + Send + Sync),
+) {
     match event {
         KeeperEvent::Mapped { mapping, gateway } => {
             let external = mapping.external();
             let shown = external.map_or(format!("?:{}", mapping.external_port), |a| a.to_string());
-            let ticket = external.map(|a| ticket(&fingerprint, a));
+            let ticket =
+                external.map(|a| announce(Some(a)).unwrap_or_else(|| ticket(&fingerprint, a)));
             out.event(
                 json!({
                     "event": "mapped",
@@ -610,22 +622,28 @@ fn report(out: &Output, fingerprint: Fingerprint, bound: SocketAddr, event: Keep
             "UPnP: {error}; listening without a port mapping (trying again in {})",
             crate::output::human_duration(retry_in)
         )),
-        KeeperEvent::Lost { error } => out.warn(&format!(
-            "UPnP: renewing the mapping failed: {error}; searching for the gateway again"
-        )),
-        KeeperEvent::Removed { mapping } => out.event(
-            json!({
-                "event": "unmapped",
-                "external_port": mapping.external_port,
-                "internal": mapping.local.to_string(),
-            }),
-            || {
-                format!(
-                    "UPnP: mapping of UDP port {} removed",
-                    mapping.external_port
-                )
-            },
-        ),
+        KeeperEvent::Lost { error } => {
+            announce(None);
+            out.warn(&format!(
+                "UPnP: renewing the mapping failed: {error}; searching for the gateway again"
+            ))
+        }
+        KeeperEvent::Removed { mapping } => {
+            announce(None);
+            out.event(
+                json!({
+                    "event": "unmapped",
+                    "external_port": mapping.external_port,
+                    "internal": mapping.local.to_string(),
+                }),
+                || {
+                    format!(
+                        "UPnP: mapping of UDP port {} removed",
+                        mapping.external_port
+                    )
+                },
+            )
+        }
         KeeperEvent::RemoveFailed { mapping, error } => out.warn(&format!(
             "UPnP: could not remove the mapping of UDP port {}: {error}; it ends with its \
              lease in at most {}",

@@ -45,6 +45,36 @@ pub enum Fate {
     Failed(ConnectError),
 }
 
+impl Fate {
+    /// Why it lost, as reports say it.
+    pub fn reason(&self) -> String {
+        match self {
+            Fate::Cancelled => "cancelled".to_string(),
+            Fate::Failed(e) => e.to_string(),
+        }
+    }
+
+    /// It failed because the peer there proved another identity than the one asked
+    /// for.
+    pub fn is_identity(&self) -> bool {
+        matches!(self, Fate::Failed(ConnectError::IdentityRejected(_)))
+    }
+}
+
+/// Whether every one of `fates` (at least one) is an identity rejection: then no
+/// candidate led to the peer asked for, and the error is "wrong peer" (exit 4), not
+/// "unreachable" (exit 3).
+pub fn all_identity<'a>(fates: impl IntoIterator<Item = &'a Fate>) -> bool {
+    let mut any = false;
+    for fate in fates {
+        if !fate.is_identity() {
+            return false;
+        }
+        any = true;
+    }
+    any
+}
+
 /// The winning connection.
 #[derive(Debug)]
 pub struct Winner {

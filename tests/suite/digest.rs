@@ -71,6 +71,44 @@ fn the_default_digest_is_blake3_as_b3sum_prints_it() {
     );
 }
 
+/// `race-connect --send FILE --digest sha256`: the winner gets the file under SHA-256,
+/// as `send --digest sha256` would send it; `--digest` without `--send` is a usage error.
+#[test]
+fn race_connect_sends_with_the_digest_asked_for() {
+    let t = TestDir::new();
+    let out = t.mkdir("work/out");
+    let data = random_bytes(200_000);
+    let file = t.write("src/raced.bin", &data);
+    let mut l = t.listen(&out, &[]);
+    let r = t.run(&[
+        "--json",
+        "--ephemeral",
+        "race-connect",
+        &l.ticket,
+        "--send",
+        path_str(&file),
+        "--digest",
+        "sha256",
+    ]);
+    r.assert_code(0);
+    let sent = r.one("sent");
+    assert_eq!(sent["digest"], "sha256", "{r}");
+    assert_eq!(sent["sha256"], sha256(&data), "{r}");
+    let recv = l.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(recv["digest"], "sha256", "{recv}");
+    assert_eq!(recv["sha256"], sha256(&data), "{recv}");
+    assert_eq!(std::fs::read(out.join("raced.bin")).unwrap(), data);
+
+    let r = t.run(&[
+        "--ephemeral",
+        "race-connect",
+        &l.ticket,
+        "--digest",
+        "sha256",
+    ]);
+    r.assert_code(2);
+}
+
 /// `send --digest sha256`: both ends hash with SHA-256 (a version 1 header), the reports
 /// say so, and `--skip-same` works in either algorithm.
 #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::util::liar::Liar;
 use crate::util::nat::{Mapping, Nat, EXT_A, LAN_A, WAN_IP};
 use crate::util::{blake3_file, digest, Listener, TestDir, EVENT_TIMEOUT, MIB};
 
@@ -143,6 +144,67 @@ fn a_wrong_fingerprint_is_exit_4_and_nothing_is_stored() {
         file.to_str().unwrap(),
     ]);
     out.assert_json_error(4);
+    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
+}
+
+/// A lying introducer (`util::liar`) that answers an introduction for any fingerprint
+/// with another listener's address, as the punched candidate: the sender's handshake
+/// proves the wrong identity, so the send is refused (exit 4) and nothing is stored.
+#[test]
+fn a_lying_introducer_cannot_pair_the_sender_with_another_listener() {
+    let dir = TestDir::new();
+    let inbox = dir.mkdir("in");
+    let wrong = dir.listen(&inbox, &[]);
+    let liar = Liar::start(wrong.addr.parse().unwrap(), false);
+    let wanted = dir.stranger_fingerprint();
+    let file = dir.write("a.txt", b"for someone else");
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "send",
+        "--retry-for",
+        "2s",
+        &format!("{wanted}@{}", liar.ticket),
+        file.to_str().unwrap(),
+    ]);
+    out.assert_json_error(4);
+    let text = out.to_string();
+    assert!(
+        text.contains(&format!("{} (punched)", wrong.addr)),
+        "the lie was dialed: {out}"
+    );
+    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
+}
+
+/// The same lie, and a relay that forwards every session to the wrong listener (a
+/// compromised relay): the punched candidate fails on identity, the sender falls back
+/// to the relay, whose handshake reaches the wrong listener (bytes came back through
+/// it) and proves the wrong identity too. Exit 4; nothing stored.
+#[test]
+fn a_lying_relay_cannot_pair_the_sender_with_another_listener() {
+    let dir = TestDir::new();
+    let inbox = dir.mkdir("in");
+    let wrong = dir.listen(&inbox, &[]);
+    let liar = Liar::start(wrong.addr.parse().unwrap(), true);
+    let wanted = dir.stranger_fingerprint();
+    let file = dir.write("a.txt", b"for someone else");
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "send",
+        "--retry-for",
+        "2s",
+        &format!("{wanted}@{}", liar.ticket),
+        file.to_str().unwrap(),
+    ]);
+    out.assert_json_error(4);
+    let text = out.to_string();
+    assert!(text.contains("(punched)"), "{out}");
+    assert!(text.contains("(relayed)"), "the relay was dialed: {out}");
+    assert!(
+        liar.relayed_back.load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "the wrong listener answered through the relay: {out}"
+    );
     assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
 }
 
@@ -634,4 +696,41 @@ fn netns_race_connect_takes_the_punched_way() {
     assert_eq!(winner["path"], "punched", "{out}");
     assert_eq!(winner["addr"], format!("{EXT_A}:7447"), "{out}");
     assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
+}
+
+/// `race-connect` with a ticket whose punch cannot work (the sender's NAT is
+/// symmetric) and an introducer that relays: the race falls back to the relay, the
+/// winner says `relayed`, and `--send` delivers over it.
+#[test]
+#[ignore = "needs root: see README"]
+fn netns_race_connect_falls_back_to_the_relay() {
+    let nat = Nat::up(Mapping::Preserving, Mapping::Symmetric);
+    let dir = TestDir::new();
+    let introducer = introducer_with(&nat, &dir, &["--relay"]);
+    let mut listener = listener_in_a(&nat, &dir, &introducer);
+    let (file, sha) = dir.random_file("r.bin", MIB);
+    let out = nat.run(
+        &nat.lan_b,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "race-connect",
+            "--timeout",
+            "20s",
+            "--send",
+            file.to_str().unwrap(),
+            "--",
+            &listener.ticket,
+        ],
+        SEND_TIMEOUT,
+    );
+    out.assert_code(0);
+    let winner = out.one("winner");
+    assert_eq!(winner["path"], "relayed", "{out}");
+    assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
+    assert_eq!(winner["fingerprint"], listener.fingerprint, "{out}");
+    let received = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(digest(&received), sha);
+    assert_eq!(received["peer_path"], "relayed", "{received}");
 }

@@ -507,3 +507,79 @@ fn listen_upnp_maps_again_after_the_gateway_restarts() {
     assert!(bed.mapping(7448).is_some(), "{}", bed.describe());
     listener.assert_running();
 }
+
+/// `listen --upnp --via` in lan, the introducer in wan: once mapped, the listener
+/// registers again announcing the mapping, and the `mapped` event's ticket names
+/// every way, the mapping first. A wan sender given only the introducer's way is
+/// told the mapped address and reaches the listener there, directly (no punch
+/// needed), and the file arrives.
+#[test]
+#[ignore = "needs root and miniupnpd: see README"]
+fn listen_upnp_with_via_announces_the_mapping_and_the_direct_way_wins() {
+    let bed = Bed::up(BedConfig::default());
+    let dir = TestDir::new();
+    let intro_out = dir.mkdir("intro-out");
+    let introducer = bed.listen(
+        &bed.wan,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "listen",
+            "--bind",
+            &format!("{WAN_IP}:7000"),
+            "--introduce",
+            "--out",
+            intro_out.to_str().unwrap(),
+        ],
+    );
+    let out = dir.mkdir("lan-out");
+    let mut listener = bed.listen(
+        &bed.lan,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "listen",
+            "--bind",
+            &format!("{LAN_IP}:7447"),
+            "--out",
+            out.to_str().unwrap(),
+            "--upnp",
+            "--via",
+            &introducer.ticket,
+        ],
+    );
+    let mapped = listener.wait_for("mapped", START_TIMEOUT);
+    assert_eq!(mapped["external"], format!("{EXT_IP}:7447"), "{mapped}");
+    assert_eq!(
+        mapped["ticket"],
+        format!(
+            "{}@{EXT_IP}:7447,{LAN_IP}:7447,{}",
+            listener.fingerprint, introducer.ticket
+        ),
+        "{mapped}"
+    );
+    // The registration that announces the mapping: an earlier one, before the
+    // mapping, was skipped while waiting for `mapped`.
+    listener.wait_for("registered", EVENT_TIMEOUT);
+    let file = dir.write("m.txt", b"through the mapping");
+    let sent = bed.run(
+        &bed.wan,
+        &dir,
+        &[
+            "--json",
+            "--ephemeral",
+            "send",
+            &format!("{}@{}", listener.fingerprint, introducer.ticket),
+            file.to_str().unwrap(),
+        ],
+        CHECK_TIMEOUT,
+    );
+    sent.assert_code(0);
+    let ev = sent.one("sent");
+    assert_eq!(ev["path"], "direct", "{sent}");
+    assert_eq!(ev["peer"], format!("{EXT_IP}:7447"), "{sent}");
+    let got = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(got["name"], "m.txt", "{got}");
+}

@@ -13,6 +13,8 @@
 //! - File helpers: random files, digests (BLAKE3 as `b3sum` prints it, the default on
 //!   the wire; SHA-256 for `--digest sha256`), recursive listings (hidden files
 //!   included). [`digest`] reads the value an event names in its `digest` field.
+//! - [`liar`]: a lying introducer and relay on loopback, built from the library,
+//!   that pairs every sender with one wrong peer (the identity tests of `nat`).
 //! - [`relay`]: a UDP relay on loopback that drops, delays, duplicates, reorders or
 //!   black-holes datagrams on command, for the fault tests.
 //! - [`server`]: a listener in-process through the library's API, for the suites that
@@ -22,6 +24,7 @@
 //! - [`nat`]: two NAT routers and a public `wan` between them, for the introducer
 //!   and hole-punching tests (root only).
 
+pub mod liar;
 #[cfg(unix)]
 pub mod nat;
 #[cfg(unix)]

@@ -8,34 +8,71 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 
 use super::State;
 use crate::output::{human_bytes, human_duration, human_rate, short_fingerprint, shown, Output};
 use qp2p::net::framing::{AckStatus, Header};
-use qp2p::net::receiver::{Bar, Progress, Stored};
+use qp2p::net::receiver::{Bar, NoProgress, Progress, Stored};
 use qp2p::Fingerprint;
 
-/// The CLI's progress bars for payloads (hidden without a terminal, or with `-q`).
+/// The CLI's progress bars for payloads (none without a terminal, or with `-q`).
 impl Progress for Output {
     fn start(&self, len: Option<u64>, name: &str) -> Box<dyn Bar> {
-        Box::new(PayloadBar(self.progress(len, name)))
+        if !self.bars() {
+            return Box::new(NoProgress);
+        }
+        Box::new(PayloadBar {
+            out: self.clone(),
+            len,
+            name: name.to_owned(),
+            started: Instant::now(),
+            arrived: AtomicU64::new(0),
+            bar: OnceLock::new(),
+        })
     }
 }
 
-/// One payload's bar.
-struct PayloadBar(indicatif::ProgressBar);
+/// How long a payload goes before its bar is drawn: a tree of small files lands
+/// without a bar per file flashing by (and without building 5,000 bars).
+const BAR_AFTER: Duration = Duration::from_millis(300);
+
+/// One payload's bar, drawn once the payload has taken [`BAR_AFTER`].
+struct PayloadBar {
+    out: Output,
+    len: Option<u64>,
+    name: String,
+    started: Instant,
+    /// Bytes that arrived before the bar was drawn.
+    arrived: AtomicU64,
+    bar: OnceLock<indicatif::ProgressBar>,
+}
 
 impl Bar for PayloadBar {
     fn inc(&self, n: u64) {
-        self.0.inc(n)
+        if let Some(bar) = self.bar.get() {
+            return bar.inc(n);
+        }
+        let arrived = self.arrived.fetch_add(n, Ordering::Relaxed) + n;
+        if self.started.elapsed() >= BAR_AFTER {
+            // One payload's bytes arrive on one task: nothing else draws this bar.
+            self.bar.get_or_init(|| {
+                let bar = self.out.progress(self.len, &self.name);
+                bar.set_position(arrived);
+                bar
+            });
+        }
     }
 
     /// Stored: the bar goes (one that broke off stays, showing where).
     fn finish(&self) {
-        self.0.finish_and_clear()
+        if let Some(bar) = self.bar.get() {
+            bar.finish_and_clear()
+        }
     }
 }
 

@@ -6,6 +6,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::{display_addr, local_addresses};
 use crate::error::{coded, Exit};
@@ -77,6 +78,43 @@ fn is_link_local(ip: &IpAddr) -> bool {
     }
 }
 
+/// The addresses this listener announces to its introducers: its own, and the UPnP
+/// mapping's external address while there is one (first: a public address that
+/// needs no punch). Every registration re-registers when they change.
+#[derive(Debug, Clone)]
+pub struct Announced {
+    own: Vec<SocketAddr>,
+    tx: Arc<watch::Sender<Vec<SocketAddr>>>,
+}
+
+impl Announced {
+    /// Announcing `own` until a mapping is made.
+    pub fn new(own: Vec<SocketAddr>) -> Self {
+        let (tx, _) = watch::channel(own.clone());
+        Self {
+            own,
+            tx: Arc::new(tx),
+        }
+    }
+
+    /// What the registrations follow.
+    pub fn watch(&self) -> watch::Receiver<Vec<SocketAddr>> {
+        self.tx.subscribe()
+    }
+
+    /// The UPnP mapping's external address now (`None`: no mapping).
+    pub fn mapped(&self, external: Option<SocketAddr>) {
+        let mut all: Vec<SocketAddr> = external.into_iter().collect();
+        all.extend(self.own.iter().filter(|a| Some(**a) != external));
+        all.truncate(qp2p::net::introducer::wire::MAX_ADDRS);
+        self.tx.send_if_modified(|now| {
+            let changed = *now != all;
+            *now = all;
+            changed
+        });
+    }
+}
+
 /// The ticket naming every way: `FP@DIRECT,IFP@INTRODUCER…`.
 pub fn ticket(fp: &Fingerprint, direct: SocketAddr, vias: &[Via]) -> String {
     let mut text = qp2p::net::addr::ticket(fp, direct);
@@ -120,7 +158,7 @@ impl Seen {
 pub fn spawn(
     endpoint: &Endpoint,
     vias: &[Via],
-    addrs: Vec<SocketAddr>,
+    addrs: &Announced,
     out: &Output,
     seen: &Seen,
 ) -> Vec<tokio::task::JoinHandle<()>> {
@@ -133,7 +171,7 @@ pub fn spawn(
             endpoint.clone(),
             via.addr,
             ifp,
-            addrs.clone(),
+            addrs.watch(),
             move |event| report(&out, &seen, ifp, event),
         )));
     }

@@ -259,7 +259,13 @@ async fn direct(
                 .collect();
             let outcome = race(endpoint, &candidates, backoff, None).await;
             let Some(winner) = outcome.winner else {
-                return Err(all_failed(&candidates, outcome.losers));
+                return Err(all_failed(
+                    outcome
+                        .losers
+                        .into_iter()
+                        .map(|(i, fate)| (candidates[i].addr, fate))
+                        .collect(),
+                ));
             };
             let addr = candidates[winner.index].addr;
             pool.insert(addr, rules.clone(), winner.conn);

@@ -10,6 +10,7 @@ use super::wire::{Request, Status};
 use super::{ask, order, AskError, PeerPath};
 use crate::net::addr::{Ticket, Way};
 use crate::net::endpoint::{canonical, ConnectError};
+use crate::net::race::{all_identity, Winner};
 use crate::net::race::{race, Candidate, Fate};
 use crate::net::tls::{Fingerprint, TrustRules};
 use crate::{Backoff, Endpoint};
@@ -143,7 +144,7 @@ pub struct Reached {
     /// Retries the winner needed.
     pub retries: u32,
     /// Every other candidate and its fate.
-    pub losers: Vec<(SocketAddr, PeerPath, Fate)>,
+    pub losers: Vec<Loser>,
     /// For a relayed path, the control connection to the introducer: keep it while
     /// the connection is used; its close reason says why a relay cut the session.
     pub control: Option<quinn::Connection>,
@@ -201,6 +202,23 @@ pub struct Ways {
     pub hints: Vec<String>,
     /// Introducers that offer a relay: fingerprint and address.
     pub relays: Vec<(Fingerprint, SocketAddr)>,
+}
+
+impl Ways {
+    /// How long the direct and punched candidates are raced before the relay is
+    /// asked for: [`RELAY_AFTER`](super::RELAY_AFTER) with a relay offered, or
+    /// [`RELAY_AFTER_SYMMETRIC`](super::RELAY_AFTER_SYMMETRIC) when a NAT was seen
+    /// changing ports (then no punch can work, the LAN candidates get a moment);
+    /// `None` (the whole retry budget) when no relay is offered.
+    pub fn before_relay(&self) -> Option<Duration> {
+        if self.relays.is_empty() {
+            None
+        } else if self.hints.is_empty() {
+            Some(super::RELAY_AFTER)
+        } else {
+            Some(super::RELAY_AFTER_SYMMETRIC)
+        }
+    }
 }
 
 /// Resolves the direct ways of `ticket` and asks each of its introducers, all at
@@ -283,6 +301,56 @@ pub async fn ways(endpoint: &Endpoint, ticket: &Ticket) -> Ways {
     }
 }
 
+/// A candidate that lost: where, how it would have reached the peer, and its fate.
+pub type Loser = (SocketAddr, PeerPath, Fate);
+
+/// What a relay got us: the winning handshake, the relay's address, the path, and
+/// the control connection to keep while the connection is used.
+pub type RelayWin = (Winner, SocketAddr, PeerPath, quinn::Connection);
+
+/// The relay fallback: asks each introducer of `relays` (fingerprint, address) in
+/// turn for a relay session to `target` and dials it under `rules`; the first
+/// handshake wins. A session that fails is closed and its dial joins `losers`; a
+/// refusal joins `introducers` (who, and why).
+pub async fn through_relay(
+    endpoint: &Endpoint,
+    relays: &[(Fingerprint, SocketAddr)],
+    target: Fingerprint,
+    rules: &TrustRules,
+    backoff: &Backoff,
+    losers: &mut Vec<Loser>,
+    introducers: &mut Vec<(String, String)>,
+) -> Option<RelayWin> {
+    for (ifp, at) in relays.iter().copied() {
+        let session = match relay(endpoint, at, ifp, target).await {
+            Ok(session) => session,
+            Err(e) => {
+                introducers.push((format!("{ifp}@{at}"), format!("relay: {e}")));
+                continue;
+            }
+        };
+        let dial = [Candidate {
+            addr: session.addr,
+            rules: rules.clone(),
+        }];
+        let out = race(endpoint, &dial, backoff, None).await;
+        match out.winner {
+            Some(w) => return Some((w, session.addr, PeerPath::Relayed(ifp), session.control)),
+            None => {
+                session
+                    .control
+                    .close(crate::net::framing::close::DONE, b"relay not used");
+                losers.extend(
+                    out.losers
+                        .into_iter()
+                        .map(|(_, fate)| (session.addr, PeerPath::Relayed(ifp), fate)),
+                );
+            }
+        }
+    }
+    None
+}
+
 /// Tries every way of `ticket` at once and returns the first connection whose
 /// handshake proves the pinned identity (`rules`). Direct ways are dialed; each
 /// introducer is asked for an introduction first (all at once, each bounded by the
@@ -294,12 +362,14 @@ pub async fn reach(
     rules: &TrustRules,
     backoff: &Backoff,
 ) -> Result<Reached, Unreached> {
+    let found = ways(endpoint, ticket).await;
+    let outcome_wait = found.before_relay();
     let Ways {
         candidates,
         mut introducers,
         mut hints,
         relays,
-    } = ways(endpoint, ticket).await;
+    } = found;
     let dial: Vec<Candidate> = candidates
         .iter()
         .map(|(addr, _)| Candidate {
@@ -307,68 +377,30 @@ pub async fn reach(
             rules: rules.clone(),
         })
         .collect();
-    // With a relay offered, the direct and punched candidates get RELAY_AFTER, then
-    // the relay is asked for; without, they get the whole retry budget.
-    // A NAT seen changing ports cannot be punched: then the LAN candidates get a
-    // moment and the relay is asked for at once.
-    let symmetric = !hints.is_empty();
-    let wait = if symmetric {
-        super::RELAY_AFTER_SYMMETRIC
-    } else {
-        super::RELAY_AFTER
-    };
-    let deadline = (!relays.is_empty()).then_some(wait);
-    let outcome = race(endpoint, &dial, backoff, deadline).await;
-    let mut losers: Vec<(SocketAddr, PeerPath, Fate)> = outcome
+    let outcome = race(endpoint, &dial, backoff, outcome_wait).await;
+    let mut losers: Vec<Loser> = outcome
         .losers
         .into_iter()
         .map(|(i, fate)| (candidates[i].0, candidates[i].1, fate))
         .collect();
-    let target = ticket.expect;
-    let winner =
-        match outcome.winner {
-            Some(w) => {
-                let (addr, path) = candidates[w.index];
-                Some((w, addr, path, None))
-            }
-            None => {
-                let mut relayed = None;
-                for (ifp, at) in relays.iter().copied() {
-                    let Some(target) = target else { break };
-                    match relay(endpoint, at, ifp, target).await {
-                        Ok(session) => {
-                            let dial = [Candidate {
-                                addr: session.addr,
-                                rules: rules.clone(),
-                            }];
-                            let out = race(endpoint, &dial, backoff, None).await;
-                            match out.winner {
-                                Some(w) => {
-                                    relayed = Some((
-                                        w,
-                                        session.addr,
-                                        PeerPath::Relayed(ifp),
-                                        Some(session.control),
-                                    ));
-                                    break;
-                                }
-                                None => {
-                                    session
-                                        .control
-                                        .close(crate::net::framing::close::DONE, b"relay not used");
-                                    losers.extend(out.losers.into_iter().map(|(_, fate)| {
-                                        (session.addr, PeerPath::Relayed(ifp), fate)
-                                    }));
-                                }
-                            }
-                        }
-                        Err(e) => introducers.push((format!("{ifp}@{at}"), format!("relay: {e}"))),
-                    }
-                }
-                relayed
-            }
-        };
-    let mut losers = losers.into_iter();
+    let winner = match (outcome.winner, ticket.expect) {
+        (Some(w), _) => {
+            let (addr, path) = candidates[w.index];
+            Some((w, addr, path, None))
+        }
+        (None, Some(target)) => through_relay(
+            endpoint,
+            &relays,
+            target,
+            rules,
+            backoff,
+            &mut losers,
+            &mut introducers,
+        )
+        .await
+        .map(|(w, addr, path, control)| (w, addr, path, Some(control))),
+        (None, None) => None,
+    };
     match winner {
         Some((w, addr, path, control)) => Ok(Reached {
             conn: w.conn,
@@ -376,26 +408,14 @@ pub async fn reach(
             path,
             handshake: w.handshake,
             retries: w.retries,
-            losers: losers.collect(),
+            losers,
             control,
         }),
         None => {
-            let mut identity = !candidates.is_empty();
+            let identity = all_identity(losers.iter().map(|(_, _, fate)| fate));
             let tried = losers
-                .by_ref()
-                .map(|(a, p, fate)| {
-                    let why = match fate {
-                        Fate::Failed(e) => {
-                            identity &= matches!(e, ConnectError::IdentityRejected(_));
-                            e.to_string()
-                        }
-                        Fate::Cancelled => {
-                            identity = false;
-                            "cancelled".into()
-                        }
-                    };
-                    (canonical(a), p, why)
-                })
+                .into_iter()
+                .map(|(a, p, fate)| (canonical(a), p, fate.reason()))
                 .collect();
             let punched = candidates
                 .iter()

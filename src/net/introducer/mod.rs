@@ -70,8 +70,8 @@ mod service;
 pub mod wire;
 
 pub use client::{
-    introduce, reach, relay as ask_relay, ways, IntroduceError, Introduced, Reached, RelaySession,
-    Unreached, Ways,
+    introduce, reach, relay as ask_relay, through_relay, ways, IntroduceError, Introduced, Loser,
+    Reached, RelaySession, RelayWin, Unreached, Ways,
 };
 pub use register::{keep_registered, RegistrationEvent};
 pub use relay::{Relay, RelayLimits};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
 use super::wire::{self, Answer, Request, Status};
@@ -21,7 +22,8 @@ use crate::Endpoint;
 /// What happens to a registration, for the listener's reports.
 #[derive(Debug, Clone)]
 pub enum RegistrationEvent {
-    /// Registered; the introducer sees us at `observed`.
+    /// Registered (again after a loss, or with new addresses); the introducer sees
+    /// us at `observed`.
     Registered {
         /// The introducer's address.
         introducer: SocketAddr,
@@ -53,14 +55,16 @@ pub enum RegistrationEvent {
 type Window = Arc<Mutex<(Instant, u32)>>;
 
 /// Registers `endpoint` (a listener's) with the introducer `ifp` at `introducer`,
-/// announcing `addrs` (its own direct addresses), and keeps it registered until the
-/// future is dropped: registers again whenever the connection is lost, every
-/// [`REREGISTER_EVERY`] until it succeeds. Each change is told to `on_event`.
+/// announcing `addrs` (its own direct addresses: LAN, a UPnP mapping once made), and
+/// keeps it registered until the future is dropped: registers again on the same
+/// connection whenever `addrs` changes, and on a new one whenever the connection is
+/// lost, every [`REREGISTER_EVERY`] until it succeeds. Each change is told to
+/// `on_event`.
 pub async fn keep_registered(
     endpoint: Endpoint,
     introducer: SocketAddr,
     ifp: Fingerprint,
-    addrs: Vec<SocketAddr>,
+    mut addrs: watch::Receiver<Vec<SocketAddr>>,
     on_event: impl Fn(RegistrationEvent) + Send + Sync + 'static,
 ) {
     let on_event = Arc::new(on_event);
@@ -88,7 +92,7 @@ pub async fn keep_registered(
             }
         };
         let request = Request::Register {
-            addrs: addrs.clone(),
+            addrs: addrs.borrow_and_update().clone(),
         };
         match ask(&conn, &request, super::ORDER_TIMEOUT).await {
             Ok(Answer {
@@ -116,12 +120,51 @@ pub async fn keep_registered(
                 continue;
             }
         }
-        let reason = take_orders(&conn, &endpoint, &window, &on_event).await;
+        let reason = tokio::select! {
+            reason = take_orders(&conn, &endpoint, &window, &on_event) => reason,
+            reason = announce_changes(&conn, &mut addrs, introducer, &on_event) => reason,
+        };
+        conn.close(crate::net::framing::close::DONE, b"registering again");
         lost(
             format!("connection to the introducer lost: {reason}"),
             &mut lost_told,
         );
         tokio::time::sleep(REREGISTER_EVERY).await;
+    }
+}
+
+/// Registers again on `conn` each time `addrs` changes (a UPnP mapping made or
+/// lost), so introductions name the new addresses, each told to `on_event` as a
+/// registration; returns why that failed, never if it does not.
+async fn announce_changes(
+    conn: &quinn::Connection,
+    addrs: &mut watch::Receiver<Vec<SocketAddr>>,
+    introducer: SocketAddr,
+    on_event: &Arc<impl Fn(RegistrationEvent) + Send + Sync + 'static>,
+) -> String {
+    loop {
+        if addrs.changed().await.is_err() {
+            // No more changes will come: nothing to announce, ever.
+            return std::future::pending().await;
+        }
+        let request = Request::Register {
+            addrs: addrs.borrow_and_update().clone(),
+        };
+        match ask(conn, &request, super::ORDER_TIMEOUT).await {
+            Ok(Answer {
+                status: Status::Ok,
+                addrs: seen,
+                ..
+            }) if !seen.is_empty() => {
+                info!(addrs = ?request, "registered again with new addresses");
+                on_event(RegistrationEvent::Registered {
+                    introducer,
+                    observed: canonical(seen[0]),
+                });
+            }
+            Ok(answer) => return format!("registration refused ({:?})", answer.status),
+            Err(e) => return e.to_string(),
+        }
     }
 }
 

@@ -61,11 +61,16 @@ impl FromStr for Fingerprint {
     }
 }
 
-fn base32() -> data_encoding::Encoding {
-    let mut spec = data_encoding::Specification::new();
-    spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
-    // The specification is a constant that is known to be valid.
-    spec.encoding().expect("valid base32 specification")
+/// Lowercase base32 without padding, built once (a listener names its peer in every
+/// report: building the tables each time cost more than the encoding).
+fn base32() -> &'static data_encoding::Encoding {
+    static ENCODING: std::sync::OnceLock<data_encoding::Encoding> = std::sync::OnceLock::new();
+    ENCODING.get_or_init(|| {
+        let mut spec = data_encoding::Specification::new();
+        spec.symbols.push_str("abcdefghijklmnopqrstuvwxyz234567");
+        // The specification is a constant that is known to be valid.
+        spec.encoding().expect("valid base32 specification")
+    })
 }
 
 #[cfg(test)]
