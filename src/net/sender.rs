@@ -15,6 +15,9 @@
 //! - *Stdin sent twice, or half of it*: a stream of unknown length (stdin, a pipe) is read
 //!   once. Only connecting is retried for it; once its bytes started going, a lost
 //!   connection fails it as a [`SendError::Source`] error ("cannot be replayed").
+//! - *A retry that sends a large file whole again*: a regular file's header carries a
+//!   resume offer (`transfer::resume`), so the next attempt (or a later run of the
+//!   same file by the same identity) sends only what the listener does not hold.
 //! - *A retry that outlives the budget*: each connect is bounded by the budget's end
 //!   ([`Attempt::within`]); a connection failure still worth retrying when the budget
 //!   ran out becomes [`ConnectError::GaveUp`], naming the whole wait, not the last slice.

@@ -20,6 +20,10 @@
 //!   [`ErrorCode::TooLarge`], nothing stored).
 //! - The sender's cases: a source that changes while being sent, sending a duplicate
 //!   in full.
+//! - *A retry that resends what already arrived*: a regular file is offered for resume
+//!   (`resume.rs`): the receiver says how much of it it holds, the sender proves its
+//!   prefix by digest and sends the rest; both ends' digests still cover the whole
+//!   file.
 
 use quinn::{ReadError as QuinnReadError, VarInt, WriteError};
 
