@@ -385,7 +385,7 @@ _qp2p() {
             return 0
             ;;
         qp2p__subcmd__listen)
-            opts="-q -v -h -V --bind --out --stdout --once --count --allow --allow-file --max-size --overwrite --upnp --lease --no-probe --introduce --via --relay --relay-sessions --relay-bytes --relay-time --max-connections --max-connections-per-ip --max-streams --header-timeout --handshake-timeout --ca --idle-timeout --keep-alive --connect-timeout --retry-for --retry-initial --retry-max --congestion --json --quiet --verbose --identity --ephemeral --cert --key --help --version"
+            opts="-q -v -h -V --bind --out --stdout --once --count --allow --allow-file --max-size --partial-ttl --overwrite --upnp --lease --no-probe --introduce --via --relay --relay-sessions --relay-bytes --relay-time --max-connections --max-connections-per-ip --max-streams --header-timeout --handshake-timeout --ca --idle-timeout --keep-alive --connect-timeout --retry-for --retry-initial --retry-max --congestion --json --quiet --verbose --identity --ephemeral --cert --key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0
@@ -412,6 +412,10 @@ _qp2p() {
                     return 0
                     ;;
                 --max-size)
+                    COMPREPLY=($(compgen -f "${cur}"))
+                    return 0
+                    ;;
+                --partial-ttl)
                     COMPREPLY=($(compgen -f "${cur}"))
                     return 0
                     ;;

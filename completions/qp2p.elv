@@ -48,6 +48,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
             cand --allow 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]'
             cand --allow-file 'Admit only senders whose fingerprint is in FILE (one per line, # comments) [default: admit anyone]'
             cand --max-size 'Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit]'
+            cand --partial-ttl 'Keep what arrived of a file whose transfer broke off for DUR after its last byte, hidden in DIR/.qp2p-partial, so that the sender''s next try sends only the rest; 0 keeps nothing (no resume). Older ones are removed at start and while listening'
             cand --lease 'Lease asked for the UPnP mapping; it is renewed at half of it'
             cand --via 'Register with the introducer at TICKET (repeatable) from the listening socket, keep the NAT binding open and register again when the connection is lost; the ticket printed then names every way to this listener [default: no introducer, reachable only at its own addresses]'
             cand --relay-sessions 'Relay sessions at once; more are refused (and logged)'

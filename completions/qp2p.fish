@@ -48,6 +48,7 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l count -d 'Take exac
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow -d 'Admit only senders with this fingerprint (repeatable) [default: admit anyone]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l allow-file -d 'Admit only senders whose fingerprint is in FILE (one per line, # comments) [default: admit anyone]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l max-size -d 'Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit]' -r
+complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l partial-ttl -d 'Keep what arrived of a file whose transfer broke off for DUR after its last byte, hidden in DIR/.qp2p-partial, so that the sender\'s next try sends only the rest; 0 keeps nothing (no resume). Older ones are removed at start and while listening' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l lease -d 'Lease asked for the UPnP mapping; it is renewed at half of it' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l via -d 'Register with the introducer at TICKET (repeatable) from the listening socket, keep the NAT binding open and register again when the connection is lost; the ticket printed then names every way to this listener [default: no introducer, reachable only at its own addresses]' -r
 complete -c qp2p -n "__fish_qp2p_using_subcommand listen" -l relay-sessions -d 'Relay sessions at once; more are refused (and logged)' -r

@@ -44,6 +44,10 @@ mod nat;
 mod probe;
 #[path = "suite/race.rs"]
 mod race;
+// SIGKILL of a sender and of a listener mid-transfer.
+#[cfg(unix)]
+#[path = "suite/resume.rs"]
+mod resume;
 #[path = "suite/safety.rs"]
 mod safety;
 // SIGINT and SIGTERM, FIFOs, symlinks.

@@ -45,7 +45,7 @@ use qp2p::net::receiver::{Outcome, Quota, Receiver, Sink};
 use qp2p::net::server::{Handler, HandshakeError, Router, Stream};
 use qp2p::net::transfer::{self, Limits, RecvError};
 use qp2p::net::upnp::MAX_LEASE;
-use qp2p::store::Store;
+use qp2p::store::{Partials, Store};
 use qp2p::{Endpoint, Fingerprint, Server, ServerConfig, TransportOptions, TrustRules};
 
 mod receive;
@@ -107,6 +107,17 @@ pub struct Args {
     /// Refuse messages larger than SIZE (e.g. 512MiB) [default: no limit].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub max_size: Option<u64>,
+    /// Keep what arrived of a file whose transfer broke off for DUR after its last
+    /// byte, hidden in DIR/.qp2p-partial, so that the sender's next try sends only the
+    /// rest; 0 keeps nothing (no resume). Older ones are removed at start and while
+    /// listening.
+    #[arg(
+        long,
+        value_name = "DUR",
+        default_value = "1d",
+        value_parser = super::parse_duration
+    )]
+    pub partial_ttl: Duration,
     /// Replace existing files instead of storing under a new name (name.1.ext).
     #[arg(long)]
     pub overwrite: bool,
@@ -291,22 +302,36 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         crate::output::line_to_stderr(&format!("listening on {bound}"));
     }
 
+    let partials = match &sink {
+        Sink::Dir(store) if !args.partial_ttl.is_zero() => {
+            Some(Partials::new(store.root(), args.partial_ttl))
+        }
+        _ => None,
+    };
+    if let Some(partials) = &partials {
+        sweep_partials(&ctx, partials);
+    }
+    let receiver = Receiver::new(
+        sink,
+        Limits {
+            max_size: args.max_size,
+        },
+        Quota {
+            once: args.once && !args.stdout,
+            limit: match (args.once, args.stdout) {
+                // Stdout cannot tell one message from the next: one only.
+                (true, true) => Some(1),
+                _ => args.count,
+            },
+            ..Quota::default()
+        },
+    );
+    let receiver = match partials.clone() {
+        Some(partials) => receiver.with_partials(partials),
+        None => receiver,
+    };
     let state = Arc::new(State {
-        receiver: Receiver::new(
-            sink,
-            Limits {
-                max_size: args.max_size,
-            },
-            Quota {
-                once: args.once && !args.stdout,
-                limit: match (args.once, args.stdout) {
-                    // Stdout cannot tell one message from the next: one only.
-                    (true, true) => Some(1),
-                    _ => args.count,
-                },
-                ..Quota::default()
-            },
-        ),
+        receiver,
         stdout_closed: Default::default(),
         ctx: ctx.clone(),
         paths: via::Seen::default(),
@@ -348,6 +373,18 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             }
         }
     };
+    let sweeper = partials.map(|partials| {
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let every = (partials.ttl() / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            loop {
+                tokio::time::sleep(every).await;
+                let (c, p) = (ctx.clone(), partials.clone());
+                let _ = tokio::task::spawn_blocking(move || sweep_partials(&c, &p)).await;
+            }
+        })
+    });
+    let _sweeper = sweeper.map(AbortOnDrop);
     let registrations = via::spawn(&endpoint, &vias, &announced, &ctx.out, &state.paths);
     let mut router = Router::new(state.clone()).probe(probe);
     if args.introduce {
@@ -638,9 +675,16 @@ async fn serve_message(mut stream: Stream, state: &State) {
                     "message_id": header.id.to_string(),
                 }),
                 || {
-                    let kept = match state.receiver.target {
-                        Sink::Dir(_) => "; nothing stored",
-                        Sink::Stream { .. } => "",
+                    // A resumable file that broke off (not refused) leaves its partial.
+                    let resumable = state.receiver.partials().is_some()
+                        && header.resume.is_some()
+                        && matches!(e, RecvError::Cancelled(_) | RecvError::Lost(_));
+                    let kept = match (&state.receiver.target, resumable) {
+                        (Sink::Dir(_), true) => {
+                            "; nothing stored under its name, what arrived is kept for a resume"
+                        }
+                        (Sink::Dir(_), false) => "; nothing stored",
+                        (Sink::Stream { .. }, _) => "",
                     };
                     format!(
                         "failed to receive \"{}\" from {}: {}{kept}",
@@ -669,5 +713,38 @@ fn report_refused(state: &State, peer: SocketAddr, reason: &str, fp: Option<Fing
             }),
             String::new,
         );
+    }
+}
+
+/// Removes the partial files older than their time to live and says what that freed.
+fn sweep_partials(ctx: &Context, partials: &Partials) {
+    let swept = partials.sweep();
+    if swept.count == 0 {
+        return;
+    }
+    ctx.out.event(
+        json!({
+            "event": "partials_expired",
+            "count": swept.count,
+            "bytes": swept.bytes,
+            "ttl": humantime::format_duration(partials.ttl()).to_string(),
+        }),
+        || {
+            format!(
+                "removed {} partial file(s) of broken-off transfers older than {}: {} freed",
+                swept.count,
+                humantime::format_duration(partials.ttl()),
+                qp2p::net::transfer::size(swept.bytes)
+            )
+        },
+    );
+}
+
+/// Aborts a background task when the run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

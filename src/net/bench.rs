@@ -167,6 +167,7 @@ pub async fn discard(conn: &quinn::Connection, total: u64, hashed: bool) -> Resu
         // reads.
         digest: hashed.then_some(Algorithm::Blake3),
         skip_same: None,
+        resume: None,
     };
     if hashed {
         let source = transfer::Source::pipe(PatternReader::new(total));
@@ -217,6 +218,7 @@ pub async fn request(
         name: String::new(),
         digest: None,
         skip_same: None,
+        resume: None,
     };
     let mut out = header.encode();
     out.extend_from_slice(&response.to_be_bytes());

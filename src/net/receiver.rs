@@ -11,6 +11,9 @@
 //!   forgotten first.
 //! - A disk that fills half-way: a declared length larger than the free space is
 //!   refused before a byte is written (`check_free_space`, `NO_SPACE`).
+//! - A sender planting or replacing a partial file (`--overwrite`): names under the
+//!   partials' folder are refused (`BAD_NAME`); resume offers are answered first,
+//!   before anything can hold the sender up (`transfer::resume`).
 //! - `--skip-same` made to vouch for a file outside DIR: `holds_same` takes only a
 //!   regular file, not a symlink, inside DIR once every link on the way is resolved.
 //! - `--count N` storing N+1 under concurrency, or fewer after a failure: the
@@ -44,8 +47,9 @@ use tracing::{debug, info};
 use super::digest::Digest;
 use super::framing::{Ack, AckStatus, ErrorCode, Header, Kind, MessageId, MAX_TEXT_LEN};
 use super::server::Stream;
-use super::transfer::{self, receive_payload, Limits, RecvError, INLINE};
-use crate::store::{sanitize, Store};
+use super::tls::Fingerprint;
+use super::transfer::{self, receive_payload, resume, Limits, RecvError, INLINE};
+use crate::store::{sanitize, Partials, Store, FOLDER as PARTIALS};
 
 /// How many message ids are remembered for duplicate detection.
 pub(crate) const RECENT_IDS: usize = 4096;
@@ -293,6 +297,8 @@ pub struct Receiver {
     /// Bytes of small files held in memory until their batch commits them
     /// ([`IN_MEMORY`]).
     in_memory: tokio::sync::Semaphore,
+    /// Where partial files are kept for resume (`None`: files are not resumed).
+    partials: Option<Partials>,
 }
 
 /// How many bytes of small files the receiver holds in memory at once, received and
@@ -348,7 +354,20 @@ impl Receiver {
             failure: Mutex::default(),
             quota: Mutex::new(quota),
             in_memory: tokio::sync::Semaphore::new(IN_MEMORY),
+            partials: None,
         }
+    }
+
+    /// Keeps what arrived of a message that broke off in `partials`, so that the
+    /// sender's next try resumes it (`transfer::resume`). Only for a directory sink.
+    pub fn with_partials(mut self, partials: Partials) -> Self {
+        self.partials = Some(partials);
+        self
+    }
+
+    /// The partial files kept for resume, if any.
+    pub fn partials(&self) -> Option<&Partials> {
+        self.partials.as_ref()
     }
 
     /// The quota, locked.
@@ -374,7 +393,14 @@ impl Receiver {
         let started = std::time::Instant::now();
         let first = std::mem::take(&mut s.first);
         let result = self
-            .receive(&s.header, first, &mut s.send, &mut s.recv, progress)
+            .receive_from(
+                &s.header,
+                first,
+                &mut s.send,
+                &mut s.recv,
+                progress,
+                s.fingerprint,
+            )
             .await;
         let seconds = started.elapsed().as_secs_f64();
         if !matches!(result, Ok((_, AckStatus::Stored, _))) {
@@ -429,13 +455,55 @@ impl Receiver {
         recv: &mut quinn::RecvStream,
         progress: &dyn Progress,
     ) -> Result<(Stored, AckStatus, Option<String>), RecvError> {
+        self.receive_from(header, first, send, recv, progress, None)
+            .await
+    }
+
+    /// [`Receiver::receive`] from the sender with `fingerprint`, whose partial files
+    /// (with [`Receiver::with_partials`]) are resumed.
+    pub async fn receive_from(
+        &self,
+        header: &Header,
+        first: Bytes,
+        send: &mut Option<quinn::SendStream>,
+        recv: &mut quinn::RecvStream,
+        progress: &dyn Progress,
+        fingerprint: Option<Fingerprint>,
+    ) -> Result<(Stored, AckStatus, Option<String>), RecvError> {
+        let mut first = first;
         let rel = match (&self.target, header.kind) {
             (Sink::Dir(_), Kind::Message) => Some(sanitize(&header.name).ok_or_else(|| {
                 RecvError::Refuse(ErrorCode::BadName, format!("{:?}", header.name))
             })?),
             _ => None,
         };
+        if rel.as_ref().is_some_and(|rel| rel.starts_with(PARTIALS)) {
+            // The folder of partial files is the listener's own: nothing lands there,
+            // so no sender can plant or replace another's partial.
+            return Err(RecvError::Refuse(
+                ErrorCode::BadName,
+                format!("{PARTIALS} is reserved for partial files"),
+            ));
+        }
         self.limits.check_declared(header)?;
+        // A resume offer is answered before anything else can hold the sender up (it
+        // waits for the answer before its payload); a receiver that keeps no partials
+        // answers that it holds nothing.
+        let offered = header.kind == Kind::Message
+            && header.resume.is_some()
+            && header.length.is_some_and(|n| n > INLINE)
+            && send.is_some();
+        let mut claim = None;
+        if offered {
+            if let (Sink::Dir(_), Some(partials), Some(fp)) =
+                (&self.target, &self.partials, fingerprint)
+            {
+                claim = resume::claim(partials, header, fp.0).await;
+            }
+            if let Some(send) = send.as_mut() {
+                resume::answer(send, claim.as_ref()).await?;
+            }
+        }
         let slot = self
             .seen
             .lock()
@@ -472,7 +540,20 @@ impl Receiver {
         }
 
         if let (Sink::Dir(store), Some(len)) = (&self.target, header.length) {
-            check_free_space(store, len)?;
+            // What a partial holds is on the disk already.
+            let held = claim.as_ref().map_or(0, |c| c.held);
+            check_free_space(store, len - held.min(len))?;
+        }
+        if offered && claim.is_none() {
+            // Nothing held: the sender starts from byte 0, with or without a start.
+            let (start, rest) = resume::read_start(recv, first).await?;
+            if start.is_some_and(|s| s.from != 0) {
+                return Err(RecvError::Refuse(
+                    ErrorCode::BadHeader,
+                    "resume from a byte that is not held".into(),
+                ));
+            }
+            first = rest;
         }
         if header.kind == Kind::Text {
             let text = receive_text(header, first, recv).await?;
@@ -490,6 +571,31 @@ impl Receiver {
         let bar = progress.start(header.length, &header.name);
         let progress = |n: u64| bar.inc(n);
         let stored = match (&self.target, rel) {
+            (Sink::Dir(store), Some(rel)) if claim.is_some() => {
+                let claim = claim.take().expect("checked");
+                let (got, claim) = resume::receive_into_partial(
+                    store,
+                    &rel,
+                    claim,
+                    header,
+                    first,
+                    recv,
+                    self.limits,
+                    &progress,
+                )
+                .await?;
+                let path = store
+                    .commit(got.sink.into_pending())
+                    .await
+                    .map_err(RecvError::Storage)?;
+                claim.landed();
+                Stored {
+                    bytes: got.bytes,
+                    digest: got.digest,
+                    name: relative_name(store.root(), &path),
+                    path: Some(path),
+                }
+            }
             (Sink::Dir(store), Some(rel)) if header.length.is_some_and(|n| n <= INLINE) => {
                 // A small file: received into memory, then written, synced and named
                 // with the others of its batch on the commit thread; no file is opened

@@ -15,6 +15,9 @@
 //! - *Stdin sent twice, or half of it*: a stream of unknown length (stdin, a pipe) is read
 //!   once. Only connecting is retried for it; once its bytes started going, a lost
 //!   connection fails it as a [`SendError::Source`] error ("cannot be replayed").
+//! - *A retry that sends a large file whole again*: a regular file's header carries a
+//!   resume offer (`transfer::resume`), so the next attempt (or a later run of the
+//!   same file by the same identity) sends only what the listener does not hold.
 //! - *A retry that outlives the budget*: each connect is bounded by the budget's end
 //!   ([`Attempt::within`]); a connection failure still worth retrying when the budget
 //!   ran out becomes [`ConnectError::GaveUp`], naming the whole wait, not the last slice.
@@ -35,7 +38,7 @@ use super::framing::{self, Header, Kind, MessageId};
 use super::pool::{Pool, Pooled};
 use super::retry::{Attempt, Backoff, Retry, Retryable};
 use super::tls::{Fingerprint, TrustRules};
-use super::transfer::{send_message, Mode, SendError, Sent, Source};
+use super::transfer::{resume, send_message, Mode, SendError, Sent, Source};
 
 /// Opens a stream of unknown length: called once, on a blocking thread, when the
 /// connection is up (a FIFO's open waits for its writer).
@@ -223,6 +226,19 @@ impl Sender {
             }
             _ => None,
         };
+        // A regular file of some size can be resumed where a broken-off try ended
+        // (`transfer::resume`); stdin cannot, and a unidirectional stream has no way
+        // back for the receiver's answer.
+        let resume = match &message {
+            Outgoing::File { path, len, .. } if self.mode == Mode::Bidi => {
+                let (path, len, digest) = (path.clone(), *len, self.digest);
+                tokio::task::spawn_blocking(move || resume::offer_for(&path, len, digest))
+                    .await
+                    .map_err(|e| SendError::Source(std::io::Error::other(e)))?
+                    .map_err(SendError::Source)?
+            }
+            _ => None,
+        };
         let header = Header {
             kind: match message {
                 Outgoing::Text(_) => Kind::Text,
@@ -243,6 +259,7 @@ impl Sender {
                 algorithm => Some(algorithm),
             },
             skip_same,
+            resume,
         };
         let name = message.name().to_string();
         // Between attempts: what the observer shows of the wait.

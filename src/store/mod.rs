@@ -8,6 +8,8 @@
 //!   file inside the root and says how much room is left.
 //! - `pending`: a `Pending` file, invisible until complete, then named atomically
 //!   without ever replacing an existing name (unless `--overwrite`).
+//! - `partial`: [`Partials`], what a receiver keeps of a transfer that broke off, in a
+//!   hidden folder ([`FOLDER`]), for the sender's next try to resume.
 //! - `group`: the [`Committer`], which makes files that complete together durable
 //!   together (one sync per batch, each directory synced once).
 //! - `direct`: the write-behind engine that writes a large file past the page cache.
@@ -42,6 +44,7 @@
 mod direct;
 mod group;
 mod names;
+mod partial;
 mod pending;
 mod sys;
 
@@ -52,6 +55,8 @@ use std::sync::OnceLock;
 pub(crate) use direct::DIRECT_FROM;
 pub use group::{Committer, Receiving, GATHER, SYNCFS_FROM};
 pub use names::{sanitize, MAX_COMPONENT, MAX_DEPTH};
+pub(crate) use partial::{Claim, Identity, PartialSink};
+pub use partial::{Partials, Swept, DEFAULT_TTL, FOLDER};
 pub(crate) use pending::Pending;
 
 /// Whether `QP2P_PORTABLE_STORE=1` asks for the portable way on Linux too (read once).

@@ -184,6 +184,7 @@ fn a_version_1_header_is_stored_and_acked_with_sha256() {
             name: "old.bin".into(),
             digest: None,
             skip_same: None,
+            resume: None,
         };
         let bytes = header.encode();
         assert_eq!(bytes[4], 1, "a version 1 header");

@@ -99,6 +99,7 @@ fn header(name: &str, length: Option<u64>) -> Header {
         name: name.to_string(),
         digest: None,
         skip_same: None,
+        resume: None,
     }
 }
 

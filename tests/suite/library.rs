@@ -77,6 +77,7 @@ async fn a_message_sent_to_an_in_process_server_is_stored() {
         name: "hello.bin".into(),
         digest: Some(qp2p::Algorithm::Blake3),
         skip_same: None,
+        resume: None,
     };
     let source = Source::File(std::fs::File::open(&file).unwrap());
     let sent = transfer::send_message(&conn, &header, source, Mode::Bidi, &|_| {})

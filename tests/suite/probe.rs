@@ -51,6 +51,7 @@ fn probe_stream(length: Option<u64>, body: &[u8]) -> Vec<u8> {
         name: String::new(),
         digest: None,
         skip_same: None,
+        resume: None,
     }
     .encode();
     bytes.extend_from_slice(body);

@@ -32,6 +32,7 @@ fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
         name: name.to_string(),
         digest: Some(Algorithm::Blake3),
         skip_same: None,
+        resume: None,
     };
     (header, Source::pipe(std::io::Cursor::new(data.to_vec())))
 }
@@ -186,6 +187,7 @@ fn a_lying_length_fails_the_message_only() {
                 name: "liar.bin".into(),
                 digest: Some(Algorithm::Blake3),
                 skip_same: None,
+                resume: None,
             };
             let mut bytes = header.encode();
             bytes.extend_from_slice(&random_bytes(actual));

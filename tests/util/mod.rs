@@ -828,6 +828,16 @@ pub fn digest(ev: &Value) -> &str {
         .unwrap_or_else(|| panic!("no {algorithm} value in {ev}"))
 }
 
+/// Every entry under `dir`, directories included, as [`list_all`], but for the hidden
+/// folder of partial files kept for resume (`.qp2p-partial`): what landed, or is
+/// visible as on its way.
+pub fn list_landed(dir: &Path) -> Vec<PathBuf> {
+    list_all(dir)
+        .into_iter()
+        .filter(|p| !p.starts_with(".qp2p-partial"))
+        .collect()
+}
+
 /// Every entry under `dir` that is not a directory (regular files, symlinks, fifos
 /// …; hidden ones included), as paths relative to `dir`, sorted. Symlinks are not
 /// followed.

@@ -30,6 +30,10 @@ pub struct Options {
     pub config: ServerConfig,
     /// Message limits (`--max-size`).
     pub limits: Limits,
+    /// Keep partial files for resume this long (`listen --partial-ttl`); `None`: none.
+    pub partials: Option<Duration>,
+    /// Act as a listener from before resume: offers are dropped unread, never answered.
+    pub before_resume: bool,
 }
 
 impl Default for Options {
@@ -38,6 +42,8 @@ impl Default for Options {
             probe: true,
             config: ServerConfig::default(),
             limits: Limits::default(),
+            partials: None,
+            before_resume: false,
         }
     }
 }
@@ -56,12 +62,16 @@ pub struct InProcess {
 /// Stores each message and reports what became of it.
 struct Reporting {
     receiver: Receiver,
+    before_resume: bool,
     events: mpsc::Sender<Value>,
 }
 
 impl Handler for Reporting {
     async fn message(&self, mut stream: Stream) {
         let id = stream.header.id.to_string();
+        if self.before_resume {
+            stream.header.resume = None;
+        }
         let event = match self.receiver.serve(&mut stream, &NoProgress).await {
             Outcome::Received { stored, status, .. } => json!({
                 "event": "received",
@@ -112,9 +122,17 @@ impl InProcess {
                 let addr = endpoint.local_addr().expect("local address");
                 let _ = ready.send((addr, endpoint.fingerprint()));
                 let store = Store::new(&dir, false).expect("store");
+                let partials = options
+                    .partials
+                    .map(|ttl| qp2p::store::Partials::new(store.root(), ttl));
                 let receiver = Receiver::new(Sink::Dir(store), options.limits, Quota::default());
+                let receiver = match partials {
+                    Some(partials) => receiver.with_partials(partials),
+                    None => receiver,
+                };
                 let handler = Reporting {
                     receiver,
+                    before_resume: options.before_resume,
                     events: events_tx,
                 };
                 let probe = ProbeService::new(options.probe, identity, transport);

@@ -168,6 +168,7 @@ pub(super) fn report_sent(
         "duplicate": done.sent.duplicate || done.sent.present,
         "already_present": done.sent.present,
         "stored_as": done.sent.stored_as,
+        "resumed_from": done.sent.resumed_from,
         "message_id": done.id.to_string(),
         "stream": if sender.mode() == Mode::Uni { "uni" } else { "bi" },
         "path": path.name(),
@@ -186,8 +187,15 @@ pub(super) fn report_sent(
             PeerPath::Direct => String::new(),
             PeerPath::Punched(_) | PeerPath::Relayed(_) => format!(", {path}"),
         };
+        let resumed = match done.sent.resumed_from {
+            0 => String::new(),
+            n => format!(
+                ", resumed: the first {} were held by the listener",
+                human_bytes(n)
+            ),
+        };
         format!(
-            "sent {} ({} in {}, {}{via}){}{}{stored_as} {}",
+            "sent {} ({} in {}, {}{via}){}{}{stored_as}{resumed} {}",
             name,
             human_bytes(done.sent.bytes),
             human_duration(started.elapsed()),

@@ -76,8 +76,18 @@ impl Ack {
 /// the message under when it says (the ack's trailer: u16 length, UTF-8, relative to
 /// its directory; absent from receivers before it, and for stdout).
 pub async fn read_ack(recv: &mut quinn::RecvStream) -> Result<(Ack, Option<String>), ReadError> {
+    read_ack_after(recv, &[]).await
+}
+
+/// [`read_ack`] when its first bytes, `head`, were read already.
+pub(crate) async fn read_ack_after(
+    recv: &mut quinn::RecvStream,
+    head: &[u8],
+) -> Result<(Ack, Option<String>), ReadError> {
     let mut buf = [0u8; ACK_LEN];
-    read_exact(recv, &mut buf).await?;
+    let head = &head[..head.len().min(ACK_LEN)];
+    buf[..head.len()].copy_from_slice(head);
+    read_exact(recv, &mut buf[head.len()..]).await?;
     let ack = Ack::decode(&buf)?;
     let rest = read_rest(recv, Bytes::new(), 2 + MAX_NAME_LEN)
         .await

@@ -35,6 +35,10 @@ pub enum ErrorCode {
     /// or `--count`/`--once` is reached, or it is stopping. Final: a sender does not
     /// retry.
     NotAccepting = 0x0d,
+    /// A resumed message's start claims a prefix whose digest is not that of the
+    /// bytes the receiver holds: the partial is discarded, and the sender's next try
+    /// starts from byte 0.
+    PrefixMismatch = 0x0e,
 }
 
 impl ErrorCode {
@@ -60,6 +64,7 @@ impl ErrorCode {
             0x0b => Duplicate,
             0x0c => NoSpace,
             0x0d => NotAccepting,
+            0x0e => PrefixMismatch,
             _ => return None,
         })
     }
@@ -81,6 +86,7 @@ impl ErrorCode {
             Duplicate => "message already stored",
             NoSpace => "not enough space on the receiver's disk",
             NotAccepting => "the listener takes no more messages",
+            PrefixMismatch => "the receiver's partial copy differs from the file's start; it was discarded, the next try sends the whole file",
         }
     }
 }
@@ -106,7 +112,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip() {
-        for code in 1..=0x0d {
+        for code in 1..=0x0e {
             let c = ErrorCode::from_varint(VarInt::from_u32(code)).unwrap();
             assert_eq!(c.varint().into_inner(), code as u64);
         }

@@ -8,6 +8,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::resume::{Offer, EXT_RESUME};
 use super::*;
 use crate::net::digest::Algorithm;
 
@@ -31,6 +32,10 @@ pub struct Header {
     /// answers [`AckStatus::Present`] instead of taking it again. An extension field
     /// after the name, which receivers without it ignore.
     pub skip_same: Option<[u8; 32]>,
+    /// A resume offer for a regular file (`framing::resume`): the receiver answers
+    /// how much of it it holds before the payload. An extension field after the name,
+    /// which receivers without it ignore.
+    pub resume: Option<Offer>,
 }
 
 /// Extension field types in the header body after the name (type u8, length u16,
@@ -67,6 +72,9 @@ impl Header {
             ext.push(EXT_SKIP_SAME);
             ext.extend_from_slice(&(digest.len() as u16).to_be_bytes());
             ext.extend_from_slice(digest);
+        }
+        if let Some(offer) = &self.resume {
+            offer.encode(&mut ext);
         }
         let max_name = MAX_HEADER_LEN - self.fixed_len() - ext.len();
         let mut name = self.name.as_str();
@@ -148,6 +156,7 @@ impl Header {
             .ok_or(FrameError::Truncated)?;
         let name = std::str::from_utf8(name).map_err(|_| FrameError::BadName)?;
         let mut skip_same = None;
+        let mut resume = None;
         let mut ext = &body[fixed + name_len..];
         while !ext.is_empty() {
             let [kind, a, b, rest @ ..] = ext else {
@@ -157,6 +166,8 @@ impl Header {
             let value = rest.get(..len).ok_or(FrameError::Truncated)?;
             if *kind == EXT_SKIP_SAME {
                 skip_same = Some(value.try_into().map_err(|_| FrameError::Truncated)?);
+            } else if *kind == EXT_RESUME {
+                resume = Some(Offer::decode(value)?);
             }
             ext = &rest[len..];
         }
@@ -167,6 +178,7 @@ impl Header {
             name: name.to_string(),
             digest,
             skip_same,
+            resume,
         })
     }
 
@@ -260,7 +272,7 @@ pub(crate) async fn read_rest(
     Ok(parts)
 }
 
-pub(super) async fn read_exact(
+pub(crate) async fn read_exact(
     recv: &mut quinn::RecvStream,
     buf: &mut [u8],
 ) -> Result<(), ReadError> {
@@ -293,6 +305,7 @@ mod tests {
             name: name.to_string(),
             digest: None,
             skip_same: None,
+            resume: None,
         }
     }
 
@@ -431,5 +444,30 @@ mod tests {
         long.skip_same = Some([1; 32]);
         let decoded = Header::decode(&long.encode()).unwrap();
         assert_eq!(decoded.skip_same, Some([1; 32]));
+    }
+
+    #[test]
+    fn the_resume_offer_is_an_extension_after_skip_same() {
+        let mut h = header("f", Some(1 << 30));
+        h.skip_same = Some([5; 32]);
+        h.resume = Some(Offer {
+            mtime_ns: 0x0102_0304_0506_0708,
+            head: [6; 32],
+        });
+        let bytes = h.encode();
+        assert_eq!(Header::decode(&bytes).unwrap(), h);
+        // type 2, length 40, mtime (ns, big-endian), head digest: the last 43 bytes.
+        let ext = &bytes[bytes.len() - 43..];
+        assert_eq!(&ext[..3], &[2, 0, 40]);
+        assert_eq!(&ext[3..11], &[1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(&ext[11..], &[6; 32]);
+        // A resume offer of the wrong length is a bad header.
+        let mut bad = bytes.clone();
+        let n = bad.len();
+        bad[n - 42..n - 40].copy_from_slice(&[0, 39]);
+        bad.truncate(n - 1);
+        let body = (bad.len() - PREFIX_LEN) as u16;
+        bad[6..8].copy_from_slice(&body.to_be_bytes());
+        assert_eq!(Header::decode(&bad), Err(FrameError::Truncated));
     }
 }

@@ -172,9 +172,10 @@ impl FrameError {
 mod ack;
 mod codes;
 mod header;
+pub mod resume;
 
-pub(crate) use ack::encode_stored_as;
+pub(crate) use ack::{encode_stored_as, read_ack_after};
 pub use ack::{read_ack, Ack, AckStatus};
 pub use codes::{close, ErrorCode};
-pub(crate) use header::read_rest;
+pub(crate) use header::{read_exact, read_rest};
 pub use header::{read_header, Header, ReadError};

@@ -192,6 +192,7 @@ impl Request {
             length: Some(body.len() as u64),
             name: String::new(),
             skip_same: None,
+            resume: None,
             digest: None,
         }
         .encode();

@@ -183,6 +183,7 @@ impl Request {
             // No digest: a version 1 header, which listeners of every version answer.
             digest: None,
             skip_same: None,
+            resume: None,
         }
         .encode();
         out.extend_from_slice(&body);

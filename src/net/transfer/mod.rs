@@ -20,6 +20,10 @@
 //!   [`ErrorCode::TooLarge`], nothing stored).
 //! - The sender's cases: a source that changes while being sent, sending a duplicate
 //!   in full.
+//! - *A retry that resends what already arrived*: a regular file is offered for resume
+//!   (`resume.rs`): the receiver says how much of it it holds, the sender proves its
+//!   prefix by digest and sends the rest; both ends' digests still cover the whole
+//!   file.
 
 use quinn::{ReadError as QuinnReadError, VarInt, WriteError};
 
@@ -29,9 +33,10 @@ use super::framing::{self, ErrorCode, FrameError, ReadError};
 use super::retry::Retryable;
 
 mod receive;
+pub(crate) mod resume;
 mod send;
 
-pub(crate) use receive::{receive_payload, send_ack};
+pub(crate) use receive::{receive_payload, receive_payload_hashed, send_ack};
 pub use receive::{refuse, Limits, Received};
 pub use send::{send_message, Pipe, Sent, Source};
 
@@ -95,6 +100,9 @@ impl Retryable for SendError {
     fn is_retryable(&self) -> bool {
         match self {
             SendError::Connection(e) => e.is_retryable(),
+            // The receiver discarded a partial that did not match: the next try finds
+            // none and sends the whole file.
+            SendError::Refused(code) => *code == ErrorCode::PrefixMismatch.varint(),
             // A receiver that said no (full, stopping, takes no more) means it: a retry
             // would meet the same answer, and the user should hear it at once.
             _ => false,

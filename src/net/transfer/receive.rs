@@ -61,15 +61,28 @@ pub(crate) async fn receive_payload<W: Write + Send + 'static>(
     limits: Limits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
+    let hasher = header.algorithm().hasher();
+    receive_payload_hashed(recv, header, first, sink, limits, progress, hasher).await
+}
+
+/// [`receive_payload`] with a `hasher` that may have seen bytes before these (a resumed
+/// file's prefix): the digest returned covers them too.
+pub(crate) async fn receive_payload_hashed<W: Write + Send + 'static>(
+    recv: &mut RecvStream,
+    header: &Header,
+    first: Bytes,
+    sink: W,
+    limits: Limits,
+    progress: &(dyn Fn(u64) + Sync),
+    hasher: Hasher,
+) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
     if let Some(declared) = header.length.filter(|&len| len <= INLINE) {
-        let hasher = header.algorithm().hasher();
         return receive_small(recv, declared, first, sink, hasher, progress).await;
     }
     // The payload bytes that came with the header open the first batch.
     let mut first = (!first.is_empty()).then_some(first);
     let (tx, rx) = mpsc::channel::<Vec<Bytes>>(DEPTH);
-    let hasher = header.algorithm().hasher();
     let writer = tokio::task::spawn_blocking(move || write_sink(sink, hasher, rx));
     let mut total: u64 = 0;
     let read_result = loop {

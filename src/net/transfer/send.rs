@@ -23,7 +23,7 @@ use tokio::sync::mpsc;
 use super::super::digest::{Digest, Hasher};
 use super::super::endpoint::classify;
 use super::super::framing::{self, AckStatus, ErrorCode, Header};
-use super::{Mode, SendError, CHUNK, DEPTH, INLINE};
+use super::{resume, Mode, SendError, CHUNK, DEPTH, INLINE};
 
 /// What the sender knows after a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +40,9 @@ pub struct Sent {
     /// The name the receiver stored it under (`big.1.bin` when `big.bin` was taken),
     /// relative to its directory, when it says (not for stdout, nor `--uni`).
     pub stored_as: Option<String>,
+    /// The bytes at the file's start that were not sent because the receiver held
+    /// them from a try that broke off (resume); 0 when it was sent whole.
+    pub resumed_from: u64,
 }
 
 /// Sends one message on a new stream of `conn`: header, then `source` to its end.
@@ -121,9 +124,20 @@ async fn send_on(
     source: Source,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Sent, SendError> {
-    let (sent, digest, duplicate) = match header.length {
-        Some(len) if len <= INLINE => send_small(send, header, source, progress).await?,
-        _ => send_streamed(send, header, source, progress).await?,
+    let mut recv = recv;
+    let (sent, digest, duplicate, late_answer, resumed_from) = match (header.length, recv.as_mut())
+    {
+        (Some(len), _) if len <= INLINE => {
+            let (sent, digest, duplicate) = send_small(send, header, source, progress).await?;
+            (sent, digest, duplicate, false, 0)
+        }
+        (_, Some(recv)) if header.resume.is_some() => {
+            resume::send_resumable(send, recv, header, source, progress).await?
+        }
+        _ => {
+            let (sent, digest, duplicate) = send_streamed(send, header, source, progress).await?;
+            (sent, digest, duplicate, false, 0)
+        }
     };
     if let Some(declared) = header.length {
         if sent != declared {
@@ -144,6 +158,7 @@ async fn send_on(
             duplicate,
             present: false,
             stored_as: None,
+            resumed_from: 0,
         };
         return match send.stopped().await {
             Ok(None) => Ok(unacked(false)),
@@ -155,7 +170,10 @@ async fn send_on(
             ))),
         };
     };
-    let (ack, stored_as) = framing::read_ack(&mut recv).await?;
+    let (ack, stored_as) = match late_answer {
+        true => resume::read_ack_after_answer(&mut recv).await?,
+        false => framing::read_ack(&mut recv).await?,
+    };
     if ack.bytes != sent || ack.digest != digest.bytes {
         return Err(SendError::Integrity {
             sent,
@@ -173,6 +191,7 @@ async fn send_on(
         duplicate: ack.status == AckStatus::Duplicate,
         present: ack.status == AckStatus::Present,
         stored_as,
+        resumed_from,
     })
 }
 
@@ -226,7 +245,7 @@ impl Source {
     /// Appends at most `want` bytes to `buf`; returns how many (0 at the end). A file is
     /// read until `want` or its end, a pipe hands over what one read gives. Only the
     /// space a read is offered gets zeroed, never a whole chunk for a short payload.
-    fn read_into(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
+    pub(super) fn read_into(&mut self, buf: &mut Vec<u8>, want: usize) -> std::io::Result<usize> {
         let before = buf.len();
         match self {
             Source::File(file) => {
@@ -359,14 +378,29 @@ async fn send_streamed(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(u64, Digest, bool), SendError> {
     send.write_chunk(Bytes::from(header.encode())).await?;
-    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
     let hasher = header.algorithm().hasher();
+    stream_from(send, header, source, hasher, 0, progress).await
+}
+
+/// Sends the rest of `source` (after the header, and after the `already` bytes that
+/// `hasher` has seen and the receiver holds): read and hashed on a blocking thread,
+/// handed over in chunks through a bounded channel. Returns the bytes of the whole
+/// payload (`already` included) and its digest.
+pub(super) async fn stream_from(
+    send: &mut SendStream,
+    header: &Header,
+    source: Source,
+    hasher: Hasher,
+    already: u64,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<(u64, Digest, bool), SendError> {
+    let (tx, mut rx) = mpsc::channel::<std::io::Result<Bytes>>(DEPTH);
     let reader = tokio::task::spawn_blocking(move || read_source(source, hasher, tx));
 
     // Whether the receiver said it has the message already: keep reading (to hash),
     // stop sending.
     let mut duplicate = false;
-    let mut sent: u64 = 0;
+    let mut sent: u64 = already;
     while let Some(chunk) = rx.recv().await {
         let chunk = chunk.map_err(SendError::Source)?;
         sent += chunk.len() as u64;
