@@ -62,6 +62,24 @@ impl Header {
         BODY_FIXED_LEN + usize::from(self.digest.is_some())
     }
 
+    /// A whole control stream (probe, introduction): a version 1 header of `kind` with
+    /// an empty name and the body's length, then the body. Version 1, with no digest:
+    /// every listener version reads it, and its kind decides whether it is served.
+    pub(crate) fn control_stream(kind: Kind, body: &[u8]) -> Vec<u8> {
+        let mut out = Header {
+            kind,
+            id: MessageId::random(),
+            length: Some(body.len() as u64),
+            name: String::new(),
+            skip_same: None,
+            resume: None,
+            digest: None,
+        }
+        .encode();
+        out.extend_from_slice(body);
+        out
+    }
+
     /// The header bytes: prefix and body.
     ///
     /// Names longer than [`MAX_NAME_LEN`] are the caller's error: they are cut at a

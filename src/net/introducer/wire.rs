@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use quinn::RecvStream;
 
-use crate::net::framing::{self, ErrorCode, FrameError, Header, Kind, MessageId};
+use crate::net::framing::{self, ErrorCode, FrameError, Header, Kind};
 use crate::net::probe::{get_addr, put_addr};
 use crate::net::tls::Fingerprint;
 
@@ -185,19 +185,7 @@ impl Request {
 
     /// The whole stream: header of kind introduce, then the body.
     pub fn stream_bytes(&self) -> Vec<u8> {
-        let body = self.encode();
-        let mut out = Header {
-            kind: Kind::Introduce,
-            id: MessageId::random(),
-            length: Some(body.len() as u64),
-            name: String::new(),
-            skip_same: None,
-            resume: None,
-            digest: None,
-        }
-        .encode();
-        out.extend_from_slice(&body);
-        out
+        Header::control_stream(Kind::Introduce, &self.encode())
     }
 }
 

@@ -37,7 +37,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 
 use super::endpoint::{canonical, ConnectError, Endpoint, TransportOptions};
-use super::framing::{ErrorCode, FrameError, Header, Kind, MessageId};
+use super::framing::{ErrorCode, FrameError, Header, Kind};
 use super::tls::{Fingerprint, Identity, TrustRules};
 
 pub mod client;
@@ -174,20 +174,7 @@ impl Request {
 
     /// The whole stream: header of kind probe, then the body.
     pub(crate) fn stream_bytes(&self) -> Vec<u8> {
-        let body = self.encode();
-        let mut out = Header {
-            kind: Kind::Probe,
-            id: MessageId::random(),
-            length: Some(body.len() as u64),
-            name: String::new(),
-            // No digest: a version 1 header, which listeners of every version answer.
-            digest: None,
-            skip_same: None,
-            resume: None,
-        }
-        .encode();
-        out.extend_from_slice(&body);
-        out
+        Header::control_stream(Kind::Probe, &self.encode())
     }
 }
 
