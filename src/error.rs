@@ -101,6 +101,17 @@ pub fn coded(exit: Exit, message: impl Into<String>) -> anyhow::Error {
     .into()
 }
 
+/// No way of a ticket with several ways worked: exit 4 when every candidate proved
+/// another identity than the one pinned, else 3 (`send`, `bench --peer`).
+pub fn unreached(e: qp2p::net::introducer::Unreached) -> anyhow::Error {
+    let exit = if e.identity {
+        Exit::Identity
+    } else {
+        Exit::Connect
+    };
+    coded(exit, e.to_string())
+}
+
 fn of_connect(e: &ConnectError) -> Exit {
     match e {
         ConnectError::IdentityRejected(_) => Exit::Identity,

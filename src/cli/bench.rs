@@ -22,7 +22,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 
 use super::{parse_size, Context, TransportArgs, TrustArgs};
-use crate::error::{coded, Exit};
+use crate::error::{coded, unreached, Exit};
 use qp2p::net::addr::Ticket;
 use qp2p::net::bench;
 use qp2p::net::endpoint::canonical;
@@ -208,14 +208,7 @@ async fn setup(args: &Args, ctx: &Context) -> anyhow::Result<(Peer, Option<Endpo
                 None => {
                     let reached = reach(&endpoint, &ticket, &rules, &args.transport.backoff())
                         .await
-                        .map_err(|e| {
-                            let code = if e.identity {
-                                Exit::Identity
-                            } else {
-                                Exit::Connect
-                            };
-                            coded(code, e.to_string())
-                        })?;
+                        .map_err(unreached)?;
                     reached.conn.close(framing::close::DONE, b"found the way");
                     (reached.addr, reached.path, reached.control)
                 }

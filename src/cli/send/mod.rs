@@ -14,7 +14,7 @@ use std::time::Instant;
 use serde_json::json;
 
 use super::{all_failed, Context, DigestArg, TransportArgs, TrustArgs};
-use crate::error::{coded, exit_code, Exit};
+use crate::error::{coded, exit_code, unreached, Exit};
 use crate::output::{human_bytes, human_duration, human_rate, shown};
 use qp2p::net::addr::Ticket;
 use qp2p::net::framing;
@@ -187,14 +187,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             None => {
                 let reached = reach(&endpoint, &ticket, &rules, &backoff)
                     .await
-                    .map_err(|e| {
-                        let code = if e.identity {
-                            Exit::Identity
-                        } else {
-                            Exit::Connect
-                        };
-                        coded(code, e.to_string())
-                    })?;
+                    .map_err(unreached)?;
                 pool.insert(reached.addr, rules.clone(), reached.conn);
                 control = reached.control;
                 (reached.addr, reached.path)
