@@ -230,7 +230,10 @@ impl Sender {
         // (`transfer::resume`); stdin cannot, and a unidirectional stream has no way
         // back for the receiver's answer.
         let resume = match &message {
-            Outgoing::File { path, len, .. } if self.mode == Mode::Bidi => {
+            // Below the threshold there is nothing to read: no thread hand-off per file.
+            Outgoing::File { path, len, .. }
+                if self.mode == Mode::Bidi && *len >= resume::RESUME_FROM =>
+            {
                 let (path, len, digest) = (path.clone(), *len, self.digest);
                 tokio::task::spawn_blocking(move || resume::offer_for(&path, len, digest))
                     .await
