@@ -158,6 +158,43 @@ fn a_dead_introducer_does_not_hold_up_the_direct_way() {
     drop(black_hole);
 }
 
+/// `race-connect` with the same ticket (its introducer black-holed, a 30 s connect
+/// timeout) and a second peer that is dead: the listener's direct way is dialed at
+/// once, while the introducer is asked, and wins well before the introduction could
+/// give up; the dead peer's attempt is cancelled.
+#[test]
+fn race_connect_does_not_wait_for_a_dead_introducer() {
+    let dir = TestDir::new();
+    let listener = dir.listen(&dir.mkdir("in"), &[]);
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = black_hole.local_addr().unwrap();
+    let ifp = dir.stranger_fingerprint();
+    let ticket = format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr);
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "race-connect",
+        "--connect-timeout",
+        "30s",
+        &ticket,
+        &format!("{}@{dead}", listener.fingerprint),
+    ]);
+    out.assert_code(0);
+    let winner = out.one("winner");
+    assert_eq!(winner["addr"], listener.addr, "{out}");
+    assert_eq!(winner["path"], "direct", "{out}");
+    let cancelled = out
+        .named("loser")
+        .into_iter()
+        .any(|l| l["addr"] == dead.to_string() && l["outcome"] == "cancelled");
+    assert!(cancelled, "{out}");
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "waited for the dead introducer: {out}"
+    );
+    drop(black_hole);
+}
+
 /// Sends to a stranger's fingerprint through a [`Liar`] (relaying if `relay`) that
 /// pairs every sender with another listener; asserts exit 4 and nothing stored, and
 /// returns the send, the wrong listener's address and the liar.
