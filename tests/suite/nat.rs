@@ -195,6 +195,47 @@ fn race_connect_does_not_wait_for_a_dead_introducer() {
     drop(black_hole);
 }
 
+/// `race-connect --timeout 2s` with a ticket whose direct way and introducer are both
+/// black holes: exit 3 at the timeout (not after the introduction's 30 s connect
+/// timeout), and the unanswered introducer is named among the reasons.
+#[test]
+fn race_connect_timeout_bounds_a_dead_introducer_and_names_it() {
+    let dir = TestDir::new();
+    let holes: Vec<_> = (0..2)
+        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let (direct, intro) = (
+        holes[0].local_addr().unwrap(),
+        holes[1].local_addr().unwrap(),
+    );
+    let fp = dir.stranger_fingerprint();
+    let ifp = dir.stranger_fingerprint();
+    let out = dir.run(&[
+        "--json",
+        "--ephemeral",
+        "race-connect",
+        "--connect-timeout",
+        "30s",
+        "--timeout",
+        "2s",
+        &format!("{fp}@{direct},{ifp}@{intro}"),
+    ]);
+    out.assert_json_error(3);
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "the timeout did not bound the introduction: {out}"
+    );
+    let introducer = format!("{ifp}@{intro}");
+    let named = out
+        .named("loser")
+        .into_iter()
+        .any(|l| l["addr"] == introducer);
+    assert!(named, "no loser event for the introducer: {out}");
+    let message = out.one("error")["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&introducer), "{message}");
+    assert!(message.contains(&direct.to_string()), "{message}");
+}
+
 /// Sends to a stranger's fingerprint through a [`Liar`] (relaying if `relay`) that
 /// pairs every sender with another listener; asserts exit 4 and nothing stored, and
 /// returns the send, the wrong listener's address and the liar.

@@ -365,6 +365,37 @@ pub async fn through_relay(
     None
 }
 
+/// What an introducer's answer (or failure) brings to the race of ticket `i`, under
+/// its `rules`; `ways` records the rest.
+fn joining(
+    ways: &mut Ways,
+    endpoint: &Endpoint,
+    rules: &TrustRules,
+    i: usize,
+    answer: Result<(Fingerprint, SocketAddr, Introduced), (String, String)>,
+) -> Joining<(PeerPath, usize)> {
+    match answer {
+        Ok((ifp, at, found)) => {
+            let (found, within) = ways.absorb(endpoint, ifp, at, found);
+            let candidates = found
+                .into_iter()
+                .map(|(addr, path)| {
+                    let rules = rules.clone();
+                    (Candidate { addr, rules }, (path, i))
+                })
+                .collect();
+            Joining { candidates, within }
+        }
+        Err(failed) => {
+            ways.introducers.push(failed);
+            Joining {
+                candidates: Vec::new(),
+                within: None,
+            }
+        }
+    }
+}
+
 /// Tries every way of `ticket` at once and returns the first connection whose
 /// handshake proves the pinned identity (`rules`): [`reach_any`] with one ticket and
 /// no deadline but the retry budget.
@@ -406,38 +437,28 @@ pub async fn reach_any(
             (Candidate { addr, rules }, (PeerPath::Direct, i))
         }));
     }
-    let asks: FuturesUnordered<_> = tickets
+    // Every introducer (its ticket, the way), and whether it answered yet.
+    let asked: Vec<(usize, &Target)> = tickets
         .iter()
         .enumerate()
         .flat_map(|(i, (ticket, _))| {
             ticket.ways.iter().filter_map(move |way| match way {
-                Way::Introducer(t) => {
-                    Some(async move { (i, ask_introducer(endpoint, t, ticket.expect).await) })
-                }
+                Way::Introducer(t) => Some((i, t)),
                 Way::Direct(_) => None,
             })
         })
         .collect();
-    let late = asks.map(|(i, answer)| match answer {
-        Ok((ifp, at, found)) => {
-            let (found, within) = ways[i].absorb(endpoint, ifp, at, found);
-            let rules = &tickets[i].1;
-            let candidates = found
-                .into_iter()
-                .map(|(addr, path)| {
-                    let rules = rules.clone();
-                    (Candidate { addr, rules }, (path, i))
-                })
-                .collect();
-            Joining { candidates, within }
-        }
-        Err(failed) => {
-            ways[i].introducers.push(failed);
-            Joining {
-                candidates: Vec::new(),
-                within: None,
-            }
-        }
+    let mut answered = vec![false; asked.len()];
+    let asks: FuturesUnordered<_> = asked
+        .iter()
+        .enumerate()
+        .map(|(k, &(i, t))| async move {
+            (k, i, ask_introducer(endpoint, t, tickets[i].0.expect).await)
+        })
+        .collect();
+    let late = asks.map(|(k, i, answer)| {
+        answered[k] = true;
+        joining(&mut ways[i], endpoint, &tickets[i].1, i, answer)
     });
     let (outcome, raced) = race_joined(endpoint, direct, late, backoff, deadline).await;
     let mut losers: Vec<Loser> = outcome
@@ -478,7 +499,7 @@ pub async fn reach_any(
             winner = Some((w, addr, path, rules.clone(), Some(control)));
         }
     }
-    let introducers: Vec<(String, String)> = ways
+    let mut introducers: Vec<(String, String)> = ways
         .iter_mut()
         .flat_map(|w| std::mem::take(&mut w.introducers))
         .collect();
@@ -495,6 +516,11 @@ pub async fn reach_any(
             control,
         }),
         None => {
+            // Introductions still under way when the race ended (its deadline): say so.
+            for ((_, way), _) in asked.iter().zip(answered).filter(|(_, done)| !done) {
+                let why = "no answer before the race ended".to_string();
+                introducers.push((way.to_string(), why));
+            }
             let identity = all_identity(losers.iter().map(|(_, _, fate)| fate));
             let tried = losers
                 .into_iter()
