@@ -24,6 +24,10 @@
 //!   message at a time; another finds it busy and receives without resume.
 //! - *Names from the wire as file names*: keys are hex digests; nothing of the name is
 //!   used in a path here.
+//! - *A sidecar that claims more than the disk holds* (a power loss after the size
+//!   grew but before the data was written): it never counts bytes before they are
+//!   synced, and what is held is cut to the smaller of the two. A torn or unreadable
+//!   sidecar is other content: the partial is dropped.
 //! - *A bad prefix* (a disk that lost writes in a crash, a lying sender): the sender
 //!   proves its prefix by digest, compared with the re-read one before a byte is
 //!   appended; a mismatch discards the partial.
@@ -38,7 +42,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::direct::{WriteBehind, DIRECT_FROM};
 use super::pending::Pending;
@@ -53,6 +57,18 @@ pub const FOLDER: &str = ".qp2p-partial";
 const BLOCK: u64 = 4096;
 /// How long a partial is kept after its last byte arrived, by default: one day.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
+/// While bytes arrive, the partial's data is synced and its sidecar rewritten at most
+/// this often: what a power loss can cost, beside the stream's window.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Where Linux says which boot of the machine this is.
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
+
+/// This boot of the machine, where the system says (Linux); `None` elsewhere.
+fn boot_id() -> Option<String> {
+    let id = std::fs::read_to_string(BOOT_ID).ok()?;
+    let id = id.trim();
+    (!id.is_empty() && !id.contains(char::is_whitespace)).then(|| id.to_owned())
+}
 
 /// What a partial holds: from whom, under which name, and which content.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,15 +95,94 @@ impl Identity {
         h.finalize().to_hex().to_string()
     }
 
-    /// The sidecar's text.
+    /// The sidecar's first lines: what identifies the content.
     fn meta(&self) -> String {
         format!(
-            "qp2p-partial 1\nsize {}\nmtime_ns {}\nhead {}\nalgorithm {}\n",
+            "qp2p-partial 2\nsize {}\nmtime_ns {}\nhead {}\nalgorithm {}\n",
             self.size,
             self.offer.mtime_ns,
             crate::net::transfer::hex(&self.offer.head),
             self.algorithm.name()
         )
+    }
+}
+
+/// A sidecar read back: how many bytes were synced, and on which boot it was written.
+#[derive(Debug, PartialEq, Eq)]
+struct Synced {
+    held: u64,
+    boot: Option<String>,
+}
+
+impl Synced {
+    /// The sidecar's lines after the identity's; `None` when they are not two such
+    /// lines (a torn or foreign sidecar).
+    fn parse(rest: &str) -> Option<Self> {
+        let mut lines = rest.lines();
+        let held = lines.next()?.strip_prefix("held ")?.parse().ok()?;
+        let boot = match lines.next()?.strip_prefix("boot ")? {
+            "-" => None,
+            id => Some(id.to_owned()),
+        };
+        match lines.next() {
+            None => Some(Self { held, boot }),
+            Some(_) => None,
+        }
+    }
+
+    fn encode(&self) -> String {
+        format!(
+            "held {}\nboot {}\n",
+            self.held,
+            self.boot.as_deref().unwrap_or("-")
+        )
+    }
+}
+
+/// Where a partial's sidecar is, and what it says of the content: enough to rewrite it
+/// with a new count.
+#[derive(Debug, Clone)]
+struct Sidecar {
+    path: PathBuf,
+    temp: PathBuf,
+    identity: String,
+}
+
+impl Sidecar {
+    /// Writes the sidecar saying that `held` bytes are synced: a new file renamed over
+    /// the old one, so that a reader sees the old or the new one whole; with `durable`,
+    /// the new file and the folder are synced too. The caller synced the data first.
+    fn write(&self, held: u64, durable: bool) -> io::Result<()> {
+        let text = format!(
+            "{}{}",
+            self.identity,
+            Synced {
+                held,
+                boot: boot_id()
+            }
+            .encode()
+        );
+        let mut file = File::create(&self.temp)?;
+        file.write_all(text.as_bytes())?;
+        if durable {
+            file.sync_all()?;
+        }
+        drop(file);
+        std::fs::rename(&self.temp, &self.path)?;
+        if durable {
+            if let Some(dir) = self.path.parent() {
+                super::pending::sync_dir(dir);
+            }
+        }
+        Ok(())
+    }
+
+    /// Syncs what `file` holds, then says so in the sidecar.
+    fn checkpoint(&self, file: &File, durable: bool) -> io::Result<()> {
+        // Everything below the length seen here was written before the sync starts.
+        let len = file.metadata()?.len();
+        file.sync_data()?;
+        self.write(len, durable)
     }
 }
 
@@ -132,7 +227,11 @@ impl Partials {
         }
         let claim = Claim {
             part: self.dir.join(format!("{key}.part")),
-            meta: self.dir.join(format!("{key}.meta")),
+            sidecar: Sidecar {
+                path: self.dir.join(format!("{key}.meta")),
+                temp: self.dir.join(format!("{key}.meta.new")),
+                identity: id.meta(),
+            },
             key,
             partials: self.clone(),
             file: None,
@@ -219,7 +318,7 @@ impl Partials {
 pub(crate) struct Claim {
     key: String,
     part: PathBuf,
-    meta: PathBuf,
+    sidecar: Sidecar,
     partials: Partials,
     file: Option<File>,
     /// Bytes held at the claim.
@@ -233,17 +332,29 @@ pub(crate) struct Claim {
 impl Claim {
     fn open(mut self, id: &Identity) -> io::Result<Self> {
         self.partials.make_dir()?;
-        let same = std::fs::read_to_string(&self.meta).ok();
+        let text = std::fs::read_to_string(&self.sidecar.path).ok();
         let part = std::fs::symlink_metadata(&self.part).ok();
-        match (&same, &part) {
-            (Some(meta), Some(part)) if *meta == id.meta() && part.is_file() => {
+        let identity = id.meta();
+        let synced = text
+            .as_deref()
+            .and_then(|t| t.strip_prefix(identity.as_str()))
+            .and_then(Synced::parse);
+        match (&synced, &part) {
+            (Some(synced), Some(part)) if part.is_file() => {
                 let file = OpenOptions::new().read(true).write(true).open(&self.part)?;
+                // On the boot that wrote it, the file holds what the kernel was given;
+                // after a reboot, only what was synced is sure to be there.
+                let len = file.metadata()?.len();
+                let trusted = match synced.boot.is_some() && synced.boot == boot_id() {
+                    true => len,
+                    false => len.min(synced.held),
+                }
+                .min(id.size);
                 // Cut to a whole block (unless complete), so that the rest can be
                 // written past the page cache like any large file.
-                let len = file.metadata()?.len().min(id.size);
-                self.held = match len == id.size {
-                    true => len,
-                    false => len - len % BLOCK,
+                self.held = match trusted == id.size {
+                    true => trusted,
+                    false => trusted - trusted % BLOCK,
                 };
                 file.set_len(self.held)?;
                 self.status = match self.held {
@@ -253,22 +364,29 @@ impl Claim {
                 self.file = Some(file);
                 return Ok(self);
             }
-            (Some(_), _) | (_, Some(_)) => {
+            _ if text.is_some() || part.is_some() => {
                 self.status = Held::Changed;
                 let _ = std::fs::remove_file(&self.part);
             }
-            (None, None) => {}
+            _ => {}
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(&self.part)?;
-        let temp = self.partials.dir.join(format!("{}.meta.new", self.key));
-        std::fs::write(&temp, id.meta())?;
-        std::fs::rename(&temp, &self.meta)?;
+        self.sidecar.write(0, false)?;
         self.file = Some(file);
         Ok(self)
+    }
+
+    /// The transfer broke off: what the partial holds is synced, and the sidecar (and
+    /// the folder) say so durably. Blocking.
+    pub(crate) fn keep(&self) -> io::Result<()> {
+        match &self.file {
+            Some(file) => self.sidecar.checkpoint(file, true),
+            None => Ok(()),
+        }
     }
 
     /// Where the held bytes are, to read them back.
@@ -288,13 +406,13 @@ impl Claim {
     /// Removes the partial: its bytes cannot be trusted.
     pub(crate) fn discard(self) {
         let _ = std::fs::remove_file(&self.part);
-        let _ = std::fs::remove_file(&self.meta);
+        let _ = std::fs::remove_file(&self.sidecar.path);
         self.partials.tidy();
     }
 
     /// The file landed under its name: its sidecar goes, and the folder if empty.
     pub(crate) fn landed(self) {
-        let _ = std::fs::remove_file(&self.meta);
+        let _ = std::fs::remove_file(&self.sidecar.path);
         self.partials.tidy();
     }
 }
@@ -306,7 +424,7 @@ impl Drop for Claim {
         let empty = std::fs::symlink_metadata(&self.part).map_or(true, |m| m.len() == 0);
         if empty {
             let _ = std::fs::remove_file(&self.part);
-            let _ = std::fs::remove_file(&self.meta);
+            let _ = std::fs::remove_file(&self.sidecar.path);
             self.partials.tidy();
         }
         self.partials.lock().remove(&self.key);
@@ -319,6 +437,9 @@ impl Drop for Claim {
 #[derive(Debug)]
 pub(crate) struct PartialSink {
     pending: Option<Pending>,
+    sidecar: Sidecar,
+    /// When the data was last synced and counted in the sidecar.
+    checkpoint: Instant,
 }
 
 impl PartialSink {
@@ -328,16 +449,35 @@ impl PartialSink {
     }
 }
 
+impl PartialSink {
+    /// At most every [`CHECKPOINT_EVERY`]: syncs what was written and counts it in the
+    /// sidecar, so that a power loss costs at most the bytes since.
+    fn checkpoint(&mut self) -> io::Result<()> {
+        if self.checkpoint.elapsed() < CHECKPOINT_EVERY {
+            return Ok(());
+        }
+        let pending = self.pending.as_ref().expect("not taken");
+        self.sidecar.checkpoint(&pending.file, false)?;
+        self.checkpoint = Instant::now();
+        Ok(())
+    }
+}
+
 impl Write for PartialSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.pending.as_mut().expect("not taken").write(buf)
+        let n = self.pending.as_mut().expect("not taken").write(buf)?;
+        self.checkpoint()?;
+        Ok(n)
     }
 
     fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
-        self.pending
+        let n = self
+            .pending
             .as_mut()
             .expect("not taken")
-            .write_vectored(bufs)
+            .write_vectored(bufs)?;
+        self.checkpoint()?;
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -348,8 +488,10 @@ impl Write for PartialSink {
 impl Drop for PartialSink {
     fn drop(&mut self) {
         // A pending file removes its named temporary when dropped; the partial is
-        // kept for the next try instead.
+        // kept for the next try instead. Its direct writer finishes first: nothing
+        // writes to the partial once the claim can be released.
         if let Some(pending) = &mut self.pending {
+            let _ = pending.finish_writes();
             pending.temp = None;
         }
     }
@@ -375,6 +517,8 @@ impl Store {
             false => None,
         };
         Ok(PartialSink {
+            sidecar: claim.sidecar.clone(),
+            checkpoint: Instant::now(),
             pending: Some(Pending {
                 file,
                 dir,
@@ -463,5 +607,59 @@ mod tests {
             }
         );
         assert!(!store.root().join(FOLDER).exists());
+    }
+
+    /// What a partial holds is never more than its sidecar says was synced, unless it
+    /// was written on this very boot (a killed process loses nothing the kernel has).
+    #[test]
+    fn a_partial_claims_only_what_was_synced_after_a_reboot() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path(), false).unwrap();
+        let partials = Partials::new(store.root(), Duration::from_secs(3600));
+        let id = identity(1 << 20, 7);
+        let claim = partials.claim(&id).unwrap().unwrap();
+        let mut sink = store.begin_partial(Path::new("x.bin"), &claim).unwrap();
+        sink.write_all(&[9; 5 * 4096 + 17]).unwrap();
+        drop(sink);
+        claim.keep().unwrap();
+        let meta = root.path().join(FOLDER).join(format!("{}.meta", id.key()));
+        let text = std::fs::read_to_string(&meta).unwrap();
+        let synced = Synced::parse(text.strip_prefix(id.meta().as_str()).unwrap()).unwrap();
+        assert_eq!(
+            synced.held,
+            5 * 4096 + 17,
+            "kept: everything written is counted"
+        );
+        assert_eq!(synced.boot, boot_id());
+        drop(claim);
+        let rewrite = |held: u64, boot: &str| {
+            std::fs::write(&meta, format!("{}held {held}\nboot {boot}\n", id.meta())).unwrap()
+        };
+        // Another boot, and a sidecar counting less than the file's length: only the
+        // synced bytes are trusted (cut to whole blocks).
+        rewrite(2 * 4096 + 5, "another-boot");
+        let claim = partials.claim(&id).unwrap().unwrap();
+        assert_eq!((claim.status, claim.held), (Held::Prefix, 2 * 4096));
+        drop(claim);
+        // A sidecar that claims more than the file holds: the file's length wins.
+        rewrite(1 << 19, "another-boot");
+        let claim = partials.claim(&id).unwrap().unwrap();
+        assert_eq!((claim.status, claim.held), (Held::Prefix, 2 * 4096));
+        drop(claim);
+        // Without a boot id, as where the system gives none: the synced count.
+        rewrite(4096, "-");
+        let claim = partials.claim(&id).unwrap().unwrap();
+        assert_eq!((claim.status, claim.held), (Held::Prefix, 4096));
+        drop(claim);
+        // A torn sidecar is not trusted at all: the partial goes.
+        let text = std::fs::read_to_string(&meta).unwrap();
+        std::fs::write(&meta, &text[..text.len() - 4]).unwrap();
+        let claim = partials.claim(&id).unwrap().unwrap();
+        assert_eq!((claim.status, claim.held), (Held::Changed, 0));
+        drop(claim);
+        assert!(
+            !root.path().join(FOLDER).exists(),
+            "nothing held, nothing kept"
+        );
     }
 }

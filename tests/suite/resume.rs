@@ -230,6 +230,61 @@ fn resume_source_changed_between_tries_starts_from_zero() {
     );
 }
 
+/// A power loss simulated: the partial's sidecar was written on another boot and
+/// counts 1 MiB synced, while the file is longer and holds garbage past that (the
+/// size grew, the data never reached the disk). The next try resumes from the synced
+/// 1 MiB, not from the file's length, and the right file lands.
+#[test]
+fn resume_after_a_simulated_power_loss_trusts_only_the_synced_bytes() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/big.bin", SMALL);
+    let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(crate::util::relay::Impairment::delay(
+        Duration::from_millis(5),
+    ));
+    let mut first = spawn_send(&t, &l, &relay, &file);
+    half_way(&relay, &mut first, SMALL);
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    l.signal(SIGKILL);
+    let _ = l.wait_exit(Duration::from_secs(10));
+    let folder = out.join(".qp2p-partial");
+    let with = |ext: &str| {
+        std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .unwrap()
+    };
+    let (part, meta) = (with("part"), with("meta"));
+    let len = std::fs::metadata(&part).unwrap().len();
+    assert!(len > 2 * MIB as u64, "{len} bytes held");
+    // Garbage where the data never arrived, and a sidecar from another boot.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+        f.seek(SeekFrom::Start(MIB as u64 + 4096)).unwrap();
+        f.write_all(&vec![0u8; 64 * 1024]).unwrap();
+    }
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let keep: String = text
+        .lines()
+        .filter(|l| !l.starts_with("held ") && !l.starts_with("boot "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(keep, text, "the sidecar counts what is synced: {text}");
+    std::fs::write(&meta, format!("{keep}held {MIB}\nboot another-boot\n")).unwrap();
+    let l2 = t.listen(&out, &["--idle-timeout", "2s"]);
+    let relay = Relay::to(&l2.addr);
+    let r = spawn_send(&t, &l2, &relay, &file).finish(Duration::from_secs(90));
+    sent_ok(&r, &digest, SMALL);
+    assert_eq!(r.one("sent")["resumed_from"], MIB as u64, "{r}");
+    landed_once(&out, "big.bin", &digest);
+}
+
 /// A partial older than `--partial-ttl` is removed when the listener starts, and
 /// counted as freed.
 #[test]

@@ -324,7 +324,18 @@ pub(crate) async fn receive_into_partial(
             claim.discard();
             return Err(e);
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            // Broken off: what arrived is synced and counted, for the next try.
+            let claim = tokio::task::spawn_blocking(move || {
+                if let Err(e) = claim.keep() {
+                    warn!(cause = %e, "could not sync the partial file; the next try may resend more");
+                }
+                claim
+            })
+            .await;
+            drop(claim);
+            return Err(e);
+        }
     };
     Ok((
         Received {
