@@ -4,11 +4,14 @@
 //!
 //! Layout: one hidden folder in DIR, [`FOLDER`], holding for each partial
 //! `KEY.part` (the bytes received, from offset 0) and `KEY.meta` (what identifies the
-//! content, a few lines of text). `KEY` is the hex BLAKE3 of the sender's fingerprint
-//! and the name it proposed: one partial per sender and name, so a sender cannot reach
-//! another's partial, and a changed source replaces its own old one. What identifies
-//! the content (length, modification time, the digest of the first 64 KiB, the
-//! algorithm) is in the sidecar; an offer that differs discards the partial.
+//! content, a few lines of text). `KEY` is `NAME-CONTENT`: `NAME` the hex BLAKE3 of the
+//! sender's fingerprint and the name it proposed (so a sender cannot reach another's
+//! partial), `CONTENT` 16 hex digits of the BLAKE3 of what identifies the content
+//! (length, modification time, the digest of the first 64 KiB, the algorithm; all of
+//! it also in the sidecar, compared in full). Two files sent alternately under one
+//! name keep a partial each; at most [`PER_NAME`] are kept per sender and name, the
+//! oldest going first when another content arrives (a source edited again and again
+//! does not pile up copies).
 //!
 //! How much is held is the length of `KEY.part`: nothing else needs updating while
 //! bytes arrive. The digest of the held prefix is not stored (BLAKE3's hasher state
@@ -60,6 +63,8 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 /// While bytes arrive, the partial's data is synced and its sidecar rewritten at most
 /// this often: what a power loss can cost, beside the stream's window.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// How many partials of different content are kept per sender and name.
+pub const PER_NAME: usize = 2;
 /// Where Linux says which boot of the machine this is.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -86,13 +91,20 @@ pub struct Identity {
 }
 
 impl Identity {
-    /// The partial's key: hex BLAKE3 of fingerprint and name.
-    fn key(&self) -> String {
+    /// The first part of the key, the same for every content of this sender and name:
+    /// hex BLAKE3 of fingerprint and name.
+    fn name_key(&self) -> String {
         let mut h = blake3::Hasher::new();
         h.update(b"qp2p partial 1\0");
         h.update(&self.fingerprint);
         h.update(self.name.as_bytes());
         h.finalize().to_hex().to_string()
+    }
+
+    /// The partial's key: `NAME-CONTENT` (see the module's documentation).
+    fn key(&self) -> String {
+        let content = blake3::hash(self.meta().as_bytes()).to_hex();
+        format!("{}-{}", self.name_key(), &content[..16])
     }
 
     /// The sidecar's first lines: what identifies the content.
@@ -261,6 +273,35 @@ impl Partials {
         Ok(())
     }
 
+    /// The other partials of sender and name `name_key` than `key`: key, whether
+    /// claimed now, and last write; oldest first.
+    fn siblings(&self, name_key: &str, key: &str) -> Vec<(String, bool, SystemTime)> {
+        let busy = self.lock().clone();
+        let prefix = format!("{name_key}-");
+        let mut found: Vec<_> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let other = name.strip_suffix(".part")?;
+                if !other.starts_with(&prefix) || other == key {
+                    return None;
+                }
+                let modified = entry.metadata().ok()?.modified().ok()?;
+                Some((other.to_owned(), busy.contains(other), modified))
+            })
+            .collect();
+        found.sort_by_key(|(_, _, modified)| *modified);
+        found
+    }
+
+    /// Removes the partial `key` (its data and sidecar).
+    fn remove(&self, key: &str) {
+        let _ = std::fs::remove_file(self.dir.join(format!("{key}.part")));
+        let _ = std::fs::remove_file(self.dir.join(format!("{key}.meta")));
+    }
+
     /// Removes the folder if it is empty.
     fn tidy(&self) {
         let _ = std::fs::remove_dir(&self.dir);
@@ -365,10 +406,27 @@ impl Claim {
                 return Ok(self);
             }
             _ if text.is_some() || part.is_some() => {
+                // A torn sidecar, or data without one: not to be trusted.
                 self.status = Held::Changed;
                 let _ = std::fs::remove_file(&self.part);
             }
             _ => {}
+        }
+        // Other content of this name from this sender: kept for its own next try (two
+        // files sent alternately under one name), but no more than `PER_NAME` in all.
+        let others = self.partials.siblings(&id.name_key(), &self.key);
+        if !others.is_empty() {
+            self.status = Held::Changed;
+        }
+        let mut left = others.len();
+        for (key, busy, _) in &others {
+            if left < PER_NAME {
+                break;
+            }
+            if !busy {
+                self.partials.remove(key);
+                left -= 1;
+            }
         }
         let file = OpenOptions::new()
             .read(true)
@@ -581,7 +639,8 @@ mod tests {
             }
         );
         drop(claim);
-        // The source changed: the old partial goes.
+        // The source changed: said so; the other content's partial stays for its
+        // own next try.
         let claim = partials.claim(&identity(100, 8)).unwrap().unwrap();
         assert_eq!((claim.status, claim.held), (Held::Changed, 0));
         let mut sink = store.begin_partial(Path::new("d/x.bin"), &claim).unwrap();
@@ -589,7 +648,7 @@ mod tests {
         let path = sink.into_pending().commit().unwrap();
         claim.landed();
         assert_eq!(std::fs::read(&path).unwrap(), [3; 100]);
-        assert!(!store.root().join(FOLDER).exists(), "the empty folder goes");
+        assert_eq!(partials.held().count, 1, "the landed one's partial is gone");
         // Expiry: a partial older than the time to live is swept and counted.
         let short = Partials::new(store.root(), Duration::ZERO);
         let claim = short.claim(&id).unwrap().unwrap();
@@ -603,10 +662,68 @@ mod tests {
             short.sweep(),
             Swept {
                 count: 1,
-                bytes: 10
+                bytes: 8192 + 10
             }
         );
-        assert!(!store.root().join(FOLDER).exists());
+        assert!(!store.root().join(FOLDER).exists(), "the empty folder goes");
+    }
+
+    /// Two contents under one name from one sender keep a partial each; a third
+    /// replaces the oldest. Another sender's partial of the same name is not touched.
+    #[test]
+    fn contents_sent_alternately_under_one_name_keep_their_partials() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path(), false).unwrap();
+        let partials = Partials::new(store.root(), Duration::from_secs(3600));
+        let hold = |id: &Identity, byte: u8| {
+            let claim = partials.claim(id).unwrap().unwrap();
+            let mut sink = store.begin_partial(Path::new("x.bin"), &claim).unwrap();
+            sink.write_all(&[byte; 3 * 4096]).unwrap();
+            drop(sink);
+            claim.keep().unwrap();
+            let status = claim.status;
+            drop(claim);
+            // Modification times far enough apart to order the partials.
+            std::thread::sleep(Duration::from_millis(20));
+            status
+        };
+        let (a, b, c) = (
+            identity(1 << 20, 1),
+            identity(1 << 20, 2),
+            identity(1 << 20, 3),
+        );
+        let mut other = identity(1 << 20, 1);
+        other.fingerprint = [5; 32];
+        assert_eq!(hold(&a, 1), Held::Nothing);
+        assert_eq!(hold(&other, 4), Held::Nothing);
+        assert_eq!(
+            hold(&b, 2),
+            Held::Changed,
+            "another content of this name is held"
+        );
+        for id in [&a, &b] {
+            let claim = partials.claim(id).unwrap().unwrap();
+            assert_eq!(
+                (claim.status, claim.held),
+                (Held::Prefix, 3 * 4096),
+                "{id:?}"
+            );
+            let first = std::fs::read(claim.path()).unwrap()[0];
+            assert_eq!(first, if id == &a { 1 } else { 2 });
+        }
+        // A third content: the oldest of this sender and name (a) goes.
+        std::thread::sleep(Duration::from_millis(20));
+        let claim = partials.claim(&b).unwrap().unwrap();
+        drop(claim);
+        assert_eq!(hold(&c, 3), Held::Changed);
+        assert_eq!(partials.held().count, 3, "b, c and the other sender's");
+        assert_eq!(
+            partials.claim(&a).unwrap().unwrap().held,
+            0,
+            "a was the oldest"
+        );
+        assert_eq!(partials.claim(&b).unwrap().unwrap().held, 3 * 4096);
+        assert_eq!(partials.claim(&other).unwrap().unwrap().held, 3 * 4096);
     }
 
     /// What a partial holds is never more than its sidecar says was synced, unless it

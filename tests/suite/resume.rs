@@ -221,7 +221,22 @@ fn resume_source_changed_between_tries_starts_from_zero() {
         r.stderr.contains("changed since the last try"),
         "the sender must say it starts over\n{r}"
     );
-    landed_once(&out, "big.bin", &digest);
+    // The first content's partial stays for a try of its own (two files sent
+    // alternately under one name), until it expires or a third content replaces it.
+    let names = list_all(&out);
+    let (partial, landed): (Vec<_>, Vec<_>) =
+        names.iter().partition(|n| n.starts_with(".qp2p-partial"));
+    assert_eq!(landed, [Path::new("big.bin")], "{names:?}");
+    assert_eq!(
+        partial.len(),
+        3,
+        "the folder, one .part, one .meta: {names:?}"
+    );
+    assert_eq!(
+        blake3_file(&out.join("big.bin")),
+        digest,
+        "stored file differs"
+    );
     let second = up(&relay) - before;
     eprintln!("source changed: the second try sent {second} bytes");
     assert!(

@@ -104,7 +104,7 @@ pub(super) async fn send_resumable(
         return Err(SendError::Protocol(framing::FrameError::BadAck));
     }
     if answer.status == Held::Changed {
-        warn!(name = %header.name.escape_debug(), "the file changed since the last try: the receiver discarded what it held; sending from the start");
+        warn!(name = %header.name.escape_debug(), "the file changed since the last try: the receiver holds other content under this name; sending from the start");
     }
     let (source, hasher, from) = match answer.held {
         0 => (source, hasher, 0),
