@@ -24,7 +24,15 @@
 //!   never a final name) until it is complete and verified, then is renamed to its name
 //!   by the same exclusive rename as any received file (`Pending`).
 //! - *Two transfers appending to one partial*: a partial is claimed ([`Claim`]) by one
-//!   message at a time; another finds it busy and receives without resume.
+//!   message at a time; another finds it busy and receives without resume. The claim is
+//!   released only when the claim and the sink writing into it are both gone (a
+//!   [`Lease`] shared by the two), so no writer outlives it.
+//! - *A retry kept out by the try it replaces*: a black-out leaves the old stream
+//!   waiting for bytes until the listener's idle timeout, holding the partial, while
+//!   the sender already retries. A claim whose holder received nothing for [`STALL`] is
+//!   taken over: the holder is told to stop ([`Hold::stop`]), ends its stream, keeps
+//!   what it wrote, and releases the partial to the newcomer (same sender, same content
+//!   by the key).
 //! - *Names from the wire as file names*: keys are hex digests; nothing of the name is
 //!   used in a path here.
 //! - *A sidecar that claims more than the disk holds* (a power loss after the size
@@ -40,12 +48,15 @@
 //! - *A symlink planted as the folder or a partial*: the folder must be a directory
 //!   (not a link) and a partial a regular file, else it is not used.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
+use tokio_util::sync::CancellationToken;
 
 use super::direct::{WriteBehind, DIRECT_FROM};
 use super::pending::Pending;
@@ -65,6 +76,9 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(24 * 60 * 60);
 pub const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// How many partials of different content are kept per sender and name.
 pub const PER_NAME: usize = 2;
+/// A claim whose holder received nothing for this long may be taken over by a newer
+/// try of the same content from the same sender.
+pub const STALL: Duration = Duration::from_secs(1);
 /// Where Linux says which boot of the machine this is.
 const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
@@ -203,7 +217,65 @@ impl Sidecar {
 pub struct Partials {
     dir: PathBuf,
     ttl: Duration,
-    busy: Arc<Mutex<HashSet<String>>>,
+    busy: Arc<Mutex<HashMap<String, Arc<Hold>>>>,
+}
+
+/// The hold of a claimed partial: when its holder last wrote, and how to tell it to
+/// stop.
+#[derive(Debug)]
+pub(crate) struct Hold {
+    since: Instant,
+    /// Milliseconds after `since` of the last write.
+    last: AtomicU64,
+    stop: CancellationToken,
+}
+
+impl Hold {
+    fn new() -> Self {
+        Self {
+            since: Instant::now(),
+            last: AtomicU64::new(0),
+            stop: CancellationToken::new(),
+        }
+    }
+
+    /// A write happened now.
+    fn touch(&self) {
+        let now = self.since.elapsed().as_millis() as u64;
+        self.last.store(now, Ordering::Relaxed);
+    }
+
+    /// How long since the holder claimed the partial or last wrote to it.
+    pub(crate) fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last.load(Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
+
+    /// Cancelled when a newer try takes the partial over: the holder stops.
+    pub(crate) fn stop(&self) -> &CancellationToken {
+        &self.stop
+    }
+}
+
+/// A claimed partial's place in [`Partials`]: released when the last of the claim and
+/// its sink is gone.
+#[derive(Debug)]
+struct Lease {
+    key: String,
+    busy: Arc<Mutex<HashMap<String, Arc<Hold>>>>,
+    hold: Arc<Hold>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        if busy
+            .get(&self.key)
+            .is_some_and(|h| Arc::ptr_eq(h, &self.hold))
+        {
+            busy.remove(&self.key);
+        }
+    }
 }
 
 /// What a sweep removed.
@@ -234,10 +306,21 @@ impl Partials {
     /// there holds other content): `None` when another message holds it.
     pub(crate) fn claim(&self, id: &Identity) -> io::Result<Option<Claim>> {
         let key = id.key();
-        if !self.lock().insert(key.clone()) {
-            return Ok(None);
+        let hold = Arc::new(Hold::new());
+        {
+            let mut busy = self.lock();
+            if busy.contains_key(&key) {
+                return Ok(None);
+            }
+            busy.insert(key.clone(), hold.clone());
         }
+        let lease = Arc::new(Lease {
+            key: key.clone(),
+            busy: self.busy.clone(),
+            hold,
+        });
         let claim = Claim {
+            lease,
             part: self.dir.join(format!("{key}.part")),
             sidecar: Sidecar {
                 path: self.dir.join(format!("{key}.meta")),
@@ -254,7 +337,12 @@ impl Partials {
         claim.open(id).map(Some)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+    /// The hold of whoever claims `id`'s partial now, if anyone does.
+    pub(crate) fn holder(&self, id: &Identity) -> Option<Arc<Hold>> {
+        self.lock().get(&id.key()).cloned()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Hold>>> {
         self.busy.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -289,7 +377,7 @@ impl Partials {
                     return None;
                 }
                 let modified = entry.metadata().ok()?.modified().ok()?;
-                Some((other.to_owned(), busy.contains(other), modified))
+                Some((other.to_owned(), busy.contains_key(other), modified))
             })
             .collect();
         found.sort_by_key(|(_, _, modified)| *modified);
@@ -320,7 +408,7 @@ impl Partials {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             let key = name.split('.').next().unwrap_or("");
-            if busy.contains(key) {
+            if busy.contains_key(key) {
                 continue;
             }
             let Ok(meta) = entry.metadata() else { continue };
@@ -357,6 +445,7 @@ impl Partials {
 /// One partial, claimed by one message: released when dropped.
 #[derive(Debug)]
 pub(crate) struct Claim {
+    lease: Arc<Lease>,
     key: String,
     part: PathBuf,
     sidecar: Sidecar,
@@ -447,6 +536,11 @@ impl Claim {
         }
     }
 
+    /// Cancelled when a newer try takes the partial over.
+    pub(crate) fn stop(&self) -> CancellationToken {
+        self.lease.hold.stop.clone()
+    }
+
     /// Where the held bytes are, to read them back.
     pub(crate) fn path(&self) -> &Path {
         &self.part
@@ -485,7 +579,8 @@ impl Drop for Claim {
             let _ = std::fs::remove_file(&self.sidecar.path);
             self.partials.tidy();
         }
-        self.partials.lock().remove(&self.key);
+        // The lease goes with the claim, and the partial is free once the sink (if
+        // any) is gone too.
     }
 }
 
@@ -495,6 +590,7 @@ impl Drop for Claim {
 #[derive(Debug)]
 pub(crate) struct PartialSink {
     pending: Option<Pending>,
+    lease: Arc<Lease>,
     sidecar: Sidecar,
     /// When the data was last synced and counted in the sidecar.
     checkpoint: Instant,
@@ -524,6 +620,7 @@ impl PartialSink {
 impl Write for PartialSink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let n = self.pending.as_mut().expect("not taken").write(buf)?;
+        self.lease.hold.touch();
         self.checkpoint()?;
         Ok(n)
     }
@@ -534,6 +631,7 @@ impl Write for PartialSink {
             .as_mut()
             .expect("not taken")
             .write_vectored(bufs)?;
+        self.lease.hold.touch();
         self.checkpoint()?;
         Ok(n)
     }
@@ -575,6 +673,7 @@ impl Store {
             false => None,
         };
         Ok(PartialSink {
+            lease: claim.lease.clone(),
             sidecar: claim.sidecar.clone(),
             checkpoint: Instant::now(),
             pending: Some(Pending {
@@ -717,13 +816,9 @@ mod tests {
         drop(claim);
         assert_eq!(hold(&c, 3), Held::Changed);
         assert_eq!(partials.held().count, 3, "b, c and the other sender's");
-        assert_eq!(
-            partials.claim(&a).unwrap().unwrap().held,
-            0,
-            "a was the oldest"
-        );
-        assert_eq!(partials.claim(&b).unwrap().unwrap().held, 3 * 4096);
-        assert_eq!(partials.claim(&other).unwrap().unwrap().held, 3 * 4096);
+        let part = |id: &Identity| root.path().join(FOLDER).join(format!("{}.part", id.key()));
+        assert!(!part(&a).exists(), "a was the oldest");
+        assert!(part(&b).exists() && part(&c).exists() && part(&other).exists());
     }
 
     /// What a partial holds is never more than its sidecar says was synced, unless it

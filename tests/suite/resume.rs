@@ -120,6 +120,63 @@ fn resume_black_out_half_way_sends_only_the_rest() {
     within_bound("black-out half way", up(&relay), SIZE);
 }
 
+/// The sender killed at half way and run again at once, both ends with a 30 s idle
+/// timeout: the listener's stream of the first run still holds the partial when the
+/// second run's offer arrives (nothing told the listener the first run died). It
+/// receives nothing, so it is taken over, and the second run resumes.
+#[test]
+fn resume_rerun_takes_over_the_partial_of_a_try_the_listener_thinks_alive() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/big.bin", SIZE);
+    let mut l = t.listen(&out, &["--idle-timeout", "30s"]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(crate::util::relay::Impairment::delay(
+        Duration::from_millis(5),
+    ));
+    let spawn = || {
+        let mut cmd = t.cmd();
+        let ticket = format!("{}@{}", l.fingerprint, relay.addr());
+        cmd.args([
+            "--json",
+            "send",
+            "--idle-timeout",
+            "30s",
+            "--retry-for",
+            "60s",
+        ]);
+        cmd.args([ticket.as_str(), path_str(&file)]);
+        cmd.stdin(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let mut first = spawn();
+    half_way(&relay, &mut first, SIZE);
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let r = spawn().finish(Duration::from_secs(90));
+    sent_ok(&r, &digest, SIZE);
+    assert!(r.one("sent")["resumed_from"].as_u64() > Some(0), "{r}");
+    let failed = l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("took its partial over"),
+        "{failed}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "not at the idle timeout"
+    );
+    landed_once(&out, "big.bin", &digest);
+    within_bound(
+        "run again while the first run holds the partial",
+        up(&relay),
+        SIZE,
+    );
+}
+
 /// The sender killed at half way and run again: the second run resumes.
 #[test]
 fn resume_sender_killed_half_way_and_run_again() {

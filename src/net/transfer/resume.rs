@@ -37,7 +37,8 @@ use super::super::framing::resume::{
 use super::super::framing::{self, Ack, ErrorCode, Header, ReadError};
 use super::send::{stream_from, Source};
 use super::{receive_payload_hashed, Limits, Received, RecvError, SendError, CHUNK};
-use crate::store::{Claim, Identity, Store};
+use crate::store::{Claim, Identity, Store, STALL};
+use std::time::Duration;
 
 /// Files of at least this many bytes are offered for resume; below it a resend costs
 /// less than the round trip the answer takes.
@@ -175,9 +176,18 @@ pub(super) async fn read_ack_after_answer(
     framing::read_ack_after(recv, &head[..4]).await
 }
 
+/// How long a message waits for a partial another message holds and receives into,
+/// before it does without.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// How long a message waits for a partial whose holder it told to stop (it keeps what
+/// it wrote first: a sync).
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(10);
+
 /// The partial an offered message goes into, when the receiver keeps partials: its
-/// identity, claimed. Waits a little (a retry may arrive while the attempt before it
-/// is still failing), then does without.
+/// identity, claimed. A holder that received nothing for [`STALL`] (a try that broke
+/// off, whose stream the listener has not yet seen die) is told to stop, and its
+/// partial taken over; one that still receives is waited for a little, then this
+/// message does without.
 pub(crate) async fn claim(
     partials: &crate::store::Partials,
     header: &Header,
@@ -191,20 +201,45 @@ pub(crate) async fn claim(
         offer,
         algorithm: header.algorithm(),
     };
-    for _ in 0..40 {
-        let partials = partials.clone();
-        let id = id.clone();
-        match tokio::task::spawn_blocking(move || partials.claim(&id)).await {
+    let started = tokio::time::Instant::now();
+    let mut taken_over = false;
+    loop {
+        let (p, i) = (partials.clone(), id.clone());
+        match tokio::task::spawn_blocking(move || p.claim(&i)).await {
             Ok(Ok(Some(claim))) => return Some(claim),
-            Ok(Ok(None)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 warn!(cause = %e, "cannot keep a partial file; receiving without resume");
                 return None;
             }
             Err(_) => return None,
         }
+        if let Some(hold) = partials
+            .holder(&id)
+            .filter(|h| !taken_over && h.idle() >= STALL)
+        {
+            info!(name = %header.name.escape_debug(), idle = ?hold.idle(), "an earlier try of this file holds its partial but receives nothing: taken over");
+            hold.stop().cancel();
+            taken_over = true;
+        }
+        let wait = match taken_over {
+            true => TAKE_OVER_WAIT,
+            false => CLAIM_WAIT,
+        };
+        if started.elapsed() >= wait {
+            warn!(name = %header.name.escape_debug(), "another try of this file holds its partial; receiving without resume");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    None
+}
+
+/// The error of a message whose partial a newer try took over.
+fn taken_over() -> RecvError {
+    RecvError::Refuse(
+        ErrorCode::Cancelled,
+        "a newer try of this file from the same sender took its partial over".into(),
+    )
 }
 
 /// Answers an offer with what `claim` holds (nothing without a claim).
@@ -272,7 +307,11 @@ pub(crate) async fn receive_into_partial(
     limits: Limits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Received<crate::store::PartialSink>, Claim), RecvError> {
-    let (start, first) = read_start(recv, first).await?;
+    let stop = claim.stop();
+    let (start, first) = tokio::select! {
+        r = read_start(recv, first) => r?,
+        _ = stop.cancelled() => return Err(taken_over()),
+    };
     let len = header.length.unwrap_or(0);
     let from = start.map_or(0, |s| s.from);
     let hasher = header.algorithm().hasher();
@@ -315,9 +354,29 @@ pub(crate) async fn receive_into_partial(
     let mut rest = header.clone();
     rest.length = Some(len - from);
     progress(from);
-    let got = match receive_payload_hashed(recv, &rest, first, sink, limits, progress, hasher).await
+    let got = match receive_payload_hashed(
+        recv,
+        &rest,
+        first,
+        sink,
+        limits,
+        progress,
+        hasher,
+        Some(&stop),
+    )
+    .await
     {
         Ok(got) => got,
+        Err(RecvError::Stopped) => {
+            // A newer try took the partial over: what was written is kept for it.
+            let claim = tokio::task::spawn_blocking(move || {
+                let _ = claim.keep();
+                claim
+            })
+            .await;
+            drop(claim);
+            return Err(taken_over());
+        }
         Err(e @ RecvError::Storage(_)) => {
             // A full disk or an I/O error: what is there cannot be trusted, and its
             // space is given back.
