@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use qp2p::net::framing::resume::{Answer, Held, Offer, Start, ANSWER_LEN};
+use qp2p::net::framing::resume::{Answer, Held, Offer, Start, ANSWER_LEN, HEAD_LEN, START_LEN};
 use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::{Algorithm, Endpoint, Identity, TransportOptions};
 
@@ -536,4 +536,165 @@ fn resume_a_listener_without_it_gets_the_whole_file_after_a_bounded_wait() {
     let received = server.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(received["bytes"], 2 * MIB as u64);
     landed_once(&out, "old.bin", &digest);
+}
+
+/// The receiver's half of a late answer: a sender that did not wait for the answer
+/// sends its payload from byte 0 without a start, and this payload opens exactly like
+/// a start from 0 (`QP2S`, then 40 zero bytes). The listener holds a partial of it
+/// from an earlier try; it must take the bytes as payload, start its partial over, and
+/// land the file byte for byte.
+#[test]
+fn resume_late_answer_a_payload_that_looks_like_a_start_lands_whole() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let mut server = InProcess::with(
+        &out,
+        Options {
+            partials: Some(Duration::from_secs(3600)),
+            ..Options::default()
+        },
+    );
+    let len = 4 * MIB;
+    let mut data = random_bytes(len);
+    data[..START_LEN].copy_from_slice(
+        &Start {
+            from: 0,
+            prefix: [0; 32],
+        }
+        .encode(),
+    );
+    let header = Header {
+        kind: Kind::Message,
+        id: MessageId::random(),
+        length: Some(len as u64),
+        name: "looks.bin".into(),
+        digest: Some(Algorithm::Blake3),
+        skip_same: None,
+        resume: Some(Offer {
+            mtime_ns: 1,
+            head: *blake3::hash(&data[..HEAD_LEN as usize]).as_bytes(),
+        }),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let target: qp2p::Target = server.ticket.parse().unwrap();
+        let addr = target.resolve().await.unwrap()[0];
+        let id = Arc::new(Identity::ephemeral().unwrap());
+        let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
+        let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
+        let conn = endpoint.connect(addr, rules).await.unwrap();
+        // First try, on time: half of the file, then this sender gives up.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&header.encode()).await.unwrap();
+        let mut buf = [0u8; ANSWER_LEN];
+        recv.read_exact(&mut buf).await.unwrap();
+        assert_eq!(Answer::decode(&buf).unwrap().status, Held::Nothing);
+        let start = Start {
+            from: 0,
+            prefix: [0; 32],
+        };
+        send.write_all(&start.encode()).await.unwrap();
+        send.write_all(&data[..len / 2]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        send.reset(quinn::VarInt::from_u32(ErrorCode::Cancelled as u32))
+            .unwrap();
+        server.wait_for("failed", EVENT_TIMEOUT);
+        // Second try, late: the payload from byte 0 without waiting for the answer.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&header.encode()).await.unwrap();
+        send.write_all(&data).await.unwrap();
+        send.finish().unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(30), recv.read_to_end(1024))
+            .await
+            .expect("an answer and an ack in time")
+            .expect("answer and ack");
+        let answer = Answer::decode(back[..ANSWER_LEN].try_into().unwrap()).unwrap();
+        assert_eq!(answer.status, Held::Prefix, "it held the first try's bytes");
+        let ack = qp2p::net::framing::Ack::decode(
+            &back[ANSWER_LEN..ANSWER_LEN + qp2p::net::framing::ACK_LEN],
+        )
+        .unwrap();
+        assert_eq!(ack.bytes, len as u64);
+        assert_eq!(ack.digest, *blake3::hash(&data).as_bytes());
+        conn.close(0u32.into(), b"done");
+    });
+    let received = server.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(received["bytes"], len as u64, "{received}");
+    assert_eq!(list_all(&out), [Path::new("looks.bin")]);
+    assert!(
+        std::fs::read(out.join("looks.bin")).unwrap() == data,
+        "content differs"
+    );
+}
+
+/// The sender's half of a late answer: a listener that answers the offer only after
+/// the sender stopped waiting (3 s), and claims to hold a prefix. The sender has sent
+/// the whole payload from byte 0 without a start, skips the late answer in front of
+/// the ack, and succeeds with nothing resumed.
+#[test]
+fn resume_late_answer_the_sender_sends_everything_and_skips_it() {
+    let t = TestDir::new();
+    let (file, digest) = t.random_file("src/late.bin", 2 * MIB);
+    let data = std::fs::read(&file).unwrap();
+    let (ready, started) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let identity = Arc::new(Identity::ephemeral().unwrap());
+            let endpoint = Endpoint::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                identity,
+                TransportOptions::default(),
+                Some(qp2p::TrustRules::any()),
+            )
+            .unwrap();
+            let ticket =
+                qp2p::net::addr::ticket(&endpoint.fingerprint(), endpoint.local_addr().unwrap());
+            ready.send(ticket).unwrap();
+            let server = qp2p::Server::new(endpoint, qp2p::ServerConfig::unlimited());
+            let serve = async {
+                let incoming = server.accept().await.expect("a connection");
+                let conn = incoming.accept().await.expect("handshake").conn;
+                let (mut send, mut recv) = conn.accept_bi().await.expect("a stream");
+                let (header, first) = qp2p::net::framing::read_header(&mut recv)
+                    .await
+                    .expect("header");
+                assert!(header.resume.is_some(), "{header:?}");
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+                let late = Answer {
+                    status: Held::Prefix,
+                    held: MIB as u64,
+                };
+                send.write_all(&late.encode()).await.unwrap();
+                let rest = recv.read_to_end(4 * MIB).await.expect("the payload");
+                let got = [&first[..], &rest[..]].concat();
+                let ack = qp2p::net::framing::Ack {
+                    status: qp2p::net::framing::AckStatus::Stored,
+                    bytes: got.len() as u64,
+                    digest: *blake3::hash(&got).as_bytes(),
+                };
+                send.write_all(&ack.encode()).await.unwrap();
+                send.finish().unwrap();
+                let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+                got
+            };
+            tokio::select! {
+                got = serve => Some(got),
+                _ = stopped => None,
+            }
+        })
+    });
+    let ticket = started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let r = t.send(&[ticket.as_str(), path_str(&file)]);
+    let _ = stop.send(());
+    let got = listener.join().unwrap();
+    sent_ok(&r, &digest, 2 * MIB);
+    assert_eq!(r.one("sent")["resumed_from"], 0, "{r}");
+    assert!(r.elapsed >= Duration::from_secs(3), "{:?}", r.elapsed);
+    let got = got.expect("the listener saw the stream end");
+    assert!(
+        got == data,
+        "the payload is the file from byte 0, with no start"
+    );
 }

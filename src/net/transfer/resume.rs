@@ -266,13 +266,52 @@ pub(crate) async fn answer(send: &mut SendStream, claim: Option<&Claim>) -> Resu
 
 /// Reads the sender's [`Start`] after an answer: `None` (and the bytes read, which
 /// are payload) when the sender stopped waiting and sent the payload without it.
+///
+/// A payload may itself open with the start's magic (a file that begins `QP2S`), so
+/// the magic alone does not decide. A start from `held` (the bytes this receiver
+/// holds, more than 0) is one; its prefix digest is checked before anything is
+/// written. A start from 0 is one only if the [`HEAD_LEN`] bytes after it have the
+/// offer's head digest (else they are the payload's first bytes: a payload that
+/// looked like a start from 0 would have to open with a start's magic, 40 zero
+/// bytes, and a collision). Anything else is payload from byte 0: a sender that lies
+/// about where it starts meets the length and digest checks.
 pub(crate) async fn read_start(
     recv: &mut RecvStream,
     first: Bytes,
+    header: &Header,
+    held: u64,
 ) -> Result<(Option<Start>, Bytes), RecvError> {
     let mut buf = BytesMut::from(&first[..]);
-    while buf.len() < START_LEN {
-        match recv.read_chunk(START_LEN - buf.len(), true).await {
+    fill(recv, &mut buf, START_LEN).await?;
+    let Some(start) = Start::parse(buf[..START_LEN].try_into().expect("START_LEN bytes")) else {
+        return Ok((None, buf.freeze()));
+    };
+    let len = header.length.unwrap_or(0);
+    let head = HEAD_LEN.min(len) as usize;
+    let genuine = match (start.from, header.resume) {
+        (0, Some(offer)) if len >= (START_LEN + head) as u64 => {
+            // Whether a start from 0 or a payload, the stream holds this much.
+            fill(recv, &mut buf, START_LEN + head).await?;
+            let after = &buf[START_LEN..START_LEN + head];
+            header.algorithm().digest(after).bytes == offer.head
+        }
+        (0, _) => true,
+        (from, _) => from == held,
+    };
+    let buf = buf.freeze();
+    Ok(match genuine {
+        true => (Some(start), buf.slice(START_LEN..)),
+        false => {
+            info!(name = %header.name.escape_debug(), "the payload opens like a start frame but is none: the sender stopped waiting for the answer");
+            (None, buf)
+        }
+    })
+}
+
+/// Reads from `recv` into `buf` until it holds `n` bytes.
+async fn fill(recv: &mut RecvStream, buf: &mut BytesMut, n: usize) -> Result<(), RecvError> {
+    while buf.len() < n {
+        match recv.read_chunk(n - buf.len(), true).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => {
                 return Err(RecvError::Refuse(
@@ -285,12 +324,7 @@ pub(crate) async fn read_start(
             Err(_) => return Err(RecvError::Lost(quinn::ConnectionError::LocallyClosed)),
         }
     }
-    let buf = buf.freeze();
-    let start = Start::parse(buf[..START_LEN].try_into().expect("START_LEN bytes"));
-    Ok(match start {
-        Some(start) => (Some(start), buf.slice(START_LEN..)),
-        None => (None, buf),
-    })
+    Ok(())
 }
 
 /// Receives an offered message into its claimed partial after the answer: the start,
@@ -309,7 +343,7 @@ pub(crate) async fn receive_into_partial(
 ) -> Result<(Received<crate::store::PartialSink>, Claim), RecvError> {
     let stop = claim.stop();
     let (start, first) = tokio::select! {
-        r = read_start(recv, first) => r?,
+        r = read_start(recv, first, header, claim.held) => r?,
         _ = stop.cancelled() => return Err(taken_over()),
     };
     let len = header.length.unwrap_or(0);
