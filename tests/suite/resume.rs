@@ -698,3 +698,44 @@ fn resume_late_answer_the_sender_sends_everything_and_skips_it() {
         "the payload is the file from byte 0, with no start"
     );
 }
+
+/// `send --no-resume`: no offer, so the listener keeps nothing of a try that broke
+/// off, and the next run sends the whole file again.
+#[test]
+fn resume_no_resume_sends_whole_and_leaves_no_partial() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/big.bin", SMALL);
+    let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(crate::util::relay::Impairment::delay(
+        Duration::from_millis(5),
+    ));
+    let ticket = format!("{}@{}", l.fingerprint, relay.addr());
+    let spawn = || {
+        let mut cmd = t.cmd();
+        cmd.args(["--json", "send", "--no-resume", "--idle-timeout", "2s"]);
+        cmd.args([ticket.as_str(), path_str(&file)]);
+        cmd.stdin(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let mut first = spawn();
+    half_way(&relay, &mut first, SMALL);
+    assert!(
+        !out.join(".qp2p-partial").exists(),
+        "no offer, no partial kept"
+    );
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    assert!(list_all(&out).is_empty(), "{:?}", list_all(&out));
+    let before = up(&relay);
+    let r = spawn().finish(Duration::from_secs(90));
+    sent_ok(&r, &digest, SMALL);
+    assert_eq!(r.one("sent")["resumed_from"], 0, "{r}");
+    assert!(
+        up(&relay) - before >= SMALL as u64,
+        "the second run sends the whole file"
+    );
+    landed_once(&out, "big.bin", &digest);
+}
