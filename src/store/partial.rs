@@ -45,6 +45,10 @@
 //! - *Partials piling up*: [`Partials::sweep`] removes those untouched for longer than
 //!   the time to live (`listen --partial-ttl`, default [`DEFAULT_TTL`]); the folder is
 //!   removed when empty.
+//! - *Partials taking the room a new transfer needs*: before a message would be
+//!   refused for space, [`Partials::make_room`] removes partials of other transfers,
+//!   oldest first (the expired ones are among them), if that frees enough; else it
+//!   removes none.
 //! - *A symlink planted as the folder or a partial*: the folder must be a directory
 //!   (not a link) and a partial a regular file, else it is not used.
 
@@ -218,6 +222,17 @@ pub struct Partials {
     dir: PathBuf,
     ttl: Duration,
     busy: Arc<Mutex<HashMap<String, Arc<Hold>>>>,
+    report: Option<Report>,
+}
+
+/// Told what [`Partials::make_room`] removed, and how many bytes were short.
+#[derive(Clone)]
+struct Report(Arc<dyn Fn(Swept, u64) + Send + Sync>);
+
+impl std::fmt::Debug for Report {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Report")
+    }
 }
 
 /// The hold of a claimed partial: when its holder last wrote, and how to tell it to
@@ -294,7 +309,55 @@ impl Partials {
             dir: root.join(FOLDER),
             ttl,
             busy: Arc::default(),
+            report: None,
         }
+    }
+
+    /// Calls `report` with the partials removed to make room for a message the disk
+    /// could not hold otherwise (oldest first, see the module documentation), and the
+    /// bytes that were short, each time it removes any.
+    pub fn on_room_made(mut self, report: impl Fn(Swept, u64) + Send + Sync + 'static) -> Self {
+        self.report = Some(Report(Arc::new(report)));
+        self
+    }
+
+    /// Removes partials not claimed now, oldest first, until their bytes reach
+    /// `short`: a message would be refused for space otherwise. Removes none when all
+    /// of them together would not make up `short` (they may still be resumed).
+    /// Blocking.
+    pub(crate) fn make_room(&self, short: u64) -> Swept {
+        let busy = self.lock().clone();
+        let mut parts: Vec<(String, SystemTime, u64)> = std::fs::read_dir(&self.dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let key = name.strip_suffix(".part")?;
+                let meta = entry.metadata().ok()?;
+                let modified = meta.modified().ok()?;
+                let free = !busy.contains_key(key) && meta.is_file();
+                free.then(|| (key.to_owned(), modified, meta.len()))
+            })
+            .collect();
+        let mut swept = Swept::default();
+        if parts.iter().map(|(_, _, len)| len).sum::<u64>() < short {
+            return swept;
+        }
+        parts.sort_by_key(|(_, modified, _)| *modified);
+        for (key, _, len) in parts {
+            if swept.bytes >= short {
+                break;
+            }
+            self.remove(&key);
+            swept.count += 1;
+            swept.bytes += len;
+        }
+        self.tidy();
+        if let Some(report) = &self.report {
+            (report.0)(swept, short);
+        }
+        swept
     }
 
     /// The time to live.
