@@ -349,11 +349,12 @@ impl Partials {
             if swept.bytes >= short {
                 break;
             }
-            self.remove(&key);
-            swept.count += 1;
-            swept.bytes += len;
+            if self.remove(&key) {
+                swept.count += 1;
+                swept.bytes += len;
+            }
         }
-        self.tidy();
+        self.tidy(None);
         if let Some(report) = &self.report {
             (report.0)(swept, short);
         }
@@ -447,15 +448,25 @@ impl Partials {
         found
     }
 
-    /// Removes the partial `key` (its data and sidecar).
-    fn remove(&self, key: &str) {
+    /// Removes the partial `key` (its data and sidecar) unless it is claimed; under
+    /// the lock, so that no claim takes it meanwhile. Whether it was removed.
+    fn remove(&self, key: &str) -> bool {
+        let busy = self.lock();
+        if busy.contains_key(key) {
+            return false;
+        }
         let _ = std::fs::remove_file(self.dir.join(format!("{key}.part")));
         let _ = std::fs::remove_file(self.dir.join(format!("{key}.meta")));
+        true
     }
 
-    /// Removes the folder if it is empty.
-    fn tidy(&self) {
-        let _ = std::fs::remove_dir(&self.dir);
+    /// Removes the folder if it is empty and no claim but `own` (one being released)
+    /// is about to make a partial in it.
+    fn tidy(&self, own: Option<&str>) {
+        let busy = self.lock();
+        if busy.keys().all(|k| Some(k.as_str()) == own) {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
     }
 
     /// Removes the partials (not claimed now) whose last write is older than the time
@@ -466,11 +477,11 @@ impl Partials {
             return swept;
         };
         let now = SystemTime::now();
-        let busy = self.lock().clone();
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             let key = name.split('.').next().unwrap_or("");
+            let busy = self.lock();
             if busy.contains_key(key) {
                 continue;
             }
@@ -483,12 +494,14 @@ impl Partials {
             if age <= self.ttl || !meta.is_file() {
                 continue;
             }
+            // Under the lock: no claim takes it meanwhile.
             if std::fs::remove_file(&path).is_ok() && name.ends_with(".part") {
                 swept.count += 1;
                 swept.bytes += meta.len();
             }
+            drop(busy);
         }
-        self.tidy();
+        self.tidy(None);
         swept
     }
 
@@ -575,8 +588,7 @@ impl Claim {
             if left < PER_NAME {
                 break;
             }
-            if !busy {
-                self.partials.remove(key);
+            if !busy && self.partials.remove(key) {
                 left -= 1;
             }
         }
@@ -622,13 +634,13 @@ impl Claim {
     pub(crate) fn discard(self) {
         let _ = std::fs::remove_file(&self.part);
         let _ = std::fs::remove_file(&self.sidecar.path);
-        self.partials.tidy();
+        self.partials.tidy(Some(&self.key));
     }
 
     /// The file landed under its name: its sidecar goes, and the folder if empty.
     pub(crate) fn landed(self) {
         let _ = std::fs::remove_file(&self.sidecar.path);
-        self.partials.tidy();
+        self.partials.tidy(Some(&self.key));
     }
 }
 
@@ -640,7 +652,7 @@ impl Drop for Claim {
         if empty {
             let _ = std::fs::remove_file(&self.part);
             let _ = std::fs::remove_file(&self.sidecar.path);
-            self.partials.tidy();
+            self.partials.tidy(Some(&self.key));
         }
         // The lease goes with the claim, and the partial is free once the sink (if
         // any) is gone too.
