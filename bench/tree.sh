@@ -3,7 +3,7 @@
 # over loopback TCP, side by side in one run, alternating.
 #
 #   bench/tree.sh [--files N] [--size BYTES] [--per-dir N] [--runs N] [--uni | --both]
-#                 [--bin PATH] [--no-build]
+#                 [--synced-tar] [--bin PATH] [--no-build]
 #
 # Makes N random files of BYTES each (folders of --per-dir), then per run: a fresh
 # output directory, the receiver started first, the clock started with the sender and
@@ -13,7 +13,8 @@
 # bytes; qp2p also checked each SHA-256 on the way). Prints per run and the median,
 # minimum and maximum of each tool's wall time, and the peak RSS of every process
 # (GNU time). --uni sends with unidirectional streams instead; --both runs the default
-# and --uni back to back in each run and adds their ratio, run by run. Loopback
+# and --uni back to back in each run and adds their ratio, run by run. --synced-tar
+# ends tar's side with `sync -f` on its output, so both sides are durable. Loopback
 # (127.0.0.1) only.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ per_dir=100
 runs=5
 uni=""
 both=0
+synced=0
 bin=""
 build=1
 while [ $# -gt 0 ]; do
@@ -33,9 +35,10 @@ while [ $# -gt 0 ]; do
         --runs) runs=$2; shift 2 ;;
         --uni) uni=--uni; shift ;;
         --both) both=1; shift ;;
+        --synced-tar) synced=1; shift ;;
         --bin) bin=$2; build=0; shift 2 ;;
         --no-build) build=0; shift ;;
-        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "tree.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -89,7 +92,9 @@ run_socat() {
     local out=$work/out-socat-$1 port
     mkdir -p "$out"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    /usr/bin/time -v -o "$work/t-recv" sh -c "socat -u TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr STDOUT | tar x -C '$out'" &
+    local after=""
+    [ "$synced" = 1 ] && after=" && sync -f '$out'"
+    /usr/bin/time -v -o "$work/t-recv" sh -c "socat -u TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr STDOUT | tar x -C '$out'$after" &
     listener=$!
     # Wait for the port to listen.
     for _ in $(seq 200); do
@@ -158,7 +163,9 @@ for i in $(seq "$runs"); do
 done
 s_med=$(sort -g "$work/socat.times" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
 q_med=$(sort -g "$work/qp2p.times" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-echo "tar | socat: $(stats <"$work/socat.times")"
+label="tar | socat"
+[ "$synced" = 1 ] && label="tar | socat, synced"
+echo "$label: $(stats <"$work/socat.times")"
 echo "qp2p send${uni:+ $uni}: $(stats <"$work/qp2p.times")"
 printf 'ratio of medians qp2p / socat: %.2f\n' "$(echo "$q_med / $s_med" | bc -l)"
 # Run by run (each pair ran back to back): steadier than the medians on a busy machine.
