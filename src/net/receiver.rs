@@ -546,7 +546,7 @@ impl Receiver {
         }
         if offered && claim.is_none() {
             // Nothing held: the sender starts from byte 0, with or without a start.
-            let (start, rest) = resume::read_start(recv, first).await?;
+            let (start, rest) = resume::read_start(recv, first, header, 0).await?;
             if start.is_some_and(|s| s.from != 0) {
                 return Err(RecvError::Refuse(
                     ErrorCode::BadHeader,
