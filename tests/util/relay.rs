@@ -276,6 +276,14 @@ impl Relay {
         Relay::start(target.parse().expect("relay target is IP:PORT"))
     }
 
+    /// Starts a relay to `target` ("IP:PORT") that delays every datagram both ways by
+    /// `delay`.
+    pub fn delayed_to(target: &str, delay: Duration) -> Relay {
+        let relay = Relay::to(target);
+        relay.set_both(Impairment::delay(delay));
+        relay
+    }
+
     /// The address clients send to.
     pub fn addr(&self) -> SocketAddr {
         self.addr
