@@ -28,7 +28,7 @@ mod flood;
 mod generated;
 // Linux resource limits, fifos, unreadable files, root: unix only.
 #[cfg(unix)]
-#[path = "suite/hardening.rs"]
+#[path = "suite/hardening/mod.rs"]
 mod hardening;
 #[path = "suite/library.rs"]
 mod library;

@@ -5,10 +5,13 @@
 //! report for the winner, one per loser. With `--send`, the files then go over the
 //! winning connection exactly as `qp2p send` sends them.
 //!
-//! A ticket with several ways is raced as `send` races it (`introducer::reach`): its
-//! introducers are asked, their candidates join the race, and when none completes a
-//! handshake within `Ways::before_relay`, the relays they offer are tried in turn
-//! (`introducer::through_relay`) within what is left of `--timeout`. A relayed
+//! Every ticket is raced as `send` races one (`introducer::reach_any`, with all of
+//! them at once): every direct way is dialed at once, while every introducer of every
+//! ticket is asked; each introducer's candidates (the punched address, the
+//! listener's own) join the running race as it answers, so a slow or dead
+//! introducer holds up nothing. When none completes a handshake within
+//! `Ways::absorb`'s bound after a relay was offered, the relays offered are tried in
+//! turn (`introducer::through_relay`) within what is left of `--timeout`. A relayed
 //! winner's control connection to the introducer is held until the end: the relay
 //! session lasts as long as it.
 
@@ -18,13 +21,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::send::{collect, deliver};
-use super::{all_failed, Context, DigestArg, TransportArgs, TrustArgs};
-use crate::error::{coded, Exit};
-use qp2p::net::addr::Ticket;
+use super::{Context, DigestArg, TransportArgs, TrustArgs};
+use crate::error::{coded, unreached as unreached_error, Exit};
+use qp2p::net::addr::{Ticket, Way};
 use qp2p::net::endpoint::canonical;
 use qp2p::net::framing;
-use qp2p::net::introducer::{through_relay, ways, Loser, PeerPath};
-use qp2p::net::race::{race, Candidate, Fate};
+use qp2p::net::introducer::{reach_any, PeerPath, Reached};
+use qp2p::net::race::Fate;
 use qp2p::net::sender::close;
 use qp2p::{Endpoint, Fingerprint, Pool, Sender};
 
@@ -66,14 +69,6 @@ pub struct Args {
     pub transport: TransportArgs,
 }
 
-/// The relays a ticket's introducers offer (fingerprint, address), for the listener
-/// with this fingerprint, under these trust rules.
-type Offers = (
-    Vec<(Fingerprint, SocketAddr)>,
-    Fingerprint,
-    qp2p::TrustRules,
-);
-
 /// Races the peers, reports every fate, then sends if asked.
 pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let items = if args.send.is_empty() {
@@ -84,164 +79,78 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     let base = args.trust.rules()?;
     let identity = ctx.identity()?;
     let endpoint = Endpoint::client(identity, args.transport.options())?;
-    // Every candidate, and how it would reach its peer.
-    let mut candidates: Vec<(Candidate, PeerPath)> = Vec::new();
-    // The relays offered for each ticket (its fingerprint and trust rules), and how
-    // long the race goes on before they are asked (the shortest of the tickets').
-    let mut relays: Vec<Offers> = Vec::new();
-    let mut before_relay: Option<Duration> = None;
+    let mut tickets: Vec<(Ticket, qp2p::TrustRules)> = Vec::new();
     for text in &args.targets {
         let ticket: Ticket = text
             .parse()
             .map_err(|e| coded(Exit::Usage, format!("{e}")))?;
         let rules = base.clone().with_pin(ticket.expect.or(args.expect));
-        if let Some(target) = ticket.single() {
-            match target.resolve().await {
-                Ok(addrs) => candidates.extend(addrs.into_iter().map(|addr| {
-                    let rules = rules.clone();
-                    (Candidate { addr, rules }, PeerPath::Direct)
-                })),
-                Err(e) => ctx.out.event(
-                    json!({"event": "loser", "addr": text, "outcome": "failed",
-                           "error": format!("cannot resolve: {e}")}),
-                    || format!("loser {text}: cannot resolve: {e}"),
-                ),
-            }
-            continue;
-        }
-        // Several ways: the direct ones, and what the introducers answer; their
-        // relays are the fallback when no handshake of the race completes.
-        let found = ways(&endpoint, &ticket).await;
-        if let (Some(target), Some(wait)) = (ticket.expect, found.before_relay()) {
-            before_relay = Some(before_relay.map_or(wait, |w: Duration| w.min(wait)));
-            relays.push((found.relays.clone(), target, rules.clone()));
-        }
-        for (way, why) in found.introducers {
-            ctx.out.event(
-                json!({"event": "loser", "addr": way, "outcome": "failed", "error": why}),
-                || format!("loser {way}: failed: {why}"),
-            );
-        }
-        candidates.extend(found.candidates.into_iter().map(|(addr, path)| {
-            let rules = rules.clone();
-            (Candidate { addr, rules }, path)
-        }));
+        tickets.push((ticket, rules));
     }
-    let mut unique = Vec::new();
-    candidates.retain(|c| {
-        let new = !unique.contains(&c.0);
-        unique.push(c.0.clone());
-        new
-    });
-    let (candidates, paths): (Vec<Candidate>, Vec<PeerPath>) = candidates.into_iter().unzip();
-    if candidates.is_empty() {
-        return Err(coded(
-            Exit::Connect,
-            "no address to dial: every name failed to resolve",
-        ));
-    }
-
     let backoff = args.transport.backoff();
-    let started = tokio::time::Instant::now();
-    let first_round = match (before_relay, args.timeout) {
-        (Some(wait), Some(all)) => Some(wait.min(all)),
-        (wait, all) => wait.or(all),
-    };
-    let raced = async {
-        let outcome = race(&endpoint, &candidates, &backoff, first_round).await;
-        let mut losers: Vec<Loser> = outcome
-            .losers
-            .into_iter()
-            .map(|(i, fate)| (candidates[i].addr, paths[i], fate))
-            .collect();
-        if let Some(w) = outcome.winner {
-            let (chosen, path) = (candidates[w.index].clone(), paths[w.index]);
-            return (Some((w, chosen, path, None)), losers);
-        }
-        // No handshake completed: each ticket's relays, in turn, within what is left
-        // of --timeout.
-        let mut refused = Vec::new();
-        for (offers, target, rules) in &relays {
-            let relayed = through_relay(
-                &endpoint,
-                offers,
-                *target,
-                rules,
-                &backoff,
-                &mut losers,
-                &mut refused,
-            );
-            let relayed = match args.timeout {
-                Some(all) => {
-                    let left = all.saturating_sub(started.elapsed());
-                    tokio::time::timeout(left, relayed).await.ok().flatten()
-                }
-                None => relayed.await,
-            };
-            if let Some((w, addr, path, control)) = relayed {
-                let chosen = Candidate {
-                    addr,
-                    rules: rules.clone(),
-                };
-                return (Some((w, chosen, path, Some(control))), losers);
-            }
-        }
-        for (way, why) in refused {
-            ctx.out.event(
-                json!({"event": "loser", "addr": way, "outcome": "failed", "error": why}),
-                || format!("loser {way}: failed: {why}"),
-            );
-        }
-        (None, losers)
-    };
-    let (won, losers) = tokio::select! {
-        o = raced => o,
+    let raced = reach_any(&endpoint, &tickets, &backoff, args.timeout);
+    let reached = tokio::select! {
+        r = raced => r,
         _ = ctx.shutdown.cancelled() => {
             close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
             return Ok(());
         }
     };
-    for (addr, _, fate) in &losers {
-        let addr = canonical(*addr);
+    let reached = match reached {
+        Ok(reached) => reached,
+        Err(unreached) => {
+            report_ways(&ctx, &unreached.introducers);
+            for (addr, _, why) in &unreached.tried {
+                report_loser(&ctx, *addr, "failed", Some(why));
+            }
+            close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
+            let introduced = tickets
+                .iter()
+                .any(|(t, _)| t.ways.iter().any(|w| matches!(w, Way::Introducer(_))));
+            if unreached.tried.is_empty() && !introduced {
+                return Err(coded(
+                    Exit::Connect,
+                    "no address to dial: every name failed to resolve",
+                ));
+            }
+            return Err(unreached_error(unreached));
+        }
+    };
+    report_ways(&ctx, &reached.introducers);
+    for (addr, _, fate) in &reached.losers {
         let (what, error) = match fate {
             Fate::Cancelled => ("cancelled", None),
             Fate::Failed(e) => ("failed", Some(e.to_string())),
         };
-        ctx.out.event(
-            json!({"event": "loser", "addr": addr.to_string(), "outcome": what, "error": error}),
-            || match &error {
-                Some(e) => format!("loser {addr}: failed: {e}"),
-                None => format!("loser {addr}: cancelled"),
-            },
-        );
+        report_loser(&ctx, *addr, what, error.as_deref());
     }
-    let Some((winner, chosen, path, control)) = won else {
-        close(&endpoint, None, ctx.shutdown.is_cancelled()).await;
-        return Err(all_failed(
-            losers
-                .into_iter()
-                .map(|(addr, _, fate)| (addr, fate))
-                .collect(),
-        ));
-    };
-    let chosen = &chosen;
-    let addr = canonical(chosen.addr);
-    let fingerprint = Fingerprint::of_peer(&winner.conn);
-    let handshake_ms = winner.handshake.as_secs_f64() * 1000.0;
+    let Reached {
+        conn,
+        addr,
+        path,
+        rules,
+        handshake,
+        retries,
+        control,
+        ..
+    } = reached;
+    let addr = canonical(addr);
+    let fingerprint = Fingerprint::of_peer(&conn);
+    let handshake_ms = handshake.as_secs_f64() * 1000.0;
     ctx.out.event(
         json!({
             "event": "winner",
             "addr": addr.to_string(),
             "fingerprint": fingerprint.map(|f| f.to_string()),
             "handshake_ms": handshake_ms,
-            "retries": winner.retries,
+            "retries": retries,
             "path": path.name(),
             "introducer": path.introducer().map(|f| f.to_string()),
         }),
         || {
             format!(
                 "winner {addr} in {}, fingerprint {}{}",
-                crate::output::human_duration(winner.handshake),
+                crate::output::human_duration(handshake),
                 fingerprint.map(|f| f.to_string()).unwrap_or_default(),
                 match path {
                     PeerPath::Direct => String::new(),
@@ -252,7 +161,7 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
     );
 
     if items.is_empty() {
-        winner.conn.close(framing::close::DONE, b"done");
+        conn.close(framing::close::DONE, b"done");
         if let Some(control) = control {
             control.close(framing::close::DONE, b"done");
         }
@@ -260,8 +169,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         Ok(())
     } else {
         let pool = Pool::new(endpoint.clone());
-        pool.insert(chosen.addr, chosen.rules.clone(), winner.conn);
-        let sender = Sender::new(pool.clone(), chosen.addr, chosen.rules.clone())
+        pool.insert(addr, rules.clone(), conn);
+        let sender = Sender::new(pool.clone(), addr, rules)
             .with_backoff(backoff)
             .with_digest(args.digest.into());
         let result = deliver(&sender, items, &ctx, path).await;
@@ -270,4 +179,27 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
         drop(control);
         result
     }
+}
+
+/// A `loser` event for every way that gave no candidate (an introducer that failed,
+/// a name that did not resolve).
+fn report_ways(ctx: &Context, ways: &[(String, String)]) {
+    for (way, why) in ways {
+        ctx.out.event(
+            json!({"event": "loser", "addr": way, "outcome": "failed", "error": why}),
+            || format!("loser {way}: failed: {why}"),
+        );
+    }
+}
+
+/// A `loser` event for a candidate dialed: `cancelled`, or `failed` with why.
+fn report_loser(ctx: &Context, addr: SocketAddr, what: &str, error: Option<&str>) {
+    let addr = canonical(addr);
+    ctx.out.event(
+        json!({"event": "loser", "addr": addr.to_string(), "outcome": what, "error": error}),
+        || match error {
+            Some(e) => format!("loser {addr}: failed: {e}"),
+            None => format!("loser {addr}: cancelled"),
+        },
+    );
 }

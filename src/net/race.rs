@@ -16,14 +16,18 @@
 //!   retry budget, and the whole race by an optional deadline.
 //! - *A failure reported without its cause*: every loser keeps its own error, so "all
 //!   failed" lists one reason per address.
+//! - *Candidates known only later held up by those known now, or the other way
+//!   round*: [`race_joined`] dials what is known at once and takes candidates that
+//!   arrive while it runs (an introducer's answer: the punched address), each dialed
+//!   the moment it arrives; an address already in the race is not dialed twice.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::stream::{FuturesUnordered, StreamExt};
+use futures_util::stream::{self, FuturesUnordered, Stream, StreamExt};
 use tokio::time::Instant;
 
-use super::endpoint::{ConnectError, Endpoint};
+use super::endpoint::{canonical, ConnectError, Endpoint};
 use super::retry::Backoff;
 use super::tls::TrustRules;
 
@@ -107,31 +111,96 @@ pub async fn race(
     backoff: &Backoff,
     deadline: Option<Duration>,
 ) -> Outcome {
-    let mut pending: FuturesUnordered<_> = candidates
-        .iter()
-        .enumerate()
-        .map(|(index, c)| attempt(endpoint, index, c, backoff))
-        .collect();
-    let mut failed: Vec<(usize, Fate)> = Vec::new();
-    let mut winner = None;
-    let sleep = async {
-        match deadline {
-            Some(d) => tokio::time::sleep(d).await,
-            None => std::future::pending().await,
+    let tagged = candidates.iter().map(|c| (c.clone(), ())).collect();
+    race_joined(endpoint, tagged, stream::empty(), backoff, deadline)
+        .await
+        .0
+}
+
+/// Candidates that join a running [`race_joined`], each with the caller's tag (how it
+/// would reach the peer), and how much longer the race may go on once they arrived.
+#[derive(Debug)]
+pub struct Joining<T> {
+    /// The new candidates.
+    pub candidates: Vec<(Candidate, T)>,
+    /// The race ends at most this long after they arrive (whatever is still dialing
+    /// then fails on a timeout): the caller has a fallback to try by then. `None`:
+    /// no new bound.
+    pub within: Option<Duration>,
+}
+
+/// [`race`] with candidates that may arrive while it runs: `candidates` are dialed at
+/// once, and each [`Joining`] of `late` the moment it arrives (a candidate whose
+/// address and rules are already in the race is skipped: the first one listed keeps
+/// its tag). The race ends with the first completed handshake; or when every attempt
+/// failed and `late` has ended; or at `deadline` (from the start) or the earliest
+/// bound a [`Joining`] set, whichever comes first.
+///
+/// Returns the outcome and every candidate raced, with its tag, in the order they
+/// joined: the outcome's indices are into it. Cancel-safe.
+pub async fn race_joined<T, S>(
+    endpoint: &Endpoint,
+    candidates: Vec<(Candidate, T)>,
+    late: S,
+    backoff: &Backoff,
+    deadline: Option<Duration>,
+) -> (Outcome, Vec<(Candidate, T)>)
+where
+    S: Stream<Item = Joining<T>>,
+{
+    let started = Instant::now();
+    let mut all: Vec<(Candidate, T)> = Vec::new();
+    let mut pending = FuturesUnordered::new();
+    let join = |all: &mut Vec<(Candidate, T)>,
+                pending: &mut FuturesUnordered<_>,
+                new: Vec<(Candidate, T)>| {
+        for (candidate, tag) in new {
+            let known = |(c, _): &(Candidate, T)| {
+                canonical(c.addr) == canonical(candidate.addr) && c.rules == candidate.rules
+            };
+            if !all.iter().any(known) {
+                pending.push(attempt(endpoint, all.len(), candidate.clone(), backoff));
+                all.push((candidate, tag));
+            }
         }
     };
-    tokio::pin!(sleep);
+    join(&mut all, &mut pending, candidates);
+    let late = late.fuse();
+    tokio::pin!(late);
+    let mut late_done = false;
+    let mut end = deadline.map(|d| started + d);
+    let mut failed: Vec<(usize, Fate)> = Vec::new();
+    let mut winner = None;
     let timed_out = loop {
+        if pending.is_empty() && late_done {
+            break false;
+        }
+        let sleep = async {
+            match end {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
-            next = pending.next() => match next {
+            next = pending.next(), if !pending.is_empty() => match next {
                 Some((index, Ok((conn, handshake)), retries)) => {
                     winner = Some(Winner { index, conn, handshake, retries });
                     break false;
                 }
                 Some((index, Err(e), _)) => failed.push((index, Fate::Failed(e))),
-                None => break false,
+                None => {}
             },
-            _ = &mut sleep => break true,
+            joined = late.next(), if !late_done => match joined {
+                Some(Joining { candidates, within }) => {
+                    join(&mut all, &mut pending, candidates);
+                    if let Some(within) = within {
+                        let at = Instant::now() + within;
+                        end = Some(end.map_or(at, |e| e.min(at)));
+                    }
+                }
+                None => late_done = true,
+            },
+            _ = sleep => break true,
         }
     };
     drop(pending);
@@ -140,14 +209,14 @@ pub async fn race(
         .map(|(i, _)| *i)
         .chain(winner.as_ref().map(|w| w.index))
         .collect();
-    for (index, candidate) in candidates.iter().enumerate() {
+    for (index, (candidate, _)) in all.iter().enumerate() {
         if decided.contains(&index) {
             continue;
         }
         let fate = if timed_out {
             Fate::Failed(ConnectError::Timeout {
                 addr: candidate.addr,
-                timeout: deadline.unwrap_or_default(),
+                timeout: end.map_or(started.elapsed(), |e| e - started),
             })
         } else {
             Fate::Cancelled
@@ -155,10 +224,11 @@ pub async fn race(
         failed.push((index, fate));
     }
     failed.sort_by_key(|(i, _)| *i);
-    Outcome {
+    let outcome = Outcome {
         winner,
         losers: failed,
-    }
+    };
+    (outcome, all)
 }
 
 type Attempt = (
@@ -170,9 +240,10 @@ type Attempt = (
 async fn attempt(
     endpoint: &Endpoint,
     index: usize,
-    candidate: &Candidate,
+    candidate: Candidate,
     backoff: &Backoff,
 ) -> Attempt {
+    let candidate = &candidate;
     let (result, retries) = backoff
         .run(|attempt| {
             let rules = candidate.rules.clone();
@@ -301,5 +372,71 @@ mod tests {
         assert!(start.elapsed() < Duration::from_millis(1500));
         assert!(out.winner.is_none());
         assert!(matches!(out.losers[0].1, Fate::Failed(_)));
+    }
+    #[tokio::test]
+    async fn a_late_candidate_joins_and_wins_and_a_known_one_is_not_dialed_twice() {
+        let (_l, live) = listener();
+        let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let dead = Candidate {
+            addr: dead.local_addr().unwrap(),
+            rules: TrustRules::any(),
+        };
+        let live = Candidate {
+            addr: live,
+            rules: TrustRules::any(),
+        };
+        let late = futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Joining {
+                candidates: vec![(dead.clone(), "late"), (live.clone(), "late")],
+                within: None,
+            }
+        });
+        let ep = client(Duration::from_secs(5));
+        let start = std::time::Instant::now();
+        let (out, all) = race_joined(
+            &ep,
+            vec![(dead.clone(), "early")],
+            late,
+            &Backoff::default(),
+            None,
+        )
+        .await;
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "the dead one held it up"
+        );
+        assert_eq!(all, vec![(dead, "early"), (live, "late")]);
+        assert_eq!(out.winner.expect("a winner").index, 1);
+        assert!(matches!(out.losers.as_slice(), [(0, Fate::Cancelled)]));
+    }
+
+    #[tokio::test]
+    async fn a_joining_bound_ends_the_race_and_a_finished_stream_does_not() {
+        let dead = Candidate {
+            addr: dead_addr(),
+            rules: TrustRules::any(),
+        };
+        let late = futures_util::stream::iter([Joining::<()> {
+            candidates: Vec::new(),
+            within: Some(Duration::from_millis(300)),
+        }]);
+        let start = std::time::Instant::now();
+        let (out, _) = race_joined(
+            &client(Duration::from_secs(5)),
+            vec![(dead, ())],
+            late,
+            &Backoff::default(),
+            None,
+        )
+        .await;
+        let took = start.elapsed();
+        assert!(took >= Duration::from_millis(300), "{took:?}");
+        assert!(took < Duration::from_millis(1500), "{took:?}");
+        assert!(out.winner.is_none());
+        assert!(matches!(
+            out.losers[0].1,
+            Fate::Failed(ConnectError::Timeout { .. })
+        ));
     }
 }

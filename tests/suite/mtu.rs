@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::util::namespace::InNamespace;
 use crate::util::netns::{Bed, BedConfig};
 use crate::util::TestDir;
 

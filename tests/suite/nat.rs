@@ -11,10 +11,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::util::liar::Liar;
-use crate::util::nat::{Mapping, Nat, EXT_A, LAN_A, WAN_IP};
+use crate::util::namespace::InNamespace;
+use crate::util::nat::{Mapping, Nat, Registered, EXT_A, LAN_A, SEND_TIMEOUT, WAN_IP};
 use crate::util::{blake3_file, digest, Listener, TestDir, EVENT_TIMEOUT, MIB};
-
-const SEND_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn ticket_of(l: &Listener) -> &str {
     &l.ticket
@@ -44,13 +43,7 @@ fn introduction_on_loopback_registers_punches_and_delivers() {
     assert_eq!(registered["observed"], listener.addr, "{registered}");
 
     let (file, sha) = dir.random_file("a.bin", MIB);
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "send",
-        &through(&listener, &introducer),
-        file.to_str().unwrap(),
-    ]);
+    let out = dir.send(&[&through(&listener, &introducer), file.to_str().unwrap()]);
     out.assert_code(0);
     let sent = out.one("sent");
     assert_eq!(digest(sent), sha, "{out}");
@@ -73,10 +66,7 @@ fn an_unregistered_listener_is_exit_3_with_the_reason() {
     let introducer = dir.listen(&dir.mkdir("intro"), &["--introduce"]);
     let stranger = dir.stranger_fingerprint();
     let file = dir.write("a.txt", b"hello");
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "send",
+    let out = dir.send(&[
         "--retry-for",
         "1s",
         &format!("{stranger}@{}", introducer.ticket),
@@ -95,10 +85,7 @@ fn a_plain_listener_refuses_to_introduce() {
     let plain = dir.listen(&dir.mkdir("plain"), &[]);
     let stranger = dir.stranger_fingerprint();
     let file = dir.write("a.txt", b"hello");
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "send",
+    let out = dir.send(&[
         "--retry-for",
         "1s",
         &format!("{stranger}@{}", plain.ticket),
@@ -134,10 +121,7 @@ fn a_wrong_fingerprint_is_exit_4_and_nothing_is_stored() {
     let listener = dir.listen(&inbox, &["--via", &introducer.ticket]);
     let stranger = dir.stranger_fingerprint();
     let file = dir.write("a.txt", b"hello");
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "send",
+    let out = dir.send(&[
         "--retry-for",
         "1s",
         &format!("{stranger}@{},{}", listener.addr, introducer.ticket),
@@ -159,10 +143,7 @@ fn a_dead_introducer_does_not_hold_up_the_direct_way() {
     let dead = black_hole.local_addr().unwrap();
     let ifp = dir.stranger_fingerprint();
     let file = dir.write("a.txt", b"straight there");
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "send",
+    let out = dir.send(&[
         "--connect-timeout",
         "30s",
         &format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr),
@@ -177,33 +158,74 @@ fn a_dead_introducer_does_not_hold_up_the_direct_way() {
     drop(black_hole);
 }
 
-/// A lying introducer (`util::liar`) that answers an introduction for any fingerprint
-/// with another listener's address, as the punched candidate: the sender's handshake
-/// proves the wrong identity, so the send is refused (exit 4) and nothing is stored.
+/// `race-connect` with the same ticket (its introducer black-holed, a 30 s connect
+/// timeout) and a second peer that is dead: the listener's direct way is dialed at
+/// once, while the introducer is asked, and wins well before the introduction could
+/// give up; the dead peer's attempt is cancelled.
 #[test]
-fn a_lying_introducer_cannot_pair_the_sender_with_another_listener() {
+fn race_connect_does_not_wait_for_a_dead_introducer() {
     let dir = TestDir::new();
-    let inbox = dir.mkdir("in");
-    let wrong = dir.listen(&inbox, &[]);
-    let liar = Liar::start(wrong.addr.parse().unwrap(), false);
-    let wanted = dir.stranger_fingerprint();
-    let file = dir.write("a.txt", b"for someone else");
+    let listener = dir.listen(&dir.mkdir("in"), &[]);
+    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = black_hole.local_addr().unwrap();
+    let ifp = dir.stranger_fingerprint();
+    let ticket = format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr);
     let out = dir.run(&[
         "--json",
         "--ephemeral",
-        "send",
+        "race-connect",
+        "--connect-timeout",
+        "30s",
+        &ticket,
+        &format!("{}@{dead}", listener.fingerprint),
+    ]);
+    out.assert_code(0);
+    let winner = out.one("winner");
+    assert_eq!(winner["addr"], listener.addr, "{out}");
+    assert_eq!(winner["path"], "direct", "{out}");
+    let cancelled = out
+        .named("loser")
+        .into_iter()
+        .any(|l| l["addr"] == dead.to_string() && l["outcome"] == "cancelled");
+    assert!(cancelled, "{out}");
+    assert!(
+        out.elapsed < Duration::from_secs(10),
+        "waited for the dead introducer: {out}"
+    );
+    drop(black_hole);
+}
+
+/// Sends to a stranger's fingerprint through a [`Liar`] (relaying if `relay`) that
+/// pairs every sender with another listener; asserts exit 4 and nothing stored, and
+/// returns the send, the wrong listener's address and the liar.
+fn send_through_a_liar(relay: bool) -> (crate::util::Outcome, String, Liar) {
+    let dir = TestDir::new();
+    let inbox = dir.mkdir("in");
+    let wrong = dir.listen(&inbox, &[]);
+    let liar = Liar::start(wrong.addr.parse().unwrap(), relay);
+    let wanted = dir.stranger_fingerprint();
+    let file = dir.write("a.txt", b"for someone else");
+    let out = dir.send(&[
         "--retry-for",
         "2s",
         &format!("{wanted}@{}", liar.ticket),
         file.to_str().unwrap(),
     ]);
     out.assert_json_error(4);
-    let text = out.to_string();
+    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
+    (out, wrong.addr.clone(), liar)
+}
+
+/// A lying introducer (`util::liar`) that answers an introduction for any fingerprint
+/// with another listener's address, as the punched candidate: the sender's handshake
+/// proves the wrong identity, so the send is refused (exit 4) and nothing is stored.
+#[test]
+fn a_lying_introducer_cannot_pair_the_sender_with_another_listener() {
+    let (out, wrong, _liar) = send_through_a_liar(false);
     assert!(
-        text.contains(&format!("{} (punched)", wrong.addr)),
+        out.to_string().contains(&format!("{wrong} (punched)")),
         "the lie was dialed: {out}"
     );
-    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
 }
 
 /// The same lie, and a relay that forwards every session to the wrong listener (a
@@ -212,22 +234,7 @@ fn a_lying_introducer_cannot_pair_the_sender_with_another_listener() {
 /// it) and proves the wrong identity too. Exit 4; nothing stored.
 #[test]
 fn a_lying_relay_cannot_pair_the_sender_with_another_listener() {
-    let dir = TestDir::new();
-    let inbox = dir.mkdir("in");
-    let wrong = dir.listen(&inbox, &[]);
-    let liar = Liar::start(wrong.addr.parse().unwrap(), true);
-    let wanted = dir.stranger_fingerprint();
-    let file = dir.write("a.txt", b"for someone else");
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "send",
-        "--retry-for",
-        "2s",
-        &format!("{wanted}@{}", liar.ticket),
-        file.to_str().unwrap(),
-    ]);
-    out.assert_json_error(4);
+    let (out, _, liar) = send_through_a_liar(true);
     let text = out.to_string();
     assert!(text.contains("(punched)"), "{out}");
     assert!(text.contains("(relayed)"), "the relay was dialed: {out}");
@@ -235,77 +242,6 @@ fn a_lying_relay_cannot_pair_the_sender_with_another_listener() {
         liar.relayed_back.load(std::sync::atomic::Ordering::SeqCst) > 0,
         "the wrong listener answered through the relay: {out}"
     );
-    assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
-}
-
-/// The introducer in wan, `--introduce`, on a fixed port, with a lasting identity in
-/// DIR/intro-id (so that a restarted one is the same introducer).
-fn introducer(nat: &Nat, dir: &TestDir) -> Listener {
-    introducer_with(nat, dir, &[])
-}
-
-/// [`introducer`] with more options (`--relay …`).
-fn introducer_with(nat: &Nat, dir: &TestDir, extra: &[&str]) -> Listener {
-    let out = dir.path().join("intro-out");
-    std::fs::create_dir_all(&out).unwrap();
-    let id = dir.path().join("intro-id");
-    let mut args = vec![
-        "--json",
-        "--identity",
-        id.to_str().unwrap(),
-        "listen",
-        "--bind",
-        "203.0.113.10:7000",
-        "--introduce",
-        "--out",
-        out.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    nat.listen(&nat.wan, dir, &args)
-}
-
-/// The listener in lan A, registered with the introducer.
-fn listener_in_a(nat: &Nat, dir: &TestDir, introducer: &Listener) -> Listener {
-    let out = dir.mkdir("a-out");
-    let mut l = nat.listen(
-        &nat.lan_a,
-        dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{LAN_A}:7447"),
-            "--via",
-            &introducer.ticket,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    let reg = l.wait_for("registered", Duration::from_secs(15));
-    assert_eq!(
-        reg["observed"],
-        format!("{EXT_A}:7447"),
-        "port-preserving NAT\n{reg}"
-    );
-    l
-}
-
-fn send_from(nat: &Nat, ns: &str, dir: &TestDir, ticket: &str, file: &str) -> crate::util::Outcome {
-    nat.run(
-        ns,
-        dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "send",
-            "--retry-for",
-            "6s",
-            ticket,
-            file,
-        ],
-        SEND_TIMEOUT,
-    )
 }
 
 /// Both NATs port-preserving: the sender in lan B reaches the listener in lan A
@@ -314,27 +250,18 @@ fn send_from(nat: &Nat, ns: &str, dir: &TestDir, ticket: &str, file: &str) -> cr
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_punched_transfer_through_two_port_preserving_nats() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
-    let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let mut listener = listener_in_a(&nat, &dir, &introducer);
-    let (file, sha) = dir.random_file("big.bin", 64 * MIB);
-    let before = nat.wan_host_bytes();
-    let out = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        file.to_str().unwrap(),
-    );
+    let mut bed = Registered::up(Mapping::Preserving, Mapping::Preserving, &[]);
+    let (file, sha) = bed.dir.random_file("big.bin", 64 * MIB);
+    let before = bed.nat.wan_host_bytes();
+    let out = bed.send_from_b(&file);
     out.assert_code(0);
-    let after = nat.wan_host_bytes();
+    let after = bed.nat.wan_host_bytes();
     let sent = out.one("sent");
-    assert_eq!(sent["path"], "punched", "{out}\n{}", nat.describe());
-    assert_eq!(sent["introducer"], introducer.fingerprint, "{out}");
+    assert_eq!(sent["path"], "punched", "{out}\n{}", bed.nat.describe());
+    assert_eq!(sent["introducer"], bed.introducer.fingerprint, "{out}");
     assert_eq!(sent["peer"], format!("{EXT_A}:7447"), "{out}");
     assert_eq!(digest(sent), sha);
-    let received = listener.wait_for("received", EVENT_TIMEOUT);
+    let received = bed.listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(digest(&received), sha);
     assert_eq!(received["peer_path"], "punched", "{received}");
     let stored = received["path"].as_str().expect("stored path");
@@ -352,18 +279,9 @@ fn netns_punched_transfer_through_two_port_preserving_nats() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_symmetric_nat_without_relay_is_exit_3_with_the_reason() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Symmetric);
-    let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let listener = listener_in_a(&nat, &dir, &introducer);
-    let file = dir.write("a.txt", b"hello");
-    let out = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        file.to_str().unwrap(),
-    );
+    let bed = Registered::up(Mapping::Preserving, Mapping::Symmetric, &[]);
+    let file = bed.dir.write("a.txt", b"hello");
+    let out = bed.send_from_b(&file);
     out.assert_json_error(3);
     assert!(
         out.elapsed < Duration::from_secs(30),
@@ -382,18 +300,16 @@ fn netns_symmetric_nat_without_relay_is_exit_3_with_the_reason() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_same_lan_takes_the_lan_address() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
-    let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let listener = listener_in_a(&nat, &dir, &introducer);
-    let file = dir.write("a.txt", b"hello");
+    let bed = Registered::up(Mapping::Preserving, Mapping::Preserving, &[]);
+    let file = bed.dir.write("a.txt", b"hello");
     // Only the introducer's way: the LAN address comes from the registration.
-    let out = send_from(
-        &nat,
-        &nat.lan_a,
-        &dir,
-        &through(&listener, &introducer),
-        file.to_str().unwrap(),
+    let out = bed.nat.send(
+        &bed.nat.lan_a,
+        &bed.dir,
+        &["--retry-for", "6s"],
+        &through(&bed.listener, &bed.introducer),
+        &file,
+        SEND_TIMEOUT,
     );
     out.assert_code(0);
     let sent = out.one("sent");
@@ -408,36 +324,15 @@ fn netns_same_lan_takes_the_lan_address() {
 fn netns_a_public_listener_is_reached_directly() {
     let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
     let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let out = dir.mkdir("pub-out");
-    let mut public = nat.listen(
-        &nat.wan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{WAN_IP}:7447"),
-            "--via",
-            &introducer.ticket,
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
-    public.wait_for("registered", Duration::from_secs(15));
+    let introducer = nat.introducer(&dir, &[]);
+    let bind = format!("{WAN_IP}:7447");
+    let public = nat.registered(&nat.wan, &dir, &bind, "pub-out", &introducer, &[]);
     let file = dir.write("a.txt", b"hello");
-    let sent = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &public.ticket,
-        file.to_str().unwrap(),
-    );
+    let sent = nat.send_from_b(&dir, &public.ticket, &file);
     sent.assert_code(0);
     let ev = sent.one("sent");
     assert_eq!(ev["path"], "direct", "{sent}");
-    assert_eq!(ev["peer"], format!("{WAN_IP}:7447"), "{sent}");
+    assert_eq!(ev["peer"], bind, "{sent}");
 }
 
 /// The introducer is killed (no close reaches anyone) and started again with the same
@@ -446,25 +341,16 @@ fn netns_a_public_listener_is_reached_directly() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_the_listener_registers_again_after_the_introducer_restarts() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
-    let dir = TestDir::new();
-    let mut first = introducer(&nat, &dir);
-    let mut listener = listener_in_a(&nat, &dir, &first);
-    first.signal(libc::SIGKILL);
-    first.wait_exit(Duration::from_secs(5));
-    let again = introducer(&nat, &dir);
-    assert_eq!(again.fingerprint, first.fingerprint);
+    let mut bed = Registered::up(Mapping::Preserving, Mapping::Preserving, &[]);
+    bed.introducer.signal(libc::SIGKILL);
+    bed.introducer.wait_exit(Duration::from_secs(5));
+    let again = bed.nat.introducer(&bed.dir, &[]);
+    assert_eq!(again.fingerprint, bed.introducer.fingerprint);
     let restarted = std::time::Instant::now();
-    let reg = listener.wait_for("registered", Duration::from_secs(10));
+    let reg = bed.listener.wait_for("registered", Duration::from_secs(10));
     assert!(restarted.elapsed() < Duration::from_secs(10), "{reg}");
-    let file = dir.write("a.txt", b"after the restart");
-    let out = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        file.to_str().unwrap(),
-    );
+    let file = bed.dir.write("a.txt", b"after the restart");
+    let out = bed.send_from_b(&file);
     out.assert_code(0);
     assert_eq!(out.one("sent")["path"], "punched", "{out}");
 }
@@ -477,18 +363,12 @@ fn netns_a_quiet_listener_stays_reachable_through_a_30s_udp_timeout() {
     let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
     nat.udp_timeout(&nat.rtr_a, 30);
     let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let mut listener = listener_in_a(&nat, &dir, &introducer);
+    let introducer = nat.introducer(&dir, &[]);
+    let mut listener = nat.listener_in_a(&dir, &introducer);
     std::thread::sleep(Duration::from_secs(180));
     listener.assert_running();
     let file = dir.write("a.txt", b"three minutes later");
-    let out = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        file.to_str().unwrap(),
-    );
+    let out = nat.send_from_b(&dir, &listener.ticket, &file);
     out.assert_code(0);
     assert_eq!(out.one("sent")["path"], "punched", "{out}");
     // Everything the listener said since: no registration was lost.
@@ -506,27 +386,21 @@ fn netns_a_quiet_listener_stays_reachable_through_a_30s_udp_timeout() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_symmetric_nat_with_a_relay_is_relayed() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Symmetric);
-    let dir = TestDir::new();
-    let introducer = introducer_with(&nat, &dir, &["--relay"]);
-    let mut listener = listener_in_a(&nat, &dir, &introducer);
-    let (file, sha) = dir.random_file("r.bin", 8 * MIB);
-    let out = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        file.to_str().unwrap(),
-    );
+    let mut bed = Registered::up(Mapping::Preserving, Mapping::Symmetric, &["--relay"]);
+    let (file, sha) = bed.dir.random_file("r.bin", 8 * MIB);
+    let out = bed.send_from_b(&file);
     out.assert_code(0);
     let sent = out.one("sent");
     assert_eq!(sent["path"], "relayed", "{out}");
-    assert_eq!(sent["introducer"], introducer.fingerprint, "{out}");
+    assert_eq!(sent["introducer"], bed.introducer.fingerprint, "{out}");
     assert_eq!(digest(sent), sha);
-    let received = listener.wait_for("received", EVENT_TIMEOUT);
+    let received = bed.listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(digest(&received), sha);
     assert_eq!(received["peer_path"], "relayed", "{received}");
-    assert_eq!(received["introducer"], introducer.fingerprint, "{received}");
+    assert_eq!(
+        received["introducer"], bed.introducer.fingerprint,
+        "{received}"
+    );
 }
 
 /// Relay quotas: a session over `--relay-bytes` is cut with a clear error at the
@@ -535,47 +409,32 @@ fn netns_symmetric_nat_with_a_relay_is_relayed() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_relay_quotas_cut_and_refuse_with_clear_errors() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Symmetric);
-    let dir = TestDir::new();
-    let introducer = introducer_with(
-        &nat,
-        &dir,
+    let bed = Registered::up(
+        Mapping::Preserving,
+        Mapping::Symmetric,
         &["--relay", "--relay-bytes", "1MiB", "--relay-sessions", "1"],
     );
-    let listener = listener_in_a(&nat, &dir, &introducer);
-    let (big, _) = dir.random_file("big.bin", 8 * MIB);
-    let out = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        big.to_str().unwrap(),
-    );
+    let (big, _) = bed.dir.random_file("big.bin", 8 * MIB);
+    let out = bed.send_from_b(&big);
     out.assert_json_error(5);
     assert!(out.to_string().contains("--relay-bytes"), "{out}");
 
     // Hold one session open: a send from a stdin that stays open.
-    let mut cmd = nat.qp2p(&nat.lan_b, &dir);
-    cmd.args(["--json", "--ephemeral", "send", &listener.ticket, "-"]);
+    let mut cmd = bed.nat.qp2p(&bed.nat.lan_b, &bed.dir);
+    cmd.args(["--json", "--ephemeral", "send", &bed.listener.ticket, "-"]);
     cmd.stdin(std::process::Stdio::piped());
     let mut holder = crate::util::Proc::spawn(cmd);
     let mut stdin = holder.take_stdin();
     std::io::Write::write_all(&mut stdin, b"held open").unwrap();
     // The holder has its session once it is past the relay's answer: give it time.
     std::thread::sleep(Duration::from_secs(6));
-    let small = dir.write("small.txt", b"second");
-    let second = send_from(
-        &nat,
-        &nat.lan_b,
-        &dir,
-        &listener.ticket,
-        small.to_str().unwrap(),
-    );
+    let small = bed.dir.write("small.txt", b"second");
+    let second = bed.send_from_b(&small);
     second.assert_json_error(3);
     assert!(second.to_string().contains("busy"), "{second}");
     drop(stdin);
     holder.kill();
-    let log = introducer.stderr_text();
+    let log = bed.introducer.stderr_text();
     assert!(log.contains("--relay-bytes"), "{log}");
     assert!(log.contains("--relay-sessions"), "{log}");
 }
@@ -597,29 +456,12 @@ fn nat_figures() {
     ] {
         let nat = Nat::up(Mapping::Preserving, sender_nat);
         let dir = TestDir::new();
-        let introducer = introducer_with(&nat, &dir, &["--relay", "--relay-bytes", "1GiB"]);
-        let (ns, args_bind) = match name {
+        let introducer = nat.introducer(&dir, &["--relay", "--relay-bytes", "1GiB"]);
+        let (ns, bind) = match name {
             "direct" => (nat.wan.clone(), format!("{WAN_IP}:7447")),
             _ => (nat.lan_a.clone(), format!("{LAN_A}:7447")),
         };
-        let out = dir.mkdir("fig-out");
-        let mut listener = nat.listen(
-            &ns,
-            &dir,
-            &[
-                "--json",
-                "--ephemeral",
-                "listen",
-                "--bind",
-                &args_bind,
-                "--via",
-                &introducer.ticket,
-                "--out",
-                out.to_str().unwrap(),
-                "--overwrite",
-            ],
-        );
-        listener.wait_for("registered", Duration::from_secs(15));
+        let listener = nat.registered(&ns, &dir, &bind, "fig-out", &introducer, &["--overwrite"]);
         if name == "punched" {
             // Keep-alive cost of a registered listener: a quiet minute at the
             // introducer's host.
@@ -635,13 +477,7 @@ fn nat_figures() {
         let tiny = dir.write("tiny", b"x");
         let mut times: Vec<f64> = (0..5)
             .map(|_| {
-                let o = send_from(
-                    &nat,
-                    &nat.lan_b,
-                    &dir,
-                    &listener.ticket,
-                    tiny.to_str().unwrap(),
-                );
+                let o = nat.send_from_b(&dir, &listener.ticket, &tiny);
                 o.assert_code(0);
                 assert_eq!(o.one("sent")["path"], name, "{o}");
                 o.elapsed.as_secs_f64() * 1000.0
@@ -649,13 +485,7 @@ fn nat_figures() {
             .collect();
         times.sort_by(|a, b| a.partial_cmp(b).unwrap());
         let (big, _) = dir.random_file("big", 64 * MIB);
-        let o = send_from(
-            &nat,
-            &nat.lan_b,
-            &dir,
-            &listener.ticket,
-            big.to_str().unwrap(),
-        );
+        let o = nat.send_from_b(&dir, &listener.ticket, &big);
         o.assert_code(0);
         let secs = o.one("sent")["seconds"].as_f64().unwrap();
         report.push(format!(
@@ -669,30 +499,31 @@ fn nat_figures() {
     eprintln!("{}", report.join("\n"));
 }
 
+/// `qp2p --json --ephemeral ARGS` in lan B, to completion.
+fn run_in_b(bed: &Registered, args: &[&str]) -> crate::util::Outcome {
+    let mut all = vec!["--json", "--ephemeral"];
+    all.extend_from_slice(args);
+    bed.nat.run(&bed.nat.lan_b, &bed.dir, &all, SEND_TIMEOUT)
+}
+
 /// `bench --peer` with a ticket of several ways races them once (punched here) and
 /// measures over the winner's way; its rows say which.
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_bench_peer_takes_the_punched_way() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
-    let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let listener = listener_in_a(&nat, &dir, &introducer);
-    let out = nat.run(
-        &nat.lan_b,
-        &dir,
+    let bed = Registered::up(Mapping::Preserving, Mapping::Preserving, &[]);
+    let ticket = bed.listener.ticket.clone();
+    let out = run_in_b(
+        &bed,
         &[
-            "--json",
-            "--ephemeral",
             "bench",
             "--peer",
-            &listener.ticket,
+            &ticket,
             "--scenario",
             "latency",
             "--count",
             "50",
         ],
-        SEND_TIMEOUT,
     );
     out.assert_code(0);
     let row = out.one("bench");
@@ -704,28 +535,14 @@ fn netns_bench_peer_takes_the_punched_way() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_race_connect_takes_the_punched_way() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Preserving);
-    let dir = TestDir::new();
-    let introducer = introducer(&nat, &dir);
-    let listener = listener_in_a(&nat, &dir, &introducer);
-    let out = nat.run(
-        &nat.lan_b,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "race-connect",
-            "--timeout",
-            "10s",
-            &listener.ticket,
-        ],
-        SEND_TIMEOUT,
-    );
+    let bed = Registered::up(Mapping::Preserving, Mapping::Preserving, &[]);
+    let ticket = bed.listener.ticket.clone();
+    let out = run_in_b(&bed, &["race-connect", "--timeout", "10s", &ticket]);
     out.assert_code(0);
     let winner = out.one("winner");
     assert_eq!(winner["path"], "punched", "{out}");
     assert_eq!(winner["addr"], format!("{EXT_A}:7447"), "{out}");
-    assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
+    assert_eq!(winner["introducer"], bed.introducer.fingerprint, "{out}");
 }
 
 /// `race-connect` with a ticket whose punch cannot work (the sender's NAT is
@@ -734,33 +551,27 @@ fn netns_race_connect_takes_the_punched_way() {
 #[test]
 #[ignore = "needs root: see README"]
 fn netns_race_connect_falls_back_to_the_relay() {
-    let nat = Nat::up(Mapping::Preserving, Mapping::Symmetric);
-    let dir = TestDir::new();
-    let introducer = introducer_with(&nat, &dir, &["--relay"]);
-    let mut listener = listener_in_a(&nat, &dir, &introducer);
-    let (file, sha) = dir.random_file("r.bin", MIB);
-    let out = nat.run(
-        &nat.lan_b,
-        &dir,
+    let mut bed = Registered::up(Mapping::Preserving, Mapping::Symmetric, &["--relay"]);
+    let (file, sha) = bed.dir.random_file("r.bin", MIB);
+    let ticket = bed.listener.ticket.clone();
+    let out = run_in_b(
+        &bed,
         &[
-            "--json",
-            "--ephemeral",
             "race-connect",
             "--timeout",
             "20s",
             "--send",
             file.to_str().unwrap(),
             "--",
-            &listener.ticket,
+            &ticket,
         ],
-        SEND_TIMEOUT,
     );
     out.assert_code(0);
     let winner = out.one("winner");
     assert_eq!(winner["path"], "relayed", "{out}");
-    assert_eq!(winner["introducer"], introducer.fingerprint, "{out}");
-    assert_eq!(winner["fingerprint"], listener.fingerprint, "{out}");
-    let received = listener.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(winner["introducer"], bed.introducer.fingerprint, "{out}");
+    assert_eq!(winner["fingerprint"], bed.listener.fingerprint, "{out}");
+    let received = bed.listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(digest(&received), sha);
     assert_eq!(received["peer_path"], "relayed", "{received}");
 }

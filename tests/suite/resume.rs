@@ -67,6 +67,22 @@ fn half_way(relay: &Relay, sender: &mut Proc, size: usize) {
     );
 }
 
+/// A first sender killed at half way; returns once the listener noticed (at its idle
+/// timeout) and kept what arrived.
+fn first_try_killed_half_way(
+    t: &TestDir,
+    l: &mut Listener,
+    relay: &Relay,
+    file: &Path,
+    size: usize,
+) {
+    let mut first = spawn_send(t, l, relay, file);
+    half_way(relay, &mut first, size);
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+}
+
 /// The sender succeeded with the file's digest.
 fn sent_ok(r: &Outcome, digest: &str, size: usize) {
     r.assert_code(0);
@@ -103,10 +119,7 @@ fn resume_black_out_half_way_sends_only_the_rest() {
     let out = t.mkdir("out");
     let (file, digest) = t.random_file("src/big.bin", SIZE);
     let l = t.listen(&out, &["--idle-timeout", "2s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
     let mut sender = spawn_send(&t, &l, &relay, &file);
     half_way(&relay, &mut sender, SIZE);
     relay.black_hole(true);
@@ -184,16 +197,8 @@ fn resume_sender_killed_half_way_and_run_again() {
     let out = t.mkdir("out");
     let (file, digest) = t.random_file("src/big.bin", SIZE);
     let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
-    let mut first = spawn_send(&t, &l, &relay, &file);
-    half_way(&relay, &mut first, SIZE);
-    first.signal(SIGKILL);
-    let _ = first.wait_timeout(Duration::from_secs(10));
-    // The listener notices at its idle timeout and keeps what arrived.
-    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
+    first_try_killed_half_way(&t, &mut l, &relay, &file, SIZE);
     let r = spawn_send(&t, &l, &relay, &file).finish(Duration::from_secs(90));
     sent_ok(&r, &digest, SIZE);
     landed_once(&out, "big.bin", &digest);
@@ -227,10 +232,7 @@ fn resume_listener_killed_half_way_and_restarted() {
         t.listen_args(&args)
     };
     let mut l = listen("127.0.0.1:0");
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
     let mut sender = spawn_send(&t, &l, &relay, &file);
     half_way(&relay, &mut sender, SIZE);
     l.signal(SIGKILL);
@@ -260,15 +262,8 @@ fn resume_source_changed_between_tries_starts_from_zero() {
     let out = t.mkdir("out");
     let (file, _) = t.random_file("src/big.bin", SMALL);
     let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
-    let mut first = spawn_send(&t, &l, &relay, &file);
-    half_way(&relay, &mut first, SMALL);
-    first.signal(SIGKILL);
-    let _ = first.wait_timeout(Duration::from_secs(10));
-    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
+    first_try_killed_half_way(&t, &mut l, &relay, &file, SMALL);
     thread::sleep(Duration::from_millis(20));
     let digest = write_random(&file, SMALL);
     let before = up(&relay);
@@ -365,15 +360,8 @@ fn resume_expired_partial_is_removed_and_counted() {
     let out = t.mkdir("out");
     let (file, _) = t.random_file("src/big.bin", SMALL);
     let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
-    let mut first = spawn_send(&t, &l, &relay, &file);
-    half_way(&relay, &mut first, SMALL);
-    first.signal(SIGKILL);
-    let _ = first.wait_timeout(Duration::from_secs(10));
-    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
+    first_try_killed_half_way(&t, &mut l, &relay, &file, SMALL);
     l.signal(SIGKILL);
     let _ = l.wait_exit(Duration::from_secs(10));
     let held: u64 = std::fs::read_dir(out.join(".qp2p-partial"))

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::util::namespace::InNamespace;
 use crate::util::netns::{Bed, BedConfig, EXT_IP, LAN_IP, WAN_IP};
-use crate::util::{Listener, Outcome, TestDir, EVENT_TIMEOUT, START_TIMEOUT};
+use crate::util::{Listener, Outcome, Proc, TestDir, EVENT_TIMEOUT, START_TIMEOUT};
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -24,6 +25,42 @@ fn check(bed: &Bed, dir: &TestDir, args: &[&str]) -> Outcome {
     let mut all = vec!["--json", "--ephemeral", "upnp-check"];
     all.extend_from_slice(args);
     bed.run(&bed.lan, dir, &all, CHECK_TIMEOUT)
+}
+
+/// Starts `qp2p --json --ephemeral upnp-check ARGS` in lan.
+fn spawn_check(bed: &Bed, dir: &TestDir, args: &[&str]) -> Proc {
+    let mut all = vec!["--json", "--ephemeral", "upnp-check"];
+    all.extend_from_slice(args);
+    bed.spawn(&bed.lan, dir, &all)
+}
+
+/// Reads `proc`'s stdout until a `check` event of step `name` for which `done` holds
+/// (within 30 s), and returns it; `None` if none came.
+fn wait_for_step(proc: &Proc, name: &str, done: impl Fn(&Value) -> bool) -> Option<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        let Some(line) = proc.next_stdout_line(Duration::from_secs(1)) else {
+            continue;
+        };
+        let ev: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
+        if ev["step"] == name && done(&ev) {
+            return Some(ev);
+        }
+    }
+    None
+}
+
+/// `qp2p listen` in lan on LAN_IP:PORT, storing in DIR/lan-out, with EXTRA (`--upnp …`).
+fn listen_in_lan(bed: &Bed, dir: &TestDir, port: &str, extra: &[&str]) -> Listener {
+    bed.listen_at(&bed.lan, dir, &format!("{LAN_IP}:{port}"), "lan-out", extra)
+}
+
+/// Sends a small file named `name` from `ns` to `ticket`; asserts exit 0.
+fn send_small(bed: &Bed, ns: &str, dir: &TestDir, ticket: &str, name: &str) -> Outcome {
+    let file = dir.write(name, name.as_bytes());
+    let sent = bed.send(ns, dir, &[], ticket, &file, CHECK_TIMEOUT);
+    sent.assert_code(0);
+    sent
 }
 
 /// The `check` events of a step.
@@ -49,13 +86,10 @@ fn upnp_check_with_probe_passes_every_step_and_removes_its_mapping() {
     let dir = TestDir::new();
     let prober = prober(&bed, &dir);
     let port = "40200";
-    let proc = bed.spawn(
-        &bed.lan,
+    let proc = spawn_check(
+        &bed,
         &dir,
         &[
-            "--json",
-            "--ephemeral",
-            "upnp-check",
             "--port",
             port,
             "--probe",
@@ -67,20 +101,12 @@ fn upnp_check_with_probe_passes_every_step_and_removes_its_mapping() {
         ],
     );
     // Freeze the check right after its mapping step and look at the gateway's table.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut seen_during = None;
-    while Instant::now() < deadline {
-        let Some(line) = proc.next_stdout_line(Duration::from_secs(1)) else {
-            continue;
-        };
-        let ev: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-        if ev["step"] == "mapping" {
-            proc.signal(libc::SIGSTOP);
-            seen_during = Some(bed.mapping(40200));
-            proc.signal(libc::SIGCONT);
-            break;
-        }
-    }
+    let seen_during = wait_for_step(&proc, "mapping", |_| true).map(|_| {
+        proc.signal(libc::SIGSTOP);
+        let listed = bed.mapping(40200);
+        proc.signal(libc::SIGCONT);
+        listed
+    });
     let out = proc.finish(CHECK_TIMEOUT);
     out.assert_code(0);
     out.assert_no_panic();
@@ -265,20 +291,7 @@ fn upnp_check_open_connection_without_mapping_is_not_reachable() {
 
 /// Sends a small file from wan to `ticket` and waits until `listener` stored it.
 fn send_from_wan(bed: &Bed, dir: &TestDir, listener: &mut Listener, ticket: &str, name: &str) {
-    let file = dir.write(name, name.as_bytes());
-    let sent = bed.run(
-        &bed.wan,
-        dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "send",
-            ticket,
-            file.to_str().unwrap(),
-        ],
-        CHECK_TIMEOUT,
-    );
-    sent.assert_code(0);
+    send_small(bed, &bed.wan, dir, ticket, name);
     let got = listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(got["name"], name, "{got}");
 }
@@ -294,23 +307,7 @@ fn listen_upnp_keeps_its_mapping_alive_and_removes_it_on_ctrl_c() {
         ..BedConfig::default()
     });
     let dir = TestDir::new();
-    let out = dir.mkdir("lan-out");
-    let mut listener = bed.listen(
-        &bed.lan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{LAN_IP}:7447"),
-            "--out",
-            out.to_str().unwrap(),
-            "--upnp",
-            "--lease",
-            "30s",
-        ],
-    );
+    let mut listener = listen_in_lan(&bed, &dir, "7447", &["--upnp", "--lease", "30s"]);
     let mapped = listener.wait_for("mapped", START_TIMEOUT);
     assert_eq!(mapped["external"], format!("{EXT_IP}:7447"), "{mapped}");
     assert_eq!(mapped["lease_s"], 30, "{mapped}");
@@ -357,40 +354,13 @@ fn listen_upnp_without_gateway_warns_and_keeps_listening() {
         ..BedConfig::default()
     });
     let dir = TestDir::new();
-    let out = dir.mkdir("lan-out");
-    let mut listener = bed.listen(
-        &bed.lan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{LAN_IP}:0"),
-            "--out",
-            out.to_str().unwrap(),
-            "--upnp",
-        ],
-    );
+    let mut listener = listen_in_lan(&bed, &dir, "0", &["--upnp"]);
     let warning = listener.wait_for("warning", Duration::from_secs(15));
     let message = warning["message"].as_str().unwrap_or_default();
     assert!(message.contains("no UPnP gateway"), "{warning}");
     listener.assert_running();
     // Still a listener: a sender on the same network gets through.
-    let file = dir.write("local.txt", b"still here");
-    let sent = bed.run(
-        &bed.lan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "send",
-            &listener.ticket,
-            file.to_str().unwrap(),
-        ],
-        CHECK_TIMEOUT,
-    );
-    sent.assert_code(0);
+    send_small(&bed, &bed.lan, &dir, &listener.ticket, "local.txt");
     let got = listener.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(got["name"], "local.txt");
 }
@@ -420,13 +390,10 @@ fn upnp_check_interrupted_removes_its_mapping() {
     let dir = TestDir::new();
     // Nothing listens there: the probe waits for its handshake.
     let silent = format!("{WAN_IP}:9");
-    let proc = bed.spawn(
-        &bed.lan,
+    let proc = spawn_check(
+        &bed,
         &dir,
         &[
-            "--json",
-            "--ephemeral",
-            "upnp-check",
             "--port",
             "40600",
             "--probe",
@@ -437,15 +404,8 @@ fn upnp_check_interrupted_removes_its_mapping() {
             "30s",
         ],
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut mapped = false;
-    while !mapped && Instant::now() < deadline {
-        if let Some(line) = proc.next_stdout_line(Duration::from_secs(1)) {
-            let ev: Value = serde_json::from_str(&line).unwrap_or(Value::Null);
-            mapped = ev["step"] == "mapping" && ev["ok"] == true;
-        }
-    }
-    assert!(mapped, "no mapping step\n{}", proc.stderr_text());
+    let mapped = wait_for_step(&proc, "mapping", |ev| ev["ok"] == true);
+    assert!(mapped.is_some(), "no mapping step\n{}", proc.stderr_text());
     assert!(
         bed.mapping(40600).is_some(),
         "not mapped\n{}",
@@ -470,23 +430,7 @@ fn listen_upnp_maps_again_after_the_gateway_restarts() {
         ..BedConfig::default()
     });
     let dir = TestDir::new();
-    let out = dir.mkdir("lan-out");
-    let mut listener = bed.listen(
-        &bed.lan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{LAN_IP}:7448"),
-            "--out",
-            out.to_str().unwrap(),
-            "--upnp",
-            "--lease",
-            "10s",
-        ],
-    );
+    let mut listener = listen_in_lan(&bed, &dir, "7448", &["--upnp", "--lease", "10s"]);
     let first = listener.wait_for("mapped", START_TIMEOUT);
     assert_eq!(first["renew_s"], 5, "{first}");
     bed.stop_miniupnpd();
@@ -518,38 +462,9 @@ fn listen_upnp_maps_again_after_the_gateway_restarts() {
 fn listen_upnp_with_via_announces_the_mapping_and_the_direct_way_wins() {
     let bed = Bed::up(BedConfig::default());
     let dir = TestDir::new();
-    let intro_out = dir.mkdir("intro-out");
-    let introducer = bed.listen(
-        &bed.wan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{WAN_IP}:7000"),
-            "--introduce",
-            "--out",
-            intro_out.to_str().unwrap(),
-        ],
-    );
-    let out = dir.mkdir("lan-out");
-    let mut listener = bed.listen(
-        &bed.lan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "listen",
-            "--bind",
-            &format!("{LAN_IP}:7447"),
-            "--out",
-            out.to_str().unwrap(),
-            "--upnp",
-            "--via",
-            &introducer.ticket,
-        ],
-    );
+    let bind = format!("{WAN_IP}:7000");
+    let introducer = bed.listen_at(&bed.wan, &dir, &bind, "intro-out", &["--introduce"]);
+    let mut listener = listen_in_lan(&bed, &dir, "7447", &["--upnp", "--via", &introducer.ticket]);
     let mapped = listener.wait_for("mapped", START_TIMEOUT);
     assert_eq!(mapped["external"], format!("{EXT_IP}:7447"), "{mapped}");
     assert_eq!(
@@ -563,20 +478,8 @@ fn listen_upnp_with_via_announces_the_mapping_and_the_direct_way_wins() {
     // The registration that announces the mapping: an earlier one, before the
     // mapping, was skipped while waiting for `mapped`.
     listener.wait_for("registered", EVENT_TIMEOUT);
-    let file = dir.write("m.txt", b"through the mapping");
-    let sent = bed.run(
-        &bed.wan,
-        &dir,
-        &[
-            "--json",
-            "--ephemeral",
-            "send",
-            &format!("{}@{}", listener.fingerprint, introducer.ticket),
-            file.to_str().unwrap(),
-        ],
-        CHECK_TIMEOUT,
-    );
-    sent.assert_code(0);
+    let through = format!("{}@{}", listener.fingerprint, introducer.ticket);
+    let sent = send_small(&bed, &bed.wan, &dir, &through, "m.txt");
     let ev = sent.one("sent");
     assert_eq!(ev["path"], "direct", "{sent}");
     assert_eq!(ev["peer"], format!("{EXT_IP}:7447"), "{sent}");

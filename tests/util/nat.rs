@@ -26,11 +26,12 @@
 //! namespaces and the namespaces (with their links and rules) on drop, also when a
 //! test panics.
 
-use std::process::{Command, Stdio};
-use std::sync::atomic::Ordering;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
 
-use super::netns::{reap_stale, remove_namespace, sh, NAME_PREFIX, NEXT};
-use super::{Listener, Outcome, Proc, TestDir, BIN};
+use super::namespace::{fresh_prefix, reap_stale, remove_namespace, require_root, sh, InNamespace};
+use super::{path_str, Listener, Outcome, TestDir};
 
 /// The introducer's host in wan.
 pub const WAN_IP: &str = "203.0.113.10";
@@ -40,6 +41,45 @@ pub const EXT_B: &str = "203.0.113.2";
 /// The hosts behind them.
 pub const LAN_A: &str = "192.168.1.2";
 pub const LAN_B: &str = "192.168.2.2";
+
+/// Where [`Nat::introducer`] listens.
+pub const INTRODUCER: &str = "203.0.113.10:7000";
+
+/// How long a listener may take to register.
+pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Hard limit for one run through the bed (a send of 64 MiB through a punched path).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The bed most tests want: routers mapping as given, the introducer in wan (with
+/// its extra options), and the listener in lan A registered with it. Dropped in
+/// field order: the processes, the scratch directory, then the namespaces.
+pub struct Registered {
+    pub listener: Listener,
+    pub introducer: Listener,
+    pub dir: TestDir,
+    pub nat: Nat,
+}
+
+impl Registered {
+    pub fn up(a: Mapping, b: Mapping, introducer: &[&str]) -> Registered {
+        let nat = Nat::up(a, b);
+        let dir = TestDir::new();
+        let introducer = nat.introducer(&dir, introducer);
+        let listener = nat.listener_in_a(&dir, &introducer);
+        Registered {
+            listener,
+            introducer,
+            dir,
+            nat,
+        }
+    }
+
+    /// [`Nat::send_from_b`] to the listener's ticket.
+    pub fn send_from_b(&self, file: &Path) -> Outcome {
+        self.nat.send_from_b(&self.dir, &self.listener.ticket, file)
+    }
+}
 
 /// How a router maps ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,12 +100,7 @@ pub struct Nat {
 }
 
 fn require_root_and_nft() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the NAT tests need root (network namespaces); run `cargo test --test tests -- --ignored netns_` as root"
-    );
+    require_root("the NAT tests", "netns_");
     assert!(
         std::path::Path::new("/usr/sbin/nft").exists(),
         "nft is missing: apt-get install -y --no-install-recommends nftables"
@@ -78,11 +113,7 @@ impl Nat {
     pub fn up(a: Mapping, b: Mapping) -> Nat {
         require_root_and_nft();
         reap_stale();
-        let p = format!(
-            "{NAME_PREFIX}{}n{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let p = fresh_prefix();
         let nat = Nat {
             wan: format!("{p}wan"),
             rtr_a: format!("{p}ra"),
@@ -172,44 +203,78 @@ impl Nat {
         ]
     }
 
-    /// `ip netns exec NS qp2p` with the clean environment of [`TestDir::cmd`].
-    pub fn qp2p(&self, ns: &str, dir: &TestDir) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, BIN]);
-        cmd.env_remove("RUST_LOG");
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("QP2P_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("HOME", dir.home());
-        cmd.env("XDG_CONFIG_HOME", dir.home().join("config"));
-        cmd.current_dir(dir.home());
-        cmd.stdin(Stdio::null());
-        cmd
+    /// The introducer in wan, `--introduce EXTRA`, on [`WAN_IP`]:7000, with a lasting
+    /// identity in DIR/intro-id (so that a restarted one is the same introducer).
+    pub fn introducer(&self, dir: &TestDir, extra: &[&str]) -> Listener {
+        let out = dir.mkdir("intro-out");
+        let id = dir.path().join("intro-id");
+        let mut args = vec![
+            "--json",
+            "--identity",
+            path_str(&id),
+            "listen",
+            "--bind",
+            INTRODUCER,
+            "--introduce",
+            "--out",
+            path_str(&out),
+        ];
+        args.extend_from_slice(extra);
+        self.listen(&self.wan, dir, &args)
     }
 
-    /// Starts `qp2p ARGS` in `ns`.
-    pub fn spawn(&self, ns: &str, dir: &TestDir, args: &[&str]) -> Proc {
-        let mut cmd = self.qp2p(ns, dir);
-        cmd.args(args);
-        Proc::spawn(cmd)
-    }
-
-    /// Runs `qp2p ARGS` in `ns` to completion, killed after `timeout`.
-    pub fn run(
+    /// A listener in `ns` on `bind`, storing in DIR/OUT, registered with `introducer`
+    /// (waits for `registered`).
+    pub fn registered(
         &self,
         ns: &str,
         dir: &TestDir,
-        args: &[&str],
-        timeout: std::time::Duration,
-    ) -> Outcome {
-        self.spawn(ns, dir, args).finish(timeout)
+        bind: &str,
+        out: &str,
+        introducer: &Listener,
+        extra: &[&str],
+    ) -> Listener {
+        let mut args = vec!["--via", introducer.ticket.as_str()];
+        args.extend_from_slice(extra);
+        let mut l = self.listen_at(ns, dir, bind, out, &args);
+        l.wait_for("registered", REGISTER_TIMEOUT);
+        l
     }
 
-    /// Starts a `--json listen` in `ns` and waits for `listening`.
-    pub fn listen(&self, ns: &str, dir: &TestDir, args: &[&str]) -> Listener {
-        Listener::start(self.spawn(ns, dir, args))
+    /// The listener in lan A on [`LAN_A`]:7447, registered with `introducer` at
+    /// [`EXT_A`]:7447 (router A keeps the port).
+    pub fn listener_in_a(&self, dir: &TestDir, introducer: &Listener) -> Listener {
+        let l = self.registered(
+            &self.lan_a,
+            dir,
+            &format!("{LAN_A}:7447"),
+            "a-out",
+            introducer,
+            &[],
+        );
+        let reg = l
+            .seen
+            .iter()
+            .find(|e| e["event"] == "registered")
+            .expect("registered");
+        assert_eq!(
+            reg["observed"],
+            format!("{EXT_A}:7447"),
+            "port-preserving NAT\n{reg}"
+        );
+        l
+    }
+
+    /// `qp2p --json --ephemeral send --retry-for 6s TICKET FILE` from lan B.
+    pub fn send_from_b(&self, dir: &TestDir, ticket: &str, file: &Path) -> Outcome {
+        self.send(
+            &self.lan_b,
+            dir,
+            &["--retry-for", "6s"],
+            ticket,
+            file,
+            SEND_TIMEOUT,
+        )
     }
 
     /// Bytes the wan host (the introducer's) received and sent since the bed was made
@@ -270,6 +335,8 @@ impl Nat {
         out
     }
 }
+
+impl InNamespace for Nat {}
 
 impl Drop for Nat {
     fn drop(&mut self) {

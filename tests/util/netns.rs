@@ -30,11 +30,11 @@
 use std::fs;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::{Listener, Outcome, Proc, TestDir, BIN};
+use super::namespace::{fresh_prefix, reap_stale, remove_namespace, require_root, sh, InNamespace};
+use super::{Listener, TestDir};
 
 /// The `wan` peer's address.
 pub const WAN_IP: &str = "203.0.113.2";
@@ -44,9 +44,6 @@ pub const EXT_IP: &str = "203.0.113.1";
 pub const LAN_IP: &str = "192.168.77.2";
 /// miniupnpd's device description.
 pub const ROOT_DESC: &str = "http://192.168.77.1:5000/rootDesc.xml";
-
-pub(crate) const NAME_PREFIX: &str = "qp2pt";
-pub(crate) static NEXT: AtomicU32 = AtomicU32::new(0);
 
 /// A tiny STUN (RFC 5389) binding responder: every binding request gets
 /// XOR-MAPPED-ADDRESS (and MAPPED-ADDRESS) = its source; CHANGE-REQUEST is ignored.
@@ -120,12 +117,7 @@ pub struct Bed {
 }
 
 fn require_root_and_tools() {
-    // SAFETY: geteuid has no preconditions.
-    let euid = unsafe { libc::geteuid() };
-    assert_eq!(
-        euid, 0,
-        "the UPnP tests need root (network namespaces); run `cargo test -- --ignored upnp netns_` as root"
-    );
+    require_root("the UPnP tests", "upnp netns_");
     for tool in [
         "/usr/sbin/miniupnpd",
         "/usr/bin/upnpc",
@@ -140,71 +132,12 @@ fn require_root_and_tools() {
     }
 }
 
-/// Runs `program args`, panicking with its output unless it succeeds.
-pub(crate) fn sh(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {} failed ({}): {}{}",
-        args.join(" "),
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Kills every process in namespace `ns` and deletes it; never panics.
-pub(crate) fn remove_namespace(ns: &str) {
-    if let Ok(out) = Command::new("ip").args(["netns", "pids", ns]).output() {
-        for pid in String::from_utf8_lossy(&out.stdout).split_whitespace() {
-            if let Ok(pid) = pid.parse::<i32>() {
-                // SAFETY: kill(2) with a pid read from the namespace just now.
-                unsafe {
-                    libc::kill(pid, libc::SIGKILL);
-                }
-            }
-        }
-    }
-    let _ = Command::new("ip")
-        .args(["netns", "del", ns])
-        .stderr(Stdio::null())
-        .status();
-}
-
-/// Removes beds left by test processes that no longer exist.
-pub(crate) fn reap_stale() {
-    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else {
-        return;
-    };
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let name = line.split_whitespace().next().unwrap_or("");
-        let Some(rest) = name.strip_prefix(NAME_PREFIX) else {
-            continue;
-        };
-        let Some(pid) = rest.split('n').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            remove_namespace(name);
-        }
-    }
-}
-
 impl Bed {
     /// Builds the bed; panics (after cleaning up) if any step fails.
     pub fn up(config: BedConfig) -> Bed {
         require_root_and_tools();
         reap_stale();
-        let prefix = format!(
-            "{NAME_PREFIX}{}n{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let prefix = fresh_prefix();
         let mut bed = Bed {
             wan: format!("{prefix}wan"),
             router: format!("{prefix}rtr"),
@@ -388,57 +321,10 @@ impl Bed {
         }
     }
 
-    /// `ip netns exec NS qp2p` with the clean environment of [`TestDir::cmd`].
-    pub fn qp2p(&self, ns: &str, dir: &TestDir) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", ns, BIN]);
-        cmd.env_remove("RUST_LOG");
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("QP2P_") {
-                cmd.env_remove(key);
-            }
-        }
-        cmd.env("HOME", dir.home());
-        cmd.env("XDG_CONFIG_HOME", dir.home().join("config"));
-        cmd.current_dir(dir.home());
-        cmd.stdin(Stdio::null());
-        cmd
-    }
-
-    /// Starts `qp2p ARGS` in `ns`.
-    pub fn spawn(&self, ns: &str, dir: &TestDir, args: &[&str]) -> Proc {
-        let mut cmd = self.qp2p(ns, dir);
-        cmd.args(args);
-        Proc::spawn(cmd)
-    }
-
-    /// Runs `qp2p ARGS` in `ns` to completion, killed after `timeout`.
-    pub fn run(&self, ns: &str, dir: &TestDir, args: &[&str], timeout: Duration) -> Outcome {
-        self.spawn(ns, dir, args).finish(timeout)
-    }
-
-    /// Starts `qp2p ARGS` in `ns`, a `--json listen`, and waits for `listening`.
-    pub fn listen(&self, ns: &str, dir: &TestDir, args: &[&str]) -> Listener {
-        Listener::start(self.spawn(ns, dir, args))
-    }
-
     /// A `qp2p --json --ephemeral listen` in wan on [`WAN_IP`] (any port), storing in
     /// `DIR/wan-out`; it also answers probes and serves `bench --peer`.
     pub fn listen_in_wan(&self, dir: &TestDir) -> Listener {
-        let out = dir.mkdir("wan-out");
-        self.listen(
-            &self.wan,
-            dir,
-            &[
-                "--json",
-                "--ephemeral",
-                "listen",
-                "--bind",
-                &format!("{WAN_IP}:0"),
-                "--out",
-                out.to_str().unwrap(),
-            ],
-        )
+        self.listen_at(&self.wan, dir, &format!("{WAN_IP}:0"), "wan-out", &[])
     }
 
     /// The mappings miniupnpd has, as `upnpc -i -l` in lan lists them.
@@ -480,6 +366,8 @@ impl Bed {
         )
     }
 }
+
+impl InNamespace for Bed {}
 
 impl Drop for Bed {
     fn drop(&mut self) {

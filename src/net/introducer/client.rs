@@ -1,16 +1,26 @@
 //! The sender's side: introductions, and every way of a ticket raced at once.
+//!
+//! What could go wrong, and how it is prevented:
+//! - *A slow or dead introducer holding up a listener that is reachable directly*:
+//!   [`reach_any`] dials the direct ways at once, and each introducer's candidates
+//!   join that race as they arrive ([`race_joined`]); no step waits for all of them.
+//! - *An address dialed twice* (a direct way the introducer also reports): the race
+//!   skips a candidate it already has, which keeps the tag of the first (direct).
+//! - *The relay tried while a better path is about to connect, or never*: it is asked
+//!   for only once no handshake completed within [`Ways::absorb`]'s bound after it
+//!   was offered (or every attempt failed), and always before giving up.
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use futures_util::future::join_all;
+use futures_util::stream::{FuturesUnordered, StreamExt};
 
 use super::wire::{Request, Status};
 use super::{ask, order, AskError, PeerPath};
-use crate::net::addr::{Ticket, Way};
+use crate::net::addr::{Target, Ticket, Way};
 use crate::net::endpoint::{canonical, ConnectError};
-use crate::net::race::{all_identity, Winner};
+use crate::net::race::{all_identity, race_joined, Joining, Winner};
 use crate::net::race::{race, Candidate, Fate};
 use crate::net::tls::{Fingerprint, TrustRules};
 use crate::{Backoff, Endpoint};
@@ -139,12 +149,17 @@ pub struct Reached {
     pub addr: SocketAddr,
     /// How.
     pub path: PeerPath,
+    /// The rules the winner proved (those of its ticket).
+    pub rules: TrustRules,
     /// The winning handshake's duration.
     pub handshake: Duration,
     /// Retries the winner needed.
     pub retries: u32,
     /// Every other candidate and its fate.
     pub losers: Vec<Loser>,
+    /// Every way that gave no candidate (an introducer that failed, a name that did
+    /// not resolve) by the time the race was won, and why.
+    pub introducers: Vec<(String, String)>,
     /// For a relayed path, the control connection to the introducer: keep it while
     /// the connection is used; its close reason says why a relay cut the session.
     pub control: Option<quinn::Connection>,
@@ -188,14 +203,11 @@ impl fmt::Display for Unreached {
 
 impl std::error::Error for Unreached {}
 
-/// The candidates of a ticket: its direct ways resolved, and what each introducer
-/// answered (the listener's observed address, punched; its own addresses), ordered
-/// (see [`order`]); the introducers' failures, what the NATs looked like, and the
-/// introducers that offer a relay.
+/// What the ways of a ticket gave besides candidates: the ways that gave none (and
+/// why), what the NATs on the way looked like, and the introducers that offer a
+/// relay.
 #[derive(Debug, Default)]
 pub struct Ways {
-    /// Every address to dial and how it would reach the listener.
-    pub candidates: Vec<(SocketAddr, PeerPath)>,
     /// Every way that gave no candidate, and why.
     pub introducers: Vec<(String, String)>,
     /// What the NATs looked like (a port changed: symmetric).
@@ -205,100 +217,102 @@ pub struct Ways {
 }
 
 impl Ways {
-    /// How long the direct and punched candidates are raced before the relay is
-    /// asked for: [`RELAY_AFTER`](super::RELAY_AFTER) with a relay offered, or
-    /// [`RELAY_AFTER_SYMMETRIC`](super::RELAY_AFTER_SYMMETRIC) when a NAT was seen
-    /// changing ports (then no punch can work, the LAN candidates get a moment);
-    /// `None` (the whole retry budget) when no relay is offered.
-    pub fn before_relay(&self) -> Option<Duration> {
-        if self.relays.is_empty() {
-            None
-        } else if self.hints.is_empty() {
-            Some(super::RELAY_AFTER)
-        } else {
-            Some(super::RELAY_AFTER_SYMMETRIC)
+    /// Takes an introducer's answer: records its relay offer and what it shows of
+    /// the NATs, and returns its candidates (the listener's observed address,
+    /// punched; its own addresses, direct; ordered, see [`order`]) and how long they
+    /// are raced before the relay is asked for: [`RELAY_AFTER`](super::RELAY_AFTER)
+    /// with a relay offered, or [`RELAY_AFTER_SYMMETRIC`](super::RELAY_AFTER_SYMMETRIC)
+    /// when a NAT was seen changing ports (then no punch can work, the LAN candidates
+    /// get a moment); `None` (the whole retry budget) when no relay is offered.
+    pub fn absorb(
+        &mut self,
+        endpoint: &Endpoint,
+        ifp: Fingerprint,
+        at: SocketAddr,
+        found: Introduced,
+    ) -> (Vec<(SocketAddr, PeerPath)>, Option<Duration>) {
+        let mut symmetric = false;
+        let local = endpoint.local_addr().map(|a| a.port()).ok();
+        if local.is_some_and(|p| p != found.own_observed.port()) {
+            symmetric = true;
+            self.hints.push(format!(
+                "our NAT changed our port ({} seen as {}): it may map each destination to a new port",
+                local.unwrap_or_default(),
+                found.own_observed
+            ));
         }
+        if !found.listener_addrs.is_empty()
+            && found
+                .listener_addrs
+                .iter()
+                .all(|a| a.port() != found.listener_observed.port())
+        {
+            symmetric = true;
+            self.hints.push(format!(
+                "the listener's NAT changed its port (seen as {}): it may map each destination to a new port",
+                found.listener_observed
+            ));
+        }
+        let before_relay = found.relay.then(|| {
+            self.relays.push((ifp, at));
+            if symmetric {
+                super::RELAY_AFTER_SYMMETRIC
+            } else {
+                super::RELAY_AFTER
+            }
+        });
+        let mut candidates = vec![(found.listener_observed, PeerPath::Punched(ifp))];
+        candidates.extend(
+            found
+                .listener_addrs
+                .into_iter()
+                .map(|a| (a, PeerPath::Direct)),
+        );
+        order(&mut candidates);
+        (candidates, before_relay)
     }
 }
 
-/// Resolves the direct ways of `ticket` and asks each of its introducers, all at
-/// once, for an introduction from `endpoint`'s socket.
-pub async fn ways(endpoint: &Endpoint, ticket: &Ticket) -> Ways {
-    let mut candidates: Vec<(SocketAddr, PeerPath)> = Vec::new();
-    let mut introducers = Vec::new();
-    let mut hints = Vec::new();
-    let mut asks = Vec::new();
-    let mut relays: Vec<(Fingerprint, SocketAddr)> = Vec::new();
+/// The direct ways of `ticket`, resolved; and those that do not resolve, and why.
+async fn direct_ways(ticket: &Ticket) -> (Vec<SocketAddr>, Vec<(String, String)>) {
+    let mut addrs = Vec::new();
+    let mut failed = Vec::new();
     for way in &ticket.ways {
-        match way {
-            Way::Direct(t) => match t.resolve().await {
-                Ok(addrs) => candidates.extend(addrs.into_iter().map(|a| (a, PeerPath::Direct))),
-                Err(e) => introducers.push((t.to_string(), format!("cannot resolve: {e}"))),
-            },
-            Way::Introducer(t) => asks.push(async move {
-                let shown = t.to_string();
-                let (Some(ifp), Some(target)) = (t.expect, ticket.expect) else {
-                    return Err((shown, "no fingerprint".to_string()));
-                };
-                let addrs = t
-                    .resolve()
-                    .await
-                    .map_err(|e| (shown.clone(), format!("cannot resolve: {e}")))?;
-                let limit = super::ORDER_TIMEOUT + Duration::from_secs(2);
-                let mut last = String::new();
-                for at in addrs {
-                    match introduce(endpoint, at, ifp, target, limit).await {
-                        Ok(found) => return Ok((ifp, at, found)),
-                        Err(e) => last = e.to_string(),
-                    }
-                }
-                Err((shown, last))
-            }),
-        }
-    }
-    for result in join_all(asks).await {
-        match result {
-            Ok((ifp, at, found)) => {
-                if found.relay {
-                    relays.push((ifp, at));
-                }
-                let local = endpoint.local_addr().map(|a| a.port()).ok();
-                if local.is_some_and(|p| p != found.own_observed.port()) {
-                    hints.push(format!(
-                        "our NAT changed our port ({} seen as {}): it may map each destination to a new port",
-                        local.unwrap_or_default(),
-                        found.own_observed
-                    ));
-                }
-                if !found.listener_addrs.is_empty()
-                    && found
-                        .listener_addrs
-                        .iter()
-                        .all(|a| a.port() != found.listener_observed.port())
-                {
-                    hints.push(format!(
-                        "the listener's NAT changed its port (seen as {}): it may map each destination to a new port",
-                        found.listener_observed
-                    ));
-                }
-                candidates.push((found.listener_observed, PeerPath::Punched(ifp)));
-                candidates.extend(
-                    found
-                        .listener_addrs
-                        .into_iter()
-                        .map(|a| (a, PeerPath::Direct)),
-                );
+        if let Way::Direct(t) = way {
+            match t.resolve().await {
+                Ok(found) => addrs.extend(found),
+                Err(e) => failed.push((t.to_string(), format!("cannot resolve: {e}"))),
             }
-            Err(failed) => introducers.push(failed),
         }
     }
-    order(&mut candidates);
-    Ways {
-        candidates,
-        introducers,
-        hints,
-        relays,
+    (addrs, failed)
+}
+
+/// Asks the introducer `way` for an introduction to `target` from `endpoint`'s
+/// socket, trying each of its addresses in turn; each try is bounded by the connect
+/// timeout and `ORDER_TIMEOUT`. Fails with the way and why.
+async fn ask_introducer(
+    endpoint: &Endpoint,
+    way: &Target,
+    target: Option<Fingerprint>,
+) -> Result<(Fingerprint, SocketAddr, Introduced), (String, String)> {
+    let shown = way.to_string();
+    let (Some(ifp), Some(target)) = (way.expect, target) else {
+        return Err((shown, "no fingerprint".to_string()));
+    };
+    let addrs = way
+        .resolve()
+        .await
+        .map_err(|e| (shown.clone(), format!("cannot resolve: {e}")))?;
+    let limit = super::ORDER_TIMEOUT + Duration::from_secs(2);
+    let mut last = String::new();
+    for at in addrs {
+        match introduce(endpoint, at, ifp, target, limit).await {
+            Ok(found) => return Ok((ifp, at, found)),
+            Err(e) => last = e.to_string(),
+        }
     }
+    Err((shown, last))
 }
 
 /// A candidate that lost: where, how it would have reached the peer, and its fate.
@@ -351,112 +365,133 @@ pub async fn through_relay(
     None
 }
 
-/// Races the direct ways of `ticket` alone; resolves only with a winner (and its
-/// address), never when they all fail (the introducers may still give more).
-async fn direct_first(
-    endpoint: &Endpoint,
-    ticket: &Ticket,
-    rules: &TrustRules,
-    backoff: &Backoff,
-) -> (Winner, SocketAddr) {
-    let mut dial = Vec::new();
-    for way in &ticket.ways {
-        if let Way::Direct(t) = way {
-            if let Ok(addrs) = t.resolve().await {
-                dial.extend(addrs.into_iter().map(|addr| Candidate {
-                    addr,
-                    rules: rules.clone(),
-                }));
-            }
-        }
-    }
-    if !dial.is_empty() {
-        if let Some(w) = race(endpoint, &dial, backoff, None).await.winner {
-            let addr = dial[w.index].addr;
-            return (w, addr);
-        }
-    }
-    std::future::pending().await
-}
-
 /// Tries every way of `ticket` at once and returns the first connection whose
-/// handshake proves the pinned identity (`rules`). Direct ways are dialed at once;
-/// meanwhile each introducer is asked for an introduction (all at once, each bounded
-/// by the connect timeout and `ORDER_TIMEOUT`), and what they answer joins the race:
-/// the listener's observed address (the punched path) and its own addresses.
+/// handshake proves the pinned identity (`rules`): [`reach_any`] with one ticket and
+/// no deadline but the retry budget.
 pub async fn reach(
     endpoint: &Endpoint,
     ticket: &Ticket,
     rules: &TrustRules,
     backoff: &Backoff,
 ) -> Result<Reached, Unreached> {
-    // The ticket's direct ways are dialed at once, while the introducers are asked:
-    // a listener reachable directly is not kept waiting on a slow or dead
-    // introducer. If one of them completes its handshake first, it wins; else,
-    // once the introducers have answered, every candidate is raced (the direct ones
-    // dialed again: their early attempts are dropped, and closed).
-    let found = tokio::select! {
-        biased;
-        found = ways(endpoint, ticket) => found,
-        early = direct_first(endpoint, ticket, rules, backoff) => {
-            let (w, addr) = early;
-            return Ok(Reached {
-                conn: w.conn,
-                addr,
-                path: PeerPath::Direct,
-                handshake: w.handshake,
-                retries: w.retries,
-                losers: Vec::new(),
-                control: None,
-            });
-        }
-    };
-    let outcome_wait = found.before_relay();
-    let Ways {
-        candidates,
-        mut introducers,
-        mut hints,
-        relays,
-    } = found;
-    let dial: Vec<Candidate> = candidates
+    reach_any(endpoint, &[(ticket.clone(), rules.clone())], backoff, None).await
+}
+
+/// Tries every way of every ticket at once (each under its own rules) and returns the
+/// first connection whose handshake proves what its rules ask.
+///
+/// The direct ways are dialed at once, while every introducer is asked for an
+/// introduction (all at once, each bounded by the connect timeout and
+/// `ORDER_TIMEOUT`): a listener reachable directly is not kept waiting on a slow or
+/// dead introducer. What an introducer answers joins the running race the moment it
+/// arrives (the listener's observed address, the punched path; its own addresses),
+/// see [`race_joined`]. When no handshake completes within
+/// [`Ways::absorb`]'s bound after a relay was offered, or once every attempt failed,
+/// the relays offered are asked in turn ([`through_relay`]). `deadline` bounds it
+/// all, the relays included.
+pub async fn reach_any(
+    endpoint: &Endpoint,
+    tickets: &[(Ticket, TrustRules)],
+    backoff: &Backoff,
+    deadline: Option<Duration>,
+) -> Result<Reached, Unreached> {
+    let started = tokio::time::Instant::now();
+    let mut ways: Vec<Ways> = tickets.iter().map(|_| Ways::default()).collect();
+    let mut direct = Vec::new();
+    for (i, (ticket, rules)) in tickets.iter().enumerate() {
+        let (addrs, failed) = direct_ways(ticket).await;
+        ways[i].introducers.extend(failed);
+        direct.extend(addrs.into_iter().map(|addr| {
+            let rules = rules.clone();
+            (Candidate { addr, rules }, (PeerPath::Direct, i))
+        }));
+    }
+    let asks: FuturesUnordered<_> = tickets
         .iter()
-        .map(|(addr, _)| Candidate {
-            addr: *addr,
-            rules: rules.clone(),
+        .enumerate()
+        .flat_map(|(i, (ticket, _))| {
+            ticket.ways.iter().filter_map(move |way| match way {
+                Way::Introducer(t) => {
+                    Some(async move { (i, ask_introducer(endpoint, t, ticket.expect).await) })
+                }
+                Way::Direct(_) => None,
+            })
         })
         .collect();
-    let outcome = race(endpoint, &dial, backoff, outcome_wait).await;
+    let late = asks.map(|(i, answer)| match answer {
+        Ok((ifp, at, found)) => {
+            let (found, within) = ways[i].absorb(endpoint, ifp, at, found);
+            let rules = &tickets[i].1;
+            let candidates = found
+                .into_iter()
+                .map(|(addr, path)| {
+                    let rules = rules.clone();
+                    (Candidate { addr, rules }, (path, i))
+                })
+                .collect();
+            Joining { candidates, within }
+        }
+        Err(failed) => {
+            ways[i].introducers.push(failed);
+            Joining {
+                candidates: Vec::new(),
+                within: None,
+            }
+        }
+    });
+    let (outcome, raced) = race_joined(endpoint, direct, late, backoff, deadline).await;
     let mut losers: Vec<Loser> = outcome
         .losers
         .into_iter()
-        .map(|(i, fate)| (candidates[i].0, candidates[i].1, fate))
+        .map(|(i, fate)| (raced[i].0.addr, raced[i].1 .0, fate))
         .collect();
-    let winner = match (outcome.winner, ticket.expect) {
-        (Some(w), _) => {
-            let (addr, path) = candidates[w.index];
-            Some((w, addr, path, None))
+    let mut winner = outcome.winner.map(|w| {
+        let (chosen, (path, _)) = &raced[w.index];
+        (w, chosen.addr, *path, chosen.rules.clone(), None)
+    });
+    // No handshake completed: each ticket's relays, in turn, within what is left.
+    for (i, (ticket, rules)) in tickets.iter().enumerate() {
+        let (None, Some(target)) = (&winner, ticket.expect) else {
+            continue;
+        };
+        let w = &mut ways[i];
+        if w.relays.is_empty() {
+            continue;
         }
-        (None, Some(target)) => through_relay(
+        let relayed = through_relay(
             endpoint,
-            &relays,
+            &w.relays,
             target,
             rules,
             backoff,
             &mut losers,
-            &mut introducers,
-        )
-        .await
-        .map(|(w, addr, path, control)| (w, addr, path, Some(control))),
-        (None, None) => None,
-    };
+            &mut w.introducers,
+        );
+        let relayed = match deadline {
+            Some(all) => {
+                let left = all.saturating_sub(started.elapsed());
+                tokio::time::timeout(left, relayed).await.ok().flatten()
+            }
+            None => relayed.await,
+        };
+        if let Some((w, addr, path, control)) = relayed {
+            winner = Some((w, addr, path, rules.clone(), Some(control)));
+        }
+    }
+    let introducers: Vec<(String, String)> = ways
+        .iter_mut()
+        .flat_map(|w| std::mem::take(&mut w.introducers))
+        .collect();
     match winner {
-        Some((w, addr, path, control)) => Ok(Reached {
+        Some((w, addr, path, rules, control)) => Ok(Reached {
             conn: w.conn,
             addr,
             path,
+            rules,
             handshake: w.handshake,
             retries: w.retries,
             losers,
+            introducers,
             control,
         }),
         None => {
@@ -465,10 +500,11 @@ pub async fn reach(
                 .into_iter()
                 .map(|(a, p, fate)| (canonical(a), p, fate.reason()))
                 .collect();
-            let punched = candidates
+            let punched = raced
                 .iter()
-                .any(|(_, p)| matches!(p, PeerPath::Punched(_)));
-            if punched && relays.is_empty() {
+                .any(|(_, (p, _))| matches!(p, PeerPath::Punched(_)));
+            let mut hints: Vec<String> = ways.iter().flat_map(|w| w.hints.clone()).collect();
+            if punched && ways.iter().all(|w| w.relays.is_empty()) {
                 hints.push("no relay offered by the introducer".into());
             }
             Err(Unreached {

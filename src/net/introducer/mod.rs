@@ -70,8 +70,8 @@ mod service;
 pub mod wire;
 
 pub use client::{
-    introduce, reach, relay as ask_relay, through_relay, ways, IntroduceError, Introduced, Loser,
-    Reached, RelaySession, RelayWin, Unreached, Ways,
+    introduce, reach, reach_any, relay as ask_relay, through_relay, IntroduceError, Introduced,
+    Loser, Reached, RelaySession, RelayWin, Unreached, Ways,
 };
 pub use register::{keep_registered, RegistrationEvent};
 pub use relay::{Relay, RelayLimits};
