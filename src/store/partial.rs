@@ -896,6 +896,34 @@ mod tests {
         assert!(part(&b).exists() && part(&c).exists() && part(&other).exists());
     }
 
+    /// While bytes arrive, the sidecar is rewritten at most every `CHECKPOINT_EVERY`,
+    /// counting what was written (and synced) by then and nothing written after.
+    #[test]
+    fn a_checkpoint_counts_what_was_written_before_it() {
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path(), false).unwrap();
+        let partials = Partials::new(store.root(), Duration::from_secs(3600));
+        let id = identity(1 << 20, 7);
+        let claim = partials.claim(&id).unwrap().unwrap();
+        let meta = root.path().join(FOLDER).join(format!("{}.meta", id.key()));
+        let held = || {
+            let text = std::fs::read_to_string(&meta).unwrap();
+            Synced::parse(text.strip_prefix(id.meta().as_str()).unwrap())
+                .unwrap()
+                .held
+        };
+        let mut sink = store.begin_partial(Path::new("x.bin"), &claim).unwrap();
+        sink.write_all(&[1; 8192]).unwrap();
+        assert_eq!(held(), 0, "no checkpoint yet");
+        std::thread::sleep(CHECKPOINT_EVERY);
+        sink.write_all(&[2; 8192]).unwrap();
+        assert_eq!(held(), 16384, "the checkpoint counts both writes");
+        sink.write_all(&[3; 4096]).unwrap();
+        drop(sink);
+        assert_eq!(held(), 16384, "the last write came after it");
+        assert_eq!(std::fs::metadata(claim.path()).unwrap().len(), 20480);
+    }
+
     /// What a partial holds is never more than its sidecar says was synced, unless it
     /// was written on this very boot (a killed process loses nothing the kernel has).
     #[test]
