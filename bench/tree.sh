@@ -2,8 +2,8 @@
 # Directory-tree benchmark: `qp2p send DIR` against `tar c DIR | socat` → `socat | tar x`
 # over loopback TCP, side by side in one run, alternating.
 #
-#   bench/tree.sh [--files N] [--size BYTES] [--per-dir N] [--runs N] [--uni]
-#                 [--bin PATH] [--no-build]
+#   bench/tree.sh [--files N] [--size BYTES] [--per-dir N] [--runs N] [--uni | --both]
+#                 [--synced-tar] [--bin PATH] [--no-build]
 #
 # Makes N random files of BYTES each (folders of --per-dir), then per run: a fresh
 # output directory, the receiver started first, the clock started with the sender and
@@ -12,7 +12,10 @@
 # are acked. tar x does not sync. Every landed tree is checked (file count and total
 # bytes; qp2p also checked each SHA-256 on the way). Prints per run and the median,
 # minimum and maximum of each tool's wall time, and the peak RSS of every process
-# (GNU time). Loopback (127.0.0.1) only.
+# (GNU time). --uni sends with unidirectional streams instead; --both runs the default
+# and --uni back to back in each run and adds their ratio, run by run. --synced-tar
+# ends tar's side with `sync -f` on its output, so both sides are durable. Loopback
+# (127.0.0.1) only.
 set -euo pipefail
 
 files=5000
@@ -20,6 +23,8 @@ size=4096
 per_dir=100
 runs=5
 uni=""
+both=0
+synced=0
 bin=""
 build=1
 while [ $# -gt 0 ]; do
@@ -29,9 +34,11 @@ while [ $# -gt 0 ]; do
         --per-dir) per_dir=$2; shift 2 ;;
         --runs) runs=$2; shift 2 ;;
         --uni) uni=--uni; shift ;;
+        --both) both=1; shift ;;
+        --synced-tar) synced=1; shift ;;
         --bin) bin=$2; build=0; shift 2 ;;
         --no-build) build=0; shift ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,19p' "$0"; exit 0 ;;
         *) echo "tree.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -85,7 +92,9 @@ run_socat() {
     local out=$work/out-socat-$1 port
     mkdir -p "$out"
     port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    /usr/bin/time -v -o "$work/t-recv" sh -c "socat -u TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr STDOUT | tar x -C '$out'" &
+    local after=""
+    [ "$synced" = 1 ] && after=" && sync -f '$out'"
+    /usr/bin/time -v -o "$work/t-recv" sh -c "socat -u TCP-LISTEN:$port,bind=127.0.0.1,reuseaddr STDOUT | tar x -C '$out'$after" &
     listener=$!
     # Wait for the port to listen.
     for _ in $(seq 200); do
@@ -104,7 +113,7 @@ run_socat() {
 }
 
 run_qp2p() {
-    local out=$work/out-qp2p-$1 ticket
+    local mode=$2 out=$work/out-qp2p-$1$2 ticket
     mkdir -p "$out"
     rm -f "$work/events"
     /usr/bin/time -v -o "$work/t-recv" "$bin" --json --ephemeral listen --once \
@@ -119,7 +128,7 @@ run_qp2p() {
     local start end
     sync
     start=$(now)
-    /usr/bin/time -v -o "$work/t-send" "$bin" -q --ephemeral send $uni "$ticket" \
+    /usr/bin/time -v -o "$work/t-send" "$bin" -q --ephemeral send $mode "$ticket" \
         "$work/src/tree" 2>"$work/send.err" || {
         echo "tree.sh: send failed" >&2; cat "$work/send.err" >&2; exit 1; }
     wait "$listener"
@@ -135,21 +144,35 @@ stats() {
 
 : >"$work/socat.times"
 : >"$work/qp2p.times"
+: >"$work/uni.times"
 echo "run  socat(s)  qp2p${uni:+ $uni}(s)  rss socat send/recv MiB  rss qp2p send/listen MiB"
 for i in $(seq "$runs"); do
     s=$(run_socat "$i")
     s_rss="$(rss "$work/t-send")/$(rss "$work/t-recv")"
     echo "$s" >>"$work/socat.times"
-    q=$(run_qp2p "$i")
+    q=$(run_qp2p "$i" "$uni")
     q_rss="$(rss "$work/t-send")/$(rss "$work/t-recv")"
     echo "$q" >>"$work/qp2p.times"
     printf '%3d  %8.3f  %8.3f  %22s  %22s\n' "$i" "$s" "$q" "$s_rss" "$q_rss"
+    if [ "$both" = 1 ]; then
+        u=$(run_qp2p "$i" --uni)
+        echo "$u" >>"$work/uni.times"
+        printf '%3d  %8s  %8.3f  %22s  %22s  (--uni)\n' "$i" "" "$u" "" \
+            "$(rss "$work/t-send")/$(rss "$work/t-recv")"
+    fi
 done
 s_med=$(sort -g "$work/socat.times" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
 q_med=$(sort -g "$work/qp2p.times" | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}')
-echo "tar | socat: $(stats <"$work/socat.times")"
+label="tar | socat"
+[ "$synced" = 1 ] && label="tar | socat, synced"
+echo "$label: $(stats <"$work/socat.times")"
 echo "qp2p send${uni:+ $uni}: $(stats <"$work/qp2p.times")"
 printf 'ratio of medians qp2p / socat: %.2f\n' "$(echo "$q_med / $s_med" | bc -l)"
 # Run by run (each pair ran back to back): steadier than the medians on a busy machine.
 paste "$work/qp2p.times" "$work/socat.times" | awk '{print $1 / $2}' |
     sort -g | awk '{v[NR] = $1} END {printf "ratio run by run: median %.2f (min %.2f, max %.2f)\n", v[int((NR + 1) / 2)], v[1], v[NR]}'
+if [ "$both" = 1 ]; then
+    echo "qp2p send --uni: $(stats <"$work/uni.times")"
+    paste "$work/uni.times" "$work/qp2p.times" | awk '{print $1 / $2}' |
+        sort -g | awk '{v[NR] = $1} END {printf "ratio --uni / default, run by run: median %.2f (min %.2f, max %.2f)\n", v[int((NR + 1) / 2)], v[1], v[NR]}'
+fi

@@ -111,6 +111,7 @@ Register-ArgumentCompleter -Native -CommandName 'qp2p' -ScriptBlock {
             [CompletionResult]::new('--key', '--key', [CompletionResultType]::ParameterName, 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]')
             [CompletionResult]::new('--uni', '--uni', [CompletionResultType]::ParameterName, 'Use a unidirectional stream: done when the transport delivered the data, without the receiver''s ack of bytes and hash')
             [CompletionResult]::new('--skip-same', '--skip-same', [CompletionResultType]::ParameterName, 'Skip a file the listener already holds with the same content under the same name (each file is hashed before it is sent) [default: the listener stores another copy as name.1.ext]')
+            [CompletionResult]::new('--no-resume', '--no-resume', [CompletionResultType]::ParameterName, 'Send each file whole on every try: no resume offer, so the listener keeps nothing of a try that broke off [default: a file of 1 MiB or more continues where the listener''s copy of a broken-off try ends]')
             [CompletionResult]::new('--json', '--json', [CompletionResultType]::ParameterName, 'Print one JSON object per line on stdout for every event (errors included)')
             [CompletionResult]::new('-q', '-q', [CompletionResultType]::ParameterName, 'Print errors only')
             [CompletionResult]::new('--quiet', '--quiet', [CompletionResultType]::ParameterName, 'Print errors only')

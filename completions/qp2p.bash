@@ -618,7 +618,7 @@ _qp2p() {
             return 0
             ;;
         qp2p__subcmd__send)
-            opts="-q -v -h -V --expect --name --uni --skip-same --digest --text --ca --idle-timeout --keep-alive --connect-timeout --retry-for --retry-initial --retry-max --congestion --json --quiet --verbose --identity --ephemeral --cert --key --help --version"
+            opts="-q -v -h -V --expect --name --uni --skip-same --no-resume --digest --text --ca --idle-timeout --keep-alive --connect-timeout --retry-for --retry-initial --retry-max --congestion --json --quiet --verbose --identity --ephemeral --cert --key --help --version"
             if [[ ${cur} == -* || ${COMP_CWORD} -eq 2 ]] ; then
                 COMPREPLY=( $(compgen -W "${opts}" -- "${cur}") )
                 return 0

@@ -106,6 +106,7 @@ set edit:completion:arg-completer[qp2p] = {|@words|
             cand --key 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]'
             cand --uni 'Use a unidirectional stream: done when the transport delivered the data, without the receiver''s ack of bytes and hash'
             cand --skip-same 'Skip a file the listener already holds with the same content under the same name (each file is hashed before it is sent) [default: the listener stores another copy as name.1.ext]'
+            cand --no-resume 'Send each file whole on every try: no resume offer, so the listener keeps nothing of a try that broke off [default: a file of 1 MiB or more continues where the listener''s copy of a broken-off try ends]'
             cand --json 'Print one JSON object per line on stdout for every event (errors included)'
             cand -q 'Print errors only'
             cand --quiet 'Print errors only'

@@ -105,6 +105,7 @@ complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l cert -d 'Use this cer
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l key -d 'The private key (PEM, mode 0600) for --cert [default: none; --cert needs it]' -r -F
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l uni -d 'Use a unidirectional stream: done when the transport delivered the data, without the receiver\'s ack of bytes and hash'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l skip-same -d 'Skip a file the listener already holds with the same content under the same name (each file is hashed before it is sent) [default: the listener stores another copy as name.1.ext]'
+complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l no-resume -d 'Send each file whole on every try: no resume offer, so the listener keeps nothing of a try that broke off [default: a file of 1 MiB or more continues where the listener\'s copy of a broken-off try ends]'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -l json -d 'Print one JSON object per line on stdout for every event (errors included)'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -s q -l quiet -d 'Print errors only'
 complete -c qp2p -n "__fish_qp2p_using_subcommand send" -s v -l verbose -d 'More logs on stderr (-v info, -vv debug, -vvv trace; RUST_LOG also works)'

@@ -304,7 +304,11 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
 
     let partials = match &sink {
         Sink::Dir(store) if !args.partial_ttl.is_zero() => {
-            Some(Partials::new(store.root(), args.partial_ttl))
+            let c = ctx.clone();
+            Some(
+                Partials::new(store.root(), args.partial_ttl)
+                    .on_room_made(move |swept, short| report_room_made(&c, swept, short)),
+            )
         }
         _ => None,
     };
@@ -735,6 +739,27 @@ fn sweep_partials(ctx: &Context, partials: &Partials) {
                 swept.count,
                 humantime::format_duration(partials.ttl()),
                 qp2p::net::transfer::size(swept.bytes)
+            )
+        },
+    );
+}
+
+/// Says which partial files were removed to make room for a message the disk could
+/// not hold otherwise.
+fn report_room_made(ctx: &Context, swept: qp2p::store::Swept, short: u64) {
+    ctx.out.event(
+        json!({
+            "event": "partials_evicted",
+            "count": swept.count,
+            "bytes": swept.bytes,
+            "short": short,
+        }),
+        || {
+            format!(
+                "removed {} partial file(s) of broken-off transfers, oldest first, to make room for a new one: {} freed ({} were short)",
+                swept.count,
+                qp2p::net::transfer::size(swept.bytes),
+                qp2p::net::transfer::size(short)
             )
         },
     );

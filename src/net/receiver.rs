@@ -10,7 +10,9 @@
 //! - The table growing without end under a flood of ids: it is bounded, the oldest id
 //!   forgotten first.
 //! - A disk that fills half-way: a declared length larger than the free space is
-//!   refused before a byte is written (`check_free_space`, `NO_SPACE`).
+//!   refused before a byte is written (`check_free_space`, `NO_SPACE`), unless removing
+//!   partial files of other transfers, oldest first, makes the room
+//!   (`Partials::make_room`).
 //! - A sender planting or replacing a partial file (`--overwrite`): names under the
 //!   partials' folder are refused (`BAD_NAME`); resume offers are answered first,
 //!   before anything can hold the sender up (`transfer::resume`).
@@ -146,17 +148,42 @@ impl Quota {
 }
 
 /// Refuses (`NO_SPACE`) a message of `len` declared bytes that `store`'s free space
-/// cannot hold, before a byte is written; a disk that fills up anyway (unknown length,
-/// several at once) fails on ENOSPC with the same code.
-pub(crate) fn check_free_space(store: &Store, len: u64) -> Result<(), RecvError> {
-    match store.free_space() {
-        Ok(free) if free < len => Err(RecvError::Refuse(
+/// cannot hold, before a byte is written, unless removing `partials` of other
+/// transfers (oldest first) makes the room; a disk that fills up anyway (unknown
+/// length, several at once) fails on ENOSPC with the same code.
+pub(crate) fn check_free_space(
+    store: &Store,
+    len: u64,
+    partials: Option<&Partials>,
+) -> Result<(), RecvError> {
+    room(|| store.free_space(), len, partials).map_err(|free| {
+        RecvError::Refuse(
             ErrorCode::NoSpace,
             format!(
                 "{len} bytes declared, {free} free in {}",
                 store.root().display()
             ),
-        )),
+        )
+    })
+}
+
+/// Whether `len` bytes fit the free space `free` reports, after removing partials if
+/// that makes them fit; else the free space.
+fn room(
+    free_space: impl Fn() -> std::io::Result<u64>,
+    len: u64,
+    partials: Option<&Partials>,
+) -> Result<(), u64> {
+    match free_space() {
+        Ok(free) if free < len => {
+            if partials.map_or(0, |p| p.make_room(len - free).count) == 0 {
+                return Err(free);
+            }
+            match free_space() {
+                Ok(free) if free < len => Err(free),
+                _ => Ok(()),
+            }
+        }
         Ok(_) => Ok(()),
         Err(e) => {
             debug!(cause = %e, "cannot read the free space; receiving anyway");
@@ -542,11 +569,11 @@ impl Receiver {
         if let (Sink::Dir(store), Some(len)) = (&self.target, header.length) {
             // What a partial holds is on the disk already.
             let held = claim.as_ref().map_or(0, |c| c.held);
-            check_free_space(store, len - held.min(len))?;
+            check_free_space(store, len - held.min(len), self.partials.as_ref())?;
         }
         if offered && claim.is_none() {
             // Nothing held: the sender starts from byte 0, with or without a start.
-            let (start, rest) = resume::read_start(recv, first).await?;
+            let (start, rest) = resume::read_start(recv, first, header, 0).await?;
             if start.is_some_and(|s| s.from != 0) {
                 return Err(RecvError::Refuse(
                     ErrorCode::BadHeader,
@@ -726,6 +753,76 @@ async fn receive_text(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A message that would be refused for space removes partials of other transfers,
+    /// oldest first and only as many as it needs, never a claimed one, and says so;
+    /// when they could not make the room together, none goes. The free-space figure
+    /// is faked: it grows by what the partials' removal frees.
+    #[test]
+    fn partials_make_room_for_a_message_the_disk_cannot_hold() {
+        use crate::net::framing::resume::Offer;
+        use crate::store::Identity;
+        use std::io::Write;
+        let root = tempfile::tempdir().unwrap();
+        let store = Store::new(root.path(), false).unwrap();
+        let reports = Arc::new(Mutex::new(Vec::new()));
+        let seen = reports.clone();
+        let partials = Partials::new(store.root(), Duration::from_secs(3600))
+            .on_room_made(move |swept, short| seen.lock().unwrap().push((swept, short)));
+        let id = |n: u64| Identity {
+            fingerprint: [n as u8; 32],
+            name: format!("f{n}"),
+            size: 1 << 20,
+            offer: Offer {
+                mtime_ns: n,
+                head: [0; 32],
+            },
+            algorithm: crate::Algorithm::Blake3,
+        };
+        let block = 64 * 1024;
+        for n in 1..=3 {
+            let claim = partials.claim(&id(n)).unwrap().unwrap();
+            let mut sink = store.begin_partial(Path::new("x"), &claim).unwrap();
+            sink.write_all(&vec![n as u8; block]).unwrap();
+            drop(sink);
+            drop(claim);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // The newest is being received into: not removable.
+        let busy = partials.claim(&id(3)).unwrap().unwrap();
+        let held = 3 * block as u64;
+        let free = || Ok(1000 + held - partials.held().bytes);
+        assert_eq!(room(free, 1000, Some(&partials)), Ok(()));
+        assert_eq!(partials.held().count, 3, "room enough: nothing removed");
+        // Short by more than the two free partials hold: none goes.
+        assert_eq!(
+            room(free, 1000 + 2 * block as u64 + 1, Some(&partials)),
+            Err(1000)
+        );
+        assert_eq!(partials.held().count, 3);
+        assert!(reports.lock().unwrap().is_empty());
+        // Short by one block: the oldest goes, and only it.
+        assert_eq!(room(free, 1000 + block as u64, Some(&partials)), Ok(()));
+        assert_eq!(partials.held().count, 2);
+        assert!(
+            partials.claim(&id(1)).unwrap().unwrap().held == 0,
+            "the oldest went"
+        );
+        let report = reports.lock().unwrap().clone();
+        assert_eq!(
+            report,
+            [(
+                crate::store::Swept {
+                    count: 1,
+                    bytes: block as u64
+                },
+                block as u64
+            )]
+        );
+        // Without partials, nothing to remove: refused.
+        assert_eq!(room(free, u64::MAX, None), Err(1000 + block as u64));
+        drop(busy);
+    }
 
     /// `--count 2`: a failed message gives its slot back, the second stored one is the
     /// last, a third is refused.

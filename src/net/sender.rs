@@ -138,8 +138,8 @@ pub struct Delivered {
 }
 
 /// Sends messages to one listener: its address, the rules it must pass, the pool and
-/// back-off that reach it, the stream mode, the digest algorithm, and whether to skip
-/// content it holds.
+/// back-off that reach it, the stream mode, the digest algorithm, whether to skip
+/// content it holds, and whether files are offered for resume.
 #[derive(Debug, Clone)]
 pub struct Sender {
     pool: Pool,
@@ -149,11 +149,12 @@ pub struct Sender {
     mode: Mode,
     digest: Algorithm,
     skip_same: bool,
+    resume: bool,
 }
 
 impl Sender {
     /// A sender to `addr`, whose peer must pass `rules`, over connections from `pool`;
-    /// the default back-off, bidirectional streams, BLAKE3, no skipping.
+    /// the default back-off, bidirectional streams, BLAKE3, no skipping, resume.
     pub fn new(pool: Pool, addr: SocketAddr, rules: TrustRules) -> Self {
         Self {
             pool,
@@ -163,6 +164,7 @@ impl Sender {
             mode: Mode::Bidi,
             digest: Algorithm::default(),
             skip_same: false,
+            resume: true,
         }
     }
 
@@ -190,6 +192,14 @@ impl Sender {
     /// where the listener holds that content under the name (`--skip-same`).
     pub fn with_skip_same(mut self, skip_same: bool) -> Self {
         self.skip_same = skip_same;
+        self
+    }
+
+    /// Whether files of at least 1 MiB are offered for resume (`transfer::resume`; the
+    /// default): without, no offer is made, the listener keeps no partial of them, and
+    /// every try sends the whole file (`--no-resume`).
+    pub fn with_resume(mut self, resume: bool) -> Self {
+        self.resume = resume;
         self
     }
 
@@ -232,7 +242,7 @@ impl Sender {
         let resume = match &message {
             // Below the threshold there is nothing to read: no thread hand-off per file.
             Outgoing::File { path, len, .. }
-                if self.mode == Mode::Bidi && *len >= resume::RESUME_FROM =>
+                if self.resume && self.mode == Mode::Bidi && *len >= resume::RESUME_FROM =>
             {
                 let (path, len, digest) = (path.clone(), *len, self.digest);
                 tokio::task::spawn_blocking(move || resume::offer_for(&path, len, digest))

@@ -55,7 +55,7 @@ use std::sync::OnceLock;
 pub(crate) use direct::DIRECT_FROM;
 pub use group::{Committer, Receiving, GATHER, SYNCFS_FROM};
 pub use names::{sanitize, MAX_COMPONENT, MAX_DEPTH};
-pub(crate) use partial::{Claim, Identity, PartialSink};
+pub(crate) use partial::{Claim, Identity, PartialSink, STALL};
 pub use partial::{Partials, Swept, DEFAULT_TTL, FOLDER};
 pub(crate) use pending::Pending;
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use qp2p::net::framing::resume::{Answer, Held, Offer, Start, ANSWER_LEN};
+use qp2p::net::framing::resume::{Answer, Held, Offer, Start, ANSWER_LEN, HEAD_LEN, START_LEN};
 use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::{Algorithm, Endpoint, Identity, TransportOptions};
 
@@ -133,6 +133,63 @@ fn resume_black_out_half_way_sends_only_the_rest() {
     within_bound("black-out half way", up(&relay), SIZE);
 }
 
+/// The sender killed at half way and run again at once, both ends with a 30 s idle
+/// timeout: the listener's stream of the first run still holds the partial when the
+/// second run's offer arrives (nothing told the listener the first run died). It
+/// receives nothing, so it is taken over, and the second run resumes.
+#[test]
+fn resume_rerun_takes_over_the_partial_of_a_try_the_listener_thinks_alive() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/big.bin", SIZE);
+    let mut l = t.listen(&out, &["--idle-timeout", "30s"]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(crate::util::relay::Impairment::delay(
+        Duration::from_millis(5),
+    ));
+    let spawn = || {
+        let mut cmd = t.cmd();
+        let ticket = format!("{}@{}", l.fingerprint, relay.addr());
+        cmd.args([
+            "--json",
+            "send",
+            "--idle-timeout",
+            "30s",
+            "--retry-for",
+            "60s",
+        ]);
+        cmd.args([ticket.as_str(), path_str(&file)]);
+        cmd.stdin(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let mut first = spawn();
+    half_way(&relay, &mut first, SIZE);
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    let started = std::time::Instant::now();
+    let r = spawn().finish(Duration::from_secs(90));
+    sent_ok(&r, &digest, SIZE);
+    assert!(r.one("sent")["resumed_from"].as_u64() > Some(0), "{r}");
+    let failed = l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    assert!(
+        failed["error"]
+            .as_str()
+            .unwrap_or("")
+            .contains("took its partial over"),
+        "{failed}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "not at the idle timeout"
+    );
+    landed_once(&out, "big.bin", &digest);
+    within_bound(
+        "run again while the first run holds the partial",
+        up(&relay),
+        SIZE,
+    );
+}
+
 /// The sender killed at half way and run again: the second run resumes.
 #[test]
 fn resume_sender_killed_half_way_and_run_again() {
@@ -216,13 +273,83 @@ fn resume_source_changed_between_tries_starts_from_zero() {
         r.stderr.contains("changed since the last try"),
         "the sender must say it starts over\n{r}"
     );
-    landed_once(&out, "big.bin", &digest);
+    // The first content's partial stays for a try of its own (two files sent
+    // alternately under one name), until it expires or a third content replaces it.
+    let names = list_all(&out);
+    let (partial, landed): (Vec<_>, Vec<_>) =
+        names.iter().partition(|n| n.starts_with(".qp2p-partial"));
+    assert_eq!(landed, [Path::new("big.bin")], "{names:?}");
+    assert_eq!(
+        partial.len(),
+        3,
+        "the folder, one .part, one .meta: {names:?}"
+    );
+    assert_eq!(
+        blake3_file(&out.join("big.bin")),
+        digest,
+        "stored file differs"
+    );
     let second = up(&relay) - before;
     eprintln!("source changed: the second try sent {second} bytes");
     assert!(
         second >= SMALL as u64,
         "the second try must send the whole file"
     );
+}
+
+/// A power loss simulated: the partial's sidecar was written on another boot and
+/// counts 1 MiB synced, while the file is longer and holds garbage past that (the
+/// size grew, the data never reached the disk). The next try resumes from the synced
+/// 1 MiB, not from the file's length, and the right file lands.
+#[test]
+fn resume_after_a_simulated_power_loss_trusts_only_the_synced_bytes() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/big.bin", SMALL);
+    let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(crate::util::relay::Impairment::delay(
+        Duration::from_millis(5),
+    ));
+    let mut first = spawn_send(&t, &l, &relay, &file);
+    half_way(&relay, &mut first, SMALL);
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    l.signal(SIGKILL);
+    let _ = l.wait_exit(Duration::from_secs(10));
+    let folder = out.join(".qp2p-partial");
+    let with = |ext: &str| {
+        std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == ext))
+            .unwrap()
+    };
+    let (part, meta) = (with("part"), with("meta"));
+    let len = std::fs::metadata(&part).unwrap().len();
+    assert!(len > 2 * MIB as u64, "{len} bytes held");
+    // Garbage where the data never arrived, and a sidecar from another boot.
+    {
+        use std::io::{Seek, SeekFrom, Write};
+        let mut f = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+        f.seek(SeekFrom::Start(MIB as u64 + 4096)).unwrap();
+        f.write_all(&vec![0u8; 64 * 1024]).unwrap();
+    }
+    let text = std::fs::read_to_string(&meta).unwrap();
+    let keep: String = text
+        .lines()
+        .filter(|l| !l.starts_with("held ") && !l.starts_with("boot "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(keep, text, "the sidecar counts what is synced: {text}");
+    std::fs::write(&meta, format!("{keep}held {MIB}\nboot another-boot\n")).unwrap();
+    let l2 = t.listen(&out, &["--idle-timeout", "2s"]);
+    let relay = Relay::to(&l2.addr);
+    let r = spawn_send(&t, &l2, &relay, &file).finish(Duration::from_secs(90));
+    sent_ok(&r, &digest, SMALL);
+    assert_eq!(r.one("sent")["resumed_from"], MIB as u64, "{r}");
+    landed_once(&out, "big.bin", &digest);
 }
 
 /// A partial older than `--partial-ttl` is removed when the listener starts, and
@@ -397,4 +524,206 @@ fn resume_a_listener_without_it_gets_the_whole_file_after_a_bounded_wait() {
     let received = server.wait_for("received", EVENT_TIMEOUT);
     assert_eq!(received["bytes"], 2 * MIB as u64);
     landed_once(&out, "old.bin", &digest);
+}
+
+/// The receiver's half of a late answer: a sender that did not wait for the answer
+/// sends its payload from byte 0 without a start, and this payload opens exactly like
+/// a start from 0 (`QP2S`, then 40 zero bytes). The listener holds a partial of it
+/// from an earlier try; it must take the bytes as payload, start its partial over, and
+/// land the file byte for byte.
+#[test]
+fn resume_late_answer_a_payload_that_looks_like_a_start_lands_whole() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let mut server = InProcess::with(
+        &out,
+        Options {
+            partials: Some(Duration::from_secs(3600)),
+            ..Options::default()
+        },
+    );
+    let len = 4 * MIB;
+    let mut data = random_bytes(len);
+    data[..START_LEN].copy_from_slice(
+        &Start {
+            from: 0,
+            prefix: [0; 32],
+        }
+        .encode(),
+    );
+    let header = Header {
+        kind: Kind::Message,
+        id: MessageId::random(),
+        length: Some(len as u64),
+        name: "looks.bin".into(),
+        digest: Some(Algorithm::Blake3),
+        skip_same: None,
+        resume: Some(Offer {
+            mtime_ns: 1,
+            head: *blake3::hash(&data[..HEAD_LEN as usize]).as_bytes(),
+        }),
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let target: qp2p::Target = server.ticket.parse().unwrap();
+        let addr = target.resolve().await.unwrap()[0];
+        let id = Arc::new(Identity::ephemeral().unwrap());
+        let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
+        let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
+        let conn = endpoint.connect(addr, rules).await.unwrap();
+        // First try, on time: half of the file, then this sender gives up.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&header.encode()).await.unwrap();
+        let mut buf = [0u8; ANSWER_LEN];
+        recv.read_exact(&mut buf).await.unwrap();
+        assert_eq!(Answer::decode(&buf).unwrap().status, Held::Nothing);
+        let start = Start {
+            from: 0,
+            prefix: [0; 32],
+        };
+        send.write_all(&start.encode()).await.unwrap();
+        send.write_all(&data[..len / 2]).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        send.reset(quinn::VarInt::from_u32(ErrorCode::Cancelled as u32))
+            .unwrap();
+        server.wait_for("failed", EVENT_TIMEOUT);
+        // Second try, late: the payload from byte 0 without waiting for the answer.
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(&header.encode()).await.unwrap();
+        send.write_all(&data).await.unwrap();
+        send.finish().unwrap();
+        let back = tokio::time::timeout(Duration::from_secs(30), recv.read_to_end(1024))
+            .await
+            .expect("an answer and an ack in time")
+            .expect("answer and ack");
+        let answer = Answer::decode(back[..ANSWER_LEN].try_into().unwrap()).unwrap();
+        assert_eq!(answer.status, Held::Prefix, "it held the first try's bytes");
+        let ack = qp2p::net::framing::Ack::decode(
+            &back[ANSWER_LEN..ANSWER_LEN + qp2p::net::framing::ACK_LEN],
+        )
+        .unwrap();
+        assert_eq!(ack.bytes, len as u64);
+        assert_eq!(ack.digest, *blake3::hash(&data).as_bytes());
+        conn.close(0u32.into(), b"done");
+    });
+    let received = server.wait_for("received", EVENT_TIMEOUT);
+    assert_eq!(received["bytes"], len as u64, "{received}");
+    assert_eq!(list_all(&out), [Path::new("looks.bin")]);
+    assert!(
+        std::fs::read(out.join("looks.bin")).unwrap() == data,
+        "content differs"
+    );
+}
+
+/// The sender's half of a late answer: a listener that answers the offer only after
+/// the sender stopped waiting (3 s), and claims to hold a prefix. The sender has sent
+/// the whole payload from byte 0 without a start, skips the late answer in front of
+/// the ack, and succeeds with nothing resumed.
+#[test]
+fn resume_late_answer_the_sender_sends_everything_and_skips_it() {
+    let t = TestDir::new();
+    let (file, digest) = t.random_file("src/late.bin", 2 * MIB);
+    let data = std::fs::read(&file).unwrap();
+    let (ready, started) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let listener = thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let identity = Arc::new(Identity::ephemeral().unwrap());
+            let endpoint = Endpoint::bind(
+                "127.0.0.1:0".parse().unwrap(),
+                identity,
+                TransportOptions::default(),
+                Some(qp2p::TrustRules::any()),
+            )
+            .unwrap();
+            let ticket =
+                qp2p::net::addr::ticket(&endpoint.fingerprint(), endpoint.local_addr().unwrap());
+            ready.send(ticket).unwrap();
+            let server = qp2p::Server::new(endpoint, qp2p::ServerConfig::unlimited());
+            let serve = async {
+                let incoming = server.accept().await.expect("a connection");
+                let conn = incoming.accept().await.expect("handshake").conn;
+                let (mut send, mut recv) = conn.accept_bi().await.expect("a stream");
+                let (header, first) = qp2p::net::framing::read_header(&mut recv)
+                    .await
+                    .expect("header");
+                assert!(header.resume.is_some(), "{header:?}");
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+                let late = Answer {
+                    status: Held::Prefix,
+                    held: MIB as u64,
+                };
+                send.write_all(&late.encode()).await.unwrap();
+                let rest = recv.read_to_end(4 * MIB).await.expect("the payload");
+                let got = [&first[..], &rest[..]].concat();
+                let ack = qp2p::net::framing::Ack {
+                    status: qp2p::net::framing::AckStatus::Stored,
+                    bytes: got.len() as u64,
+                    digest: *blake3::hash(&got).as_bytes(),
+                };
+                send.write_all(&ack.encode()).await.unwrap();
+                send.finish().unwrap();
+                let _ = tokio::time::timeout(Duration::from_secs(10), conn.closed()).await;
+                got
+            };
+            tokio::select! {
+                got = serve => Some(got),
+                _ = stopped => None,
+            }
+        })
+    });
+    let ticket = started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let r = t.send(&[ticket.as_str(), path_str(&file)]);
+    let _ = stop.send(());
+    let got = listener.join().unwrap();
+    sent_ok(&r, &digest, 2 * MIB);
+    assert_eq!(r.one("sent")["resumed_from"], 0, "{r}");
+    assert!(r.elapsed >= Duration::from_secs(3), "{:?}", r.elapsed);
+    let got = got.expect("the listener saw the stream end");
+    assert!(
+        got == data,
+        "the payload is the file from byte 0, with no start"
+    );
+}
+
+/// `send --no-resume`: no offer, so the listener keeps nothing of a try that broke
+/// off, and the next run sends the whole file again.
+#[test]
+fn resume_no_resume_sends_whole_and_leaves_no_partial() {
+    let t = TestDir::new();
+    let out = t.mkdir("out");
+    let (file, digest) = t.random_file("src/big.bin", SMALL);
+    let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
+    let relay = Relay::to(&l.addr);
+    relay.set_both(crate::util::relay::Impairment::delay(
+        Duration::from_millis(5),
+    ));
+    let ticket = format!("{}@{}", l.fingerprint, relay.addr());
+    let spawn = || {
+        let mut cmd = t.cmd();
+        cmd.args(["--json", "send", "--no-resume", "--idle-timeout", "2s"]);
+        cmd.args([ticket.as_str(), path_str(&file)]);
+        cmd.stdin(Stdio::null());
+        Proc::spawn(cmd)
+    };
+    let mut first = spawn();
+    half_way(&relay, &mut first, SMALL);
+    assert!(
+        !out.join(".qp2p-partial").exists(),
+        "no offer, no partial kept"
+    );
+    first.signal(SIGKILL);
+    let _ = first.wait_timeout(Duration::from_secs(10));
+    l.wait_for("transfer_failed", EVENT_TIMEOUT);
+    assert!(list_all(&out).is_empty(), "{:?}", list_all(&out));
+    let before = up(&relay);
+    let r = spawn().finish(Duration::from_secs(90));
+    sent_ok(&r, &digest, SMALL);
+    assert_eq!(r.one("sent")["resumed_from"], 0, "{r}");
+    assert!(
+        up(&relay) - before >= SMALL as u64,
+        "the second run sends the whole file"
+    );
+    landed_once(&out, "big.bin", &digest);
 }

@@ -69,6 +69,11 @@ pub struct Args {
     /// another copy as name.1.ext].
     #[arg(long, conflicts_with = "uni")]
     pub skip_same: bool,
+    /// Send each file whole on every try: no resume offer, so the listener keeps
+    /// nothing of a try that broke off [default: a file of 1 MiB or more continues
+    /// where the listener's copy of a broken-off try ends].
+    #[arg(long)]
+    pub no_resume: bool,
     /// The digest both ends compute, compare and report.
     #[arg(long, value_enum, value_name = "ALGORITHM", default_value_t = DigestArg::Blake3)]
     pub digest: DigestArg,
@@ -197,7 +202,8 @@ pub async fn run(args: Args, ctx: Context) -> anyhow::Result<()> {
             .with_backoff(backoff)
             .with_mode(mode)
             .with_digest(args.digest.into())
-            .with_skip_same(args.skip_same);
+            .with_skip_same(args.skip_same)
+            .with_resume(!args.no_resume);
         let Some(control) = control else {
             return deliver(&sender, items, &ctx, path).await;
         };

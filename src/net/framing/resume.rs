@@ -8,7 +8,9 @@
 //! - *An answer that arrives after the sender stopped waiting*: the sender has sent
 //!   the plain payload; the receiver sees no start magic in the first bytes and takes
 //!   them as payload from byte 0 ([`Start::parse`]); the sender skips the late answer
-//!   in front of the ack ([`skip_answer`]).
+//!   in front of the ack ([`skip_answer`]). A payload that opens with the magic (a
+//!   file beginning `QP2S`) is told from a start by what follows
+//!   (`net::transfer::resume::read_start`).
 //! - *A start that claims a prefix the receiver does not hold*: it carries the digest
 //!   of the sender's first `from` bytes, which the receiver compares with its own
 //!   before it writes a byte more (`net::transfer::resume`).

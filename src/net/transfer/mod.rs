@@ -220,6 +220,9 @@ pub enum RecvError {
     /// The payload could not be written.
     #[error("could not store: {0}")]
     Storage(std::io::Error),
+    /// The receiver stopped waiting for the payload (a newer try took its place).
+    #[error("stopped: a newer try took its place")]
+    Stopped,
 }
 
 impl RecvError {

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use futures_util::FutureExt;
 use quinn::{ReadError as QuinnReadError, RecvStream, SendStream, WriteError};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use super::super::digest::{Digest, Hasher};
 use super::super::framing::{self, Ack, ErrorCode, Header};
@@ -62,11 +63,13 @@ pub(crate) async fn receive_payload<W: Write + Send + 'static>(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Received<W>, RecvError> {
     let hasher = header.algorithm().hasher();
-    receive_payload_hashed(recv, header, first, sink, limits, progress, hasher).await
+    receive_payload_hashed(recv, header, first, sink, limits, progress, hasher, None).await
 }
 
 /// [`receive_payload`] with a `hasher` that may have seen bytes before these (a resumed
-/// file's prefix): the digest returned covers them too.
+/// file's prefix): the digest returned covers them too. When `stop` is cancelled while
+/// it waits for bytes, it ends with [`RecvError::Stopped`], its writer done.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn receive_payload_hashed<W: Write + Send + 'static>(
     recv: &mut RecvStream,
     header: &Header,
@@ -75,6 +78,7 @@ pub(crate) async fn receive_payload_hashed<W: Write + Send + 'static>(
     limits: Limits,
     progress: &(dyn Fn(u64) + Sync),
     hasher: Hasher,
+    stop: Option<&CancellationToken>,
 ) -> Result<Received<W>, RecvError> {
     limits.check_declared(header)?;
     if let Some(declared) = header.length.filter(|&len| len <= INLINE) {
@@ -94,9 +98,13 @@ pub(crate) async fn receive_payload_hashed<W: Write + Send + 'static>(
         let mut batch_len = 0usize;
         let mut eof = false;
         let mut failed = None;
-        let mut outcome = match first.take() {
-            Some(bytes) => Ok(Some(bytes)),
-            None => recv.read_chunk(CHUNK, true).await.map(chunk_bytes),
+        let mut outcome = match (first.take(), stop) {
+            (Some(bytes), _) => Ok(Some(bytes)),
+            (None, None) => recv.read_chunk(CHUNK, true).await.map(chunk_bytes),
+            (None, Some(stop)) => tokio::select! {
+                r = recv.read_chunk(CHUNK, true) => r.map(chunk_bytes),
+                _ = stop.cancelled() => break Err(RecvError::Stopped),
+            },
         };
         loop {
             match outcome {

@@ -37,7 +37,8 @@ use super::super::framing::resume::{
 use super::super::framing::{self, Ack, ErrorCode, Header, ReadError};
 use super::send::{stream_from, Source};
 use super::{receive_payload_hashed, Limits, Received, RecvError, SendError, CHUNK};
-use crate::store::{Claim, Identity, Store};
+use crate::store::{Claim, Identity, Store, STALL};
+use std::time::Duration;
 
 /// Files of at least this many bytes are offered for resume; below it a resend costs
 /// less than the round trip the answer takes.
@@ -104,7 +105,7 @@ pub(super) async fn send_resumable(
         return Err(SendError::Protocol(framing::FrameError::BadAck));
     }
     if answer.status == Held::Changed {
-        warn!(name = %header.name.escape_debug(), "the file changed since the last try: the receiver discarded what it held; sending from the start");
+        warn!(name = %header.name.escape_debug(), "the file changed since the last try: the receiver holds other content under this name; sending from the start");
     }
     let (source, hasher, from) = match answer.held {
         0 => (source, hasher, 0),
@@ -175,9 +176,18 @@ pub(super) async fn read_ack_after_answer(
     framing::read_ack_after(recv, &head[..4]).await
 }
 
+/// How long a message waits for a partial another message holds and receives into,
+/// before it does without.
+const CLAIM_WAIT: Duration = Duration::from_secs(2);
+/// How long a message waits for a partial whose holder it told to stop (it keeps what
+/// it wrote first: a sync).
+const TAKE_OVER_WAIT: Duration = Duration::from_secs(10);
+
 /// The partial an offered message goes into, when the receiver keeps partials: its
-/// identity, claimed. Waits a little (a retry may arrive while the attempt before it
-/// is still failing), then does without.
+/// identity, claimed. A holder that received nothing for [`STALL`] (a try that broke
+/// off, whose stream the listener has not yet seen die) is told to stop, and its
+/// partial taken over; one that still receives is waited for a little, then this
+/// message does without.
 pub(crate) async fn claim(
     partials: &crate::store::Partials,
     header: &Header,
@@ -191,20 +201,45 @@ pub(crate) async fn claim(
         offer,
         algorithm: header.algorithm(),
     };
-    for _ in 0..40 {
-        let partials = partials.clone();
-        let id = id.clone();
-        match tokio::task::spawn_blocking(move || partials.claim(&id)).await {
+    let started = tokio::time::Instant::now();
+    let mut taken_over = false;
+    loop {
+        let (p, i) = (partials.clone(), id.clone());
+        match tokio::task::spawn_blocking(move || p.claim(&i)).await {
             Ok(Ok(Some(claim))) => return Some(claim),
-            Ok(Ok(None)) => tokio::time::sleep(std::time::Duration::from_millis(50)).await,
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => {
                 warn!(cause = %e, "cannot keep a partial file; receiving without resume");
                 return None;
             }
             Err(_) => return None,
         }
+        if let Some(hold) = partials
+            .holder(&id)
+            .filter(|h| !taken_over && h.idle() >= STALL)
+        {
+            info!(name = %header.name.escape_debug(), idle = ?hold.idle(), "an earlier try of this file holds its partial but receives nothing: taken over");
+            hold.stop().cancel();
+            taken_over = true;
+        }
+        let wait = match taken_over {
+            true => TAKE_OVER_WAIT,
+            false => CLAIM_WAIT,
+        };
+        if started.elapsed() >= wait {
+            warn!(name = %header.name.escape_debug(), "another try of this file holds its partial; receiving without resume");
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    None
+}
+
+/// The error of a message whose partial a newer try took over.
+fn taken_over() -> RecvError {
+    RecvError::Refuse(
+        ErrorCode::Cancelled,
+        "a newer try of this file from the same sender took its partial over".into(),
+    )
 }
 
 /// Answers an offer with what `claim` holds (nothing without a claim).
@@ -231,13 +266,52 @@ pub(crate) async fn answer(send: &mut SendStream, claim: Option<&Claim>) -> Resu
 
 /// Reads the sender's [`Start`] after an answer: `None` (and the bytes read, which
 /// are payload) when the sender stopped waiting and sent the payload without it.
+///
+/// A payload may itself open with the start's magic (a file that begins `QP2S`), so
+/// the magic alone does not decide. A start from `held` (the bytes this receiver
+/// holds, more than 0) is one; its prefix digest is checked before anything is
+/// written. A start from 0 is one only if the [`HEAD_LEN`] bytes after it have the
+/// offer's head digest (else they are the payload's first bytes: a payload that
+/// looked like a start from 0 would have to open with a start's magic, 40 zero
+/// bytes, and a collision). Anything else is payload from byte 0: a sender that lies
+/// about where it starts meets the length and digest checks.
 pub(crate) async fn read_start(
     recv: &mut RecvStream,
     first: Bytes,
+    header: &Header,
+    held: u64,
 ) -> Result<(Option<Start>, Bytes), RecvError> {
     let mut buf = BytesMut::from(&first[..]);
-    while buf.len() < START_LEN {
-        match recv.read_chunk(START_LEN - buf.len(), true).await {
+    fill(recv, &mut buf, START_LEN).await?;
+    let Some(start) = Start::parse(buf[..START_LEN].try_into().expect("START_LEN bytes")) else {
+        return Ok((None, buf.freeze()));
+    };
+    let len = header.length.unwrap_or(0);
+    let head = HEAD_LEN.min(len) as usize;
+    let genuine = match (start.from, header.resume) {
+        (0, Some(offer)) if len >= (START_LEN + head) as u64 => {
+            // Whether a start from 0 or a payload, the stream holds this much.
+            fill(recv, &mut buf, START_LEN + head).await?;
+            let after = &buf[START_LEN..START_LEN + head];
+            header.algorithm().digest(after).bytes == offer.head
+        }
+        (0, _) => true,
+        (from, _) => from == held,
+    };
+    let buf = buf.freeze();
+    Ok(match genuine {
+        true => (Some(start), buf.slice(START_LEN..)),
+        false => {
+            info!(name = %header.name.escape_debug(), "the payload opens like a start frame but is none: the sender stopped waiting for the answer");
+            (None, buf)
+        }
+    })
+}
+
+/// Reads from `recv` into `buf` until it holds `n` bytes.
+async fn fill(recv: &mut RecvStream, buf: &mut BytesMut, n: usize) -> Result<(), RecvError> {
+    while buf.len() < n {
+        match recv.read_chunk(n - buf.len(), true).await {
             Ok(Some(chunk)) => buf.extend_from_slice(&chunk.bytes),
             Ok(None) => {
                 return Err(RecvError::Refuse(
@@ -250,12 +324,7 @@ pub(crate) async fn read_start(
             Err(_) => return Err(RecvError::Lost(quinn::ConnectionError::LocallyClosed)),
         }
     }
-    let buf = buf.freeze();
-    let start = Start::parse(buf[..START_LEN].try_into().expect("START_LEN bytes"));
-    Ok(match start {
-        Some(start) => (Some(start), buf.slice(START_LEN..)),
-        None => (None, buf),
-    })
+    Ok(())
 }
 
 /// Receives an offered message into its claimed partial after the answer: the start,
@@ -272,7 +341,11 @@ pub(crate) async fn receive_into_partial(
     limits: Limits,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<(Received<crate::store::PartialSink>, Claim), RecvError> {
-    let (start, first) = read_start(recv, first).await?;
+    let stop = claim.stop();
+    let (start, first) = tokio::select! {
+        r = read_start(recv, first, header, claim.held) => r?,
+        _ = stop.cancelled() => return Err(taken_over()),
+    };
     let len = header.length.unwrap_or(0);
     let from = start.map_or(0, |s| s.from);
     let hasher = header.algorithm().hasher();
@@ -315,16 +388,47 @@ pub(crate) async fn receive_into_partial(
     let mut rest = header.clone();
     rest.length = Some(len - from);
     progress(from);
-    let got = match receive_payload_hashed(recv, &rest, first, sink, limits, progress, hasher).await
+    let got = match receive_payload_hashed(
+        recv,
+        &rest,
+        first,
+        sink,
+        limits,
+        progress,
+        hasher,
+        Some(&stop),
+    )
+    .await
     {
         Ok(got) => got,
+        Err(RecvError::Stopped) => {
+            // A newer try took the partial over: what was written is kept for it.
+            let claim = tokio::task::spawn_blocking(move || {
+                let _ = claim.keep();
+                claim
+            })
+            .await;
+            drop(claim);
+            return Err(taken_over());
+        }
         Err(e @ RecvError::Storage(_)) => {
             // A full disk or an I/O error: what is there cannot be trusted, and its
             // space is given back.
             claim.discard();
             return Err(e);
         }
-        Err(e) => return Err(e),
+        Err(e) => {
+            // Broken off: what arrived is synced and counted, for the next try.
+            let claim = tokio::task::spawn_blocking(move || {
+                if let Err(e) = claim.keep() {
+                    warn!(cause = %e, "could not sync the partial file; the next try may resend more");
+                }
+                claim
+            })
+            .await;
+            drop(claim);
+            return Err(e);
+        }
     };
     Ok((
         Received {

@@ -3,7 +3,7 @@
 
 use super::*;
 
-/// Slow-loris: 1,000 streams (8 connections, under the 128-stream limit each) open
+/// Slow-loris: 1,000 streams (8 connections of 125 streams, under the stream limit) open
 /// with two bytes of header and then say nothing. A normal `qp2p send` meanwhile is
 /// served at once, the listener's memory stays small, and after `--header-timeout`
 /// every silent stream is reset with HEADER_TIMEOUT while its connection goes on.
