@@ -131,54 +131,68 @@ fn a_wrong_fingerprint_is_exit_4_and_nothing_is_stored() {
     assert!(crate::util::list_files(&inbox).is_empty(), "{out}");
 }
 
-/// A ticket whose introducer never answers (a bound socket that reads nothing) but
-/// whose direct way works: the direct way is dialed at once, not after the
-/// introduction gives up (here a 30 s connect timeout), and wins.
+/// A black hole on loopback: a bound socket that reads nothing (nothing answers,
+/// nothing refuses) while it lives, and its address.
+fn black_hole() -> (std::net::UdpSocket, std::net::SocketAddr) {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = socket.local_addr().unwrap();
+    (socket, addr)
+}
+
+/// A listener and a ticket to it whose introducer is a black hole (`FP@ADDR,IFP@HOLE`),
+/// with the hole's socket (keep it) and address.
+fn behind_a_dead_introducer(
+    dir: &TestDir,
+) -> (Listener, String, std::net::UdpSocket, std::net::SocketAddr) {
+    let listener = dir.listen(&dir.mkdir("in"), &[]);
+    let (hole, dead) = black_hole();
+    let ifp = dir.stranger_fingerprint();
+    let ticket = format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr);
+    (listener, ticket, hole, dead)
+}
+
+/// `qp2p --json --ephemeral race-connect --connect-timeout 30s ARGS`: an introduction
+/// to a black hole would take 30 s to give up.
+fn race_connect_30s(dir: &TestDir, args: &[&str]) -> crate::util::Outcome {
+    let mut all = vec![
+        "--json",
+        "--ephemeral",
+        "race-connect",
+        "--connect-timeout",
+        "30s",
+    ];
+    all.extend_from_slice(args);
+    dir.run(&all)
+}
+
+/// A ticket whose introducer never answers but whose direct way works: the direct way
+/// is dialed at once, not after the introduction gives up (here a 30 s connect
+/// timeout), and wins.
 #[test]
 fn a_dead_introducer_does_not_hold_up_the_direct_way() {
     let dir = TestDir::new();
-    let inbox = dir.mkdir("in");
-    let listener = dir.listen(&inbox, &[]);
-    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let dead = black_hole.local_addr().unwrap();
-    let ifp = dir.stranger_fingerprint();
+    let (_listener, ticket, _hole, _) = behind_a_dead_introducer(&dir);
     let file = dir.write("a.txt", b"straight there");
-    let out = dir.send(&[
-        "--connect-timeout",
-        "30s",
-        &format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr),
-        file.to_str().unwrap(),
-    ]);
+    let out = dir.send(&["--connect-timeout", "30s", &ticket, file.to_str().unwrap()]);
     out.assert_code(0);
     assert_eq!(out.one("sent")["path"], "direct", "{out}");
     assert!(
         out.elapsed < Duration::from_secs(15),
         "waited for the dead introducer: {out}"
     );
-    drop(black_hole);
 }
 
-/// `race-connect` with the same ticket (its introducer black-holed, a 30 s connect
-/// timeout) and a second peer that is dead: the listener's direct way is dialed at
-/// once, while the introducer is asked, and wins well before the introduction could
-/// give up; the dead peer's attempt is cancelled.
+/// `race-connect` with the same ticket and a second peer that is dead: the listener's
+/// direct way is dialed at once, while the introducer is asked, and wins well before
+/// the introduction could give up; the dead peer's attempt is cancelled.
 #[test]
 fn race_connect_does_not_wait_for_a_dead_introducer() {
     let dir = TestDir::new();
-    let listener = dir.listen(&dir.mkdir("in"), &[]);
-    let black_hole = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let dead = black_hole.local_addr().unwrap();
-    let ifp = dir.stranger_fingerprint();
-    let ticket = format!("{}@{},{ifp}@{dead}", listener.fingerprint, listener.addr);
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "race-connect",
-        "--connect-timeout",
-        "30s",
-        &ticket,
-        &format!("{}@{dead}", listener.fingerprint),
-    ]);
+    let (listener, ticket, _hole, dead) = behind_a_dead_introducer(&dir);
+    let out = race_connect_30s(
+        &dir,
+        &[&ticket, &format!("{}@{dead}", listener.fingerprint)],
+    );
     out.assert_code(0);
     let winner = out.one("winner");
     assert_eq!(winner["addr"], listener.addr, "{out}");
@@ -192,7 +206,6 @@ fn race_connect_does_not_wait_for_a_dead_introducer() {
         out.elapsed < Duration::from_secs(10),
         "waited for the dead introducer: {out}"
     );
-    drop(black_hole);
 }
 
 /// `race-connect --timeout 2s` with a ticket whose direct way and introducer are both
@@ -201,25 +214,11 @@ fn race_connect_does_not_wait_for_a_dead_introducer() {
 #[test]
 fn race_connect_timeout_bounds_a_dead_introducer_and_names_it() {
     let dir = TestDir::new();
-    let holes: Vec<_> = (0..2)
-        .map(|_| std::net::UdpSocket::bind("127.0.0.1:0").unwrap())
-        .collect();
-    let (direct, intro) = (
-        holes[0].local_addr().unwrap(),
-        holes[1].local_addr().unwrap(),
-    );
+    let ((_direct_hole, direct), (_intro_hole, intro)) = (black_hole(), black_hole());
     let fp = dir.stranger_fingerprint();
     let ifp = dir.stranger_fingerprint();
-    let out = dir.run(&[
-        "--json",
-        "--ephemeral",
-        "race-connect",
-        "--connect-timeout",
-        "30s",
-        "--timeout",
-        "2s",
-        &format!("{fp}@{direct},{ifp}@{intro}"),
-    ]);
+    let ticket = format!("{fp}@{direct},{ifp}@{intro}");
+    let out = race_connect_30s(&dir, &["--timeout", "2s", &ticket]);
     out.assert_json_error(3);
     assert!(
         out.elapsed < Duration::from_secs(10),
