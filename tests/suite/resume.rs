@@ -409,27 +409,10 @@ fn resume_lying_sender_is_refused_and_the_partial_discarded() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let target: qp2p::Target = server.ticket.parse().unwrap();
-        let addr = target.resolve().await.unwrap()[0];
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
-        let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
-        let conn = endpoint.connect(addr, rules).await.unwrap();
+        let (_endpoint, conn) = library_sender(&server.ticket).await;
         // First try: half of the file, then this sender gives up.
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&header.encode()).await.unwrap();
+        first_try_given_up(&conn, &header, &data[..len as usize / 2]).await;
         let mut buf = [0u8; ANSWER_LEN];
-        recv.read_exact(&mut buf).await.unwrap();
-        assert_eq!(Answer::decode(&buf).unwrap().status, Held::Nothing);
-        let start = Start {
-            from: 0,
-            prefix: [0; 32],
-        };
-        send.write_all(&start.encode()).await.unwrap();
-        send.write_all(&data[..len as usize / 2]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        send.reset(quinn::VarInt::from_u32(ErrorCode::Cancelled as u32))
-            .unwrap();
         let failed = server.wait_for("failed", EVENT_TIMEOUT);
         assert!(
             failed["error"].as_str().unwrap().contains("cancelled"),
@@ -565,27 +548,9 @@ fn resume_late_answer_a_payload_that_looks_like_a_start_lands_whole() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let target: qp2p::Target = server.ticket.parse().unwrap();
-        let addr = target.resolve().await.unwrap()[0];
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
-        let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
-        let conn = endpoint.connect(addr, rules).await.unwrap();
+        let (_endpoint, conn) = library_sender(&server.ticket).await;
         // First try, on time: half of the file, then this sender gives up.
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        send.write_all(&header.encode()).await.unwrap();
-        let mut buf = [0u8; ANSWER_LEN];
-        recv.read_exact(&mut buf).await.unwrap();
-        assert_eq!(Answer::decode(&buf).unwrap().status, Held::Nothing);
-        let start = Start {
-            from: 0,
-            prefix: [0; 32],
-        };
-        send.write_all(&start.encode()).await.unwrap();
-        send.write_all(&data[..len / 2]).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        send.reset(quinn::VarInt::from_u32(ErrorCode::Cancelled as u32))
-            .unwrap();
+        first_try_given_up(&conn, &header, &data[..len / 2]).await;
         server.wait_for("failed", EVENT_TIMEOUT);
         // Second try, late: the payload from byte 0 without waiting for the answer.
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
@@ -726,4 +691,36 @@ fn resume_no_resume_sends_whole_and_leaves_no_partial() {
         "the second run sends the whole file"
     );
     landed_once(&out, "big.bin", &digest);
+}
+
+/// A sender built on the library, connected to the in-process listener of `ticket` and
+/// pinned to its fingerprint (the endpoint is returned to keep it alive).
+async fn library_sender(ticket: &str) -> (Endpoint, quinn::Connection) {
+    let target: qp2p::Target = ticket.parse().unwrap();
+    let addr = target.resolve().await.unwrap()[0];
+    let id = Arc::new(Identity::ephemeral().unwrap());
+    let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
+    let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
+    let conn = endpoint.connect(addr, rules).await.unwrap();
+    (endpoint, conn)
+}
+
+/// A first try that breaks off: `header` with its resume offer, the listener's answer
+/// (it holds nothing yet), a start from byte 0, `part` of the payload, then a reset
+/// (CANCELLED) half a second later, so the listener keeps what arrived as a partial.
+async fn first_try_given_up(conn: &quinn::Connection, header: &Header, part: &[u8]) {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(&header.encode()).await.unwrap();
+    let mut buf = [0u8; ANSWER_LEN];
+    recv.read_exact(&mut buf).await.unwrap();
+    assert_eq!(Answer::decode(&buf).unwrap().status, Held::Nothing);
+    let start = Start {
+        from: 0,
+        prefix: [0; 32],
+    };
+    send.write_all(&start.encode()).await.unwrap();
+    send.write_all(part).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    send.reset(quinn::VarInt::from_u32(ErrorCode::Cancelled as u32))
+        .unwrap();
 }
