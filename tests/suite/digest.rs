@@ -12,7 +12,7 @@ use qp2p::{
     TransportOptions, TrustRules,
 };
 
-use crate::util::server::InProcess;
+use crate::util::server::{connect_pinned, InProcess};
 use crate::util::{
     blake3, blake3_file, digest, path_str, random_bytes, sha256, TestDir, EVENT_TIMEOUT,
 };
@@ -171,12 +171,7 @@ fn a_version_1_header_is_stored_and_acked_with_sha256() {
     let data = random_bytes(100_000);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let target: qp2p::Target = listener.ticket.parse().unwrap();
-        let addr = target.resolve().await.unwrap()[0];
-        let id = Arc::new(Identity::ephemeral().unwrap());
-        let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
-        let rules = TrustRules::pinned_to(target.expect.unwrap());
-        let conn = endpoint.connect(addr, rules).await.unwrap();
+        let (_endpoint, conn) = connect_pinned(&listener.ticket).await;
         let header = Header {
             kind: Kind::Message,
             id: MessageId::random(),

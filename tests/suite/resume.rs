@@ -21,7 +21,7 @@ use qp2p::net::framing::{ErrorCode, Header, Kind, MessageId};
 use qp2p::{Algorithm, Endpoint, Identity, TransportOptions};
 
 use crate::util::relay::{Dir, Relay};
-use crate::util::server::{InProcess, Options};
+use crate::util::server::{connect_pinned, InProcess, Options};
 use crate::util::{
     blake3_file, list_all, path_str, random_bytes, write_random, Listener, Outcome, Proc, TestDir,
     EVENT_TIMEOUT, MIB,
@@ -143,10 +143,7 @@ fn resume_rerun_takes_over_the_partial_of_a_try_the_listener_thinks_alive() {
     let out = t.mkdir("out");
     let (file, digest) = t.random_file("src/big.bin", SIZE);
     let mut l = t.listen(&out, &["--idle-timeout", "30s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
     let spawn = || {
         let mut cmd = t.cmd();
         let ticket = format!("{}@{}", l.fingerprint, relay.addr());
@@ -307,10 +304,7 @@ fn resume_after_a_simulated_power_loss_trusts_only_the_synced_bytes() {
     let out = t.mkdir("out");
     let (file, digest) = t.random_file("src/big.bin", SMALL);
     let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
     let mut first = spawn_send(&t, &l, &relay, &file);
     half_way(&relay, &mut first, SMALL);
     first.signal(SIGKILL);
@@ -409,7 +403,7 @@ fn resume_lying_sender_is_refused_and_the_partial_discarded() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = library_sender(&server.ticket).await;
+        let (_endpoint, conn) = connect_pinned(&server.ticket).await;
         // First try: half of the file, then this sender gives up.
         first_try_given_up(&conn, &header, &data[..len as usize / 2]).await;
         let mut buf = [0u8; ANSWER_LEN];
@@ -548,7 +542,7 @@ fn resume_late_answer_a_payload_that_looks_like_a_start_lands_whole() {
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = library_sender(&server.ticket).await;
+        let (_endpoint, conn) = connect_pinned(&server.ticket).await;
         // First try, on time: half of the file, then this sender gives up.
         first_try_given_up(&conn, &header, &data[..len / 2]).await;
         server.wait_for("failed", EVENT_TIMEOUT);
@@ -660,10 +654,7 @@ fn resume_no_resume_sends_whole_and_leaves_no_partial() {
     let out = t.mkdir("out");
     let (file, digest) = t.random_file("src/big.bin", SMALL);
     let mut l = t.listen(&out, &["--idle-timeout", "2s"]);
-    let relay = Relay::to(&l.addr);
-    relay.set_both(crate::util::relay::Impairment::delay(
-        Duration::from_millis(5),
-    ));
+    let relay = Relay::delayed_to(&l.addr, Duration::from_millis(5));
     let ticket = format!("{}@{}", l.fingerprint, relay.addr());
     let spawn = || {
         let mut cmd = t.cmd();
@@ -691,18 +682,6 @@ fn resume_no_resume_sends_whole_and_leaves_no_partial() {
         "the second run sends the whole file"
     );
     landed_once(&out, "big.bin", &digest);
-}
-
-/// A sender built on the library, connected to the in-process listener of `ticket` and
-/// pinned to its fingerprint (the endpoint is returned to keep it alive).
-async fn library_sender(ticket: &str) -> (Endpoint, quinn::Connection) {
-    let target: qp2p::Target = ticket.parse().unwrap();
-    let addr = target.resolve().await.unwrap()[0];
-    let id = Arc::new(Identity::ephemeral().unwrap());
-    let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
-    let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
-    let conn = endpoint.connect(addr, rules).await.unwrap();
-    (endpoint, conn)
 }
 
 /// A first try that breaks off: `header` with its resume offer, the listener's answer

@@ -3,26 +3,14 @@
 //! built on the net module: what a hostile or unusual peer can do that `qp2p send`
 //! never would.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use qp2p::net::framing::{self, ErrorCode, Header, Kind, MessageId, MAX_HEADER_LEN};
 use qp2p::net::transfer::{hex, send_message, Mode, SendError, Source};
-use qp2p::{Algorithm, Endpoint, Fingerprint, Identity, TransportOptions};
+use qp2p::{Algorithm, Fingerprint};
 
-use crate::util::server::InProcess;
+use crate::util::server::{connect_pinned, InProcess};
 use crate::util::{blake3, digest, list_all, random_bytes, reset_code, TestDir, EVENT_TIMEOUT};
-
-/// A client endpoint with a fresh identity, connected to the listener (pinned).
-async fn connect(ticket: &str) -> (Endpoint, quinn::Connection) {
-    let target: qp2p::Target = ticket.parse().unwrap();
-    let addr = target.resolve().await.unwrap()[0];
-    let id = Arc::new(Identity::ephemeral().unwrap());
-    let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
-    let rules = qp2p::TrustRules::pinned_to(target.expect.unwrap());
-    let conn = endpoint.connect(addr, rules).await.unwrap();
-    (endpoint, conn)
-}
 
 fn message(name: &str, data: &[u8], id: MessageId) -> (Header, Source) {
     let header = Header {
@@ -46,7 +34,7 @@ fn bad_headers_reset_only_their_stream() {
     let mut listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = connect(&listener.ticket).await;
+        let (_endpoint, conn) = connect_pinned(&listener.ticket).await;
 
         let code = reset_code(&conn, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
         assert_eq!(code, ErrorCode::BadHeader as u64, "garbage header");
@@ -93,7 +81,7 @@ fn a_message_in_pieces_lands_whole() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let sizes = [1000usize, 300_000];
     rt.block_on(async {
-        let (_endpoint, conn) = connect(&listener.ticket).await;
+        let (_endpoint, conn) = connect_pinned(&listener.ticket).await;
         for size in sizes {
             let data = random_bytes(size);
             let (header, _) = message(&format!("pieces-{size}"), &data, MessageId::random());
@@ -132,7 +120,7 @@ fn the_same_message_id_is_stored_once() {
     let id = MessageId::random();
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_e1, first) = connect(&listener.ticket).await;
+        let (_e1, first) = connect_pinned(&listener.ticket).await;
         let (header, source) = message("once.bin", &data, id);
         let sent = send_message(&first, &header, source, Mode::Bidi, &|_| {})
             .await
@@ -140,7 +128,7 @@ fn the_same_message_id_is_stored_once() {
         assert!(!sent.duplicate);
         // The ack was "lost": the sender retries on a fresh connection.
         first.close(0u32.into(), b"lost ack");
-        let (_e2, second) = connect(&listener.ticket).await;
+        let (_e2, second) = connect_pinned(&listener.ticket).await;
         let (header, source) = message("once.bin", &data, id);
         let again = send_message(&second, &header, source, Mode::Bidi, &|_| {})
             .await
@@ -178,7 +166,7 @@ fn a_lying_length_fails_the_message_only() {
     let mut listener = InProcess::start(&out);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = connect(&listener.ticket).await;
+        let (_endpoint, conn) = connect_pinned(&listener.ticket).await;
         for (declared, actual) in [(10u64, 20usize), (1 << 30, 1000)] {
             let header = Header {
                 kind: Kind::Message,
@@ -217,7 +205,7 @@ fn printed_fingerprint_is_the_one_on_the_wire() {
     let listener = dir.listen(&out, &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let (_endpoint, conn) = connect(&listener.ticket).await;
+        let (_endpoint, conn) = connect_pinned(&listener.ticket).await;
         let fp = Fingerprint::of_peer(&conn).unwrap();
         assert_eq!(fp.to_string(), listener.fingerprint);
     });

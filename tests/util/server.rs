@@ -182,3 +182,16 @@ impl Drop for InProcess {
         }
     }
 }
+
+/// A client endpoint built on the library with a fresh identity, connected to the
+/// listener of `ticket` and pinned to its fingerprint (the endpoint is returned to keep
+/// it alive): a sender that speaks the wire by hand.
+pub async fn connect_pinned(ticket: &str) -> (Endpoint, quinn::Connection) {
+    let target: qp2p::Target = ticket.parse().unwrap();
+    let addr = target.resolve().await.unwrap()[0];
+    let id = Arc::new(Identity::ephemeral().unwrap());
+    let endpoint = Endpoint::client(id, TransportOptions::default()).unwrap();
+    let rules = TrustRules::pinned_to(target.expect.unwrap());
+    let conn = endpoint.connect(addr, rules).await.unwrap();
+    (endpoint, conn)
+}
